@@ -1,0 +1,15 @@
+//! edgebench-core: the library behind the `edgebench` binary: targets, workloads, the runner,
+//! metrics and statistics, the model catalog, the resource monitor and the exporters.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod clock;
+pub mod metrics;
+pub mod monitor;
+pub mod record;
+pub mod report;
+pub mod repro;
+pub mod runner;
+pub mod stats;
+pub mod target;
+pub mod workload;

@@ -1,0 +1,148 @@
+//! The raw record of one request: monotonic timestamps, token counts and errors, as measured.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a record's token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCountSource {
+    /// The embedded engine counted the tokens it decoded.
+    Engine,
+    /// The server's `usage` object.
+    ServerUsage,
+    /// The model's tokenizer, applied by edgebench to the text.
+    Tokenizer,
+    /// One token per streamed chunk (an estimate).
+    Chunks,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model emitted an end-of-generation token.
+    Stop,
+    /// The output-token limit was reached.
+    Length,
+    /// The request failed (see the record's error).
+    Error,
+    /// The run was interrupted.
+    Cancelled,
+}
+
+/// The kind of a failed request, counted in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The prompt and the output do not fit the context window.
+    ContextOverflow,
+    /// The model produced no token.
+    NoOutput,
+    /// The engine failed while decoding.
+    Engine,
+    /// The target could not be reached.
+    Connect,
+    /// A timeout expired.
+    Timeout,
+    /// The server answered with an HTTP error status (or an error object in the stream).
+    Http,
+    /// HTTP 429: the server asked to slow down.
+    RateLimited,
+    /// The connection was lost before the response was complete.
+    Disconnected,
+    /// The server's stream could not be parsed.
+    Protocol,
+    /// The run was interrupted before the request finished.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// The snake_case name used in files and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ContextOverflow => "context_overflow",
+            Self::NoOutput => "no_output",
+            Self::Engine => "engine",
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Http => "http",
+            Self::RateLimited => "rate_limited",
+            Self::Disconnected => "disconnected",
+            Self::Protocol => "protocol",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A failed request's error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// One arrival of generated text: a token from the engine, or a chunk from a server.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Arrival time, ns on the run clock.
+    pub t_ns: u64,
+    /// Tokens the chunk carried.
+    pub tokens: u32,
+    /// True for reasoning ("thinking") text, false for answer text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reasoning: bool,
+}
+
+/// The engine's or server's own timings for a request, stored beside the client's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineTimings {
+    /// Who measured: "llama.cpp" for the embedded engine, "llama-server" for its `timings`.
+    pub source: String,
+    pub prompt_ms: f64,
+    pub prompt_tokens: u64,
+    pub decode_ms: f64,
+    pub decode_tokens: u64,
+}
+
+/// Everything measured about one request. Timestamps are ns on the run's [`crate::clock::Clock`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request's sequence number in its unit (warm-ups first).
+    pub index: u32,
+    /// Warm-up requests are stored but left out of statistics.
+    pub warmup: bool,
+    /// A stable id of the prompt (so two runs of the same prompts can be paired).
+    pub prompt_id: String,
+    /// When the request was due: the send time in a closed loop, the arrival time under a rate.
+    pub t_scheduled_ns: u64,
+    /// When the request was handed to the target.
+    pub t_sent_ns: u64,
+    /// The first response byte (HTTP) or the first token (engine).
+    pub t_first_byte_ns: Option<u64>,
+    /// Every text-bearing arrival, in order.
+    pub chunks: Vec<Chunk>,
+    /// When the response was complete (or failed).
+    pub t_end_ns: u64,
+    /// Prompt tokens, as counted by `token_count_source`.
+    pub prompt_tokens: Option<u64>,
+    /// Generated tokens (answer and reasoning).
+    pub output_tokens: u64,
+    /// The part of `output_tokens` that was reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    pub token_count_source: TokenCountSource,
+    pub finish_reason: FinishReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RequestError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_timings: Option<EngineTimings>,
+    /// The generated answer text.
+    pub output_text: String,
+}
+
+impl RequestRecord {
+    /// True when the request finished without an error.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}

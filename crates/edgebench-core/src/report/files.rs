@@ -1,0 +1,297 @@
+//! Result files: names users script against, JSONL request lines, the JSON run summary, and
+//! atomic writes (a file appears whole or not at all).
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::catalog::ModelInfo;
+use crate::metrics::{RequestMetrics, UnitSummary};
+use crate::monitor::MonitorSummary;
+use crate::record::RequestRecord;
+use crate::repro::Environment;
+use crate::runner::RunPlan;
+use crate::target::TargetInfo;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
+/// place; on error nothing is left at `path` or beside it.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".edgebench-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A file-name component: characters other than letters, digits, `.`, `-` and `_` become `-`.
+pub fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "unknown".into()
+    } else {
+        out
+    }
+}
+
+/// The timestamp used in file names: UTC, `YYYYMMDD_HHMMSS`.
+pub fn file_timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}_{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `perf_{publisher}_{model}_{FORMAT}_{QUANT}_{scenario}_{timestamp}.jsonl`.
+pub fn perf_file_name(model: &ModelInfo, scenario: &str, timestamp: &str) -> String {
+    format!(
+        "perf_{}_{}_{}_{}_{}_{}.jsonl",
+        sanitize(&model.publisher),
+        sanitize(&model.name),
+        sanitize(&model.format.to_ascii_uppercase()),
+        sanitize(&model.quantization.to_ascii_uppercase()),
+        sanitize(scenario),
+        timestamp
+    )
+}
+
+/// One line of a perf JSONL file: who and what, the raw record, and the derived metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PerfLine {
+    pub run_id: String,
+    /// The run's config hash (see `experiment_config_{run_id}.json`).
+    pub config_hash: String,
+    pub model: String,
+    pub publisher: String,
+    pub format: String,
+    pub quantization: String,
+    pub scenario: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub record: RequestRecord,
+    pub metrics: RequestMetrics,
+    /// For structured-output scenarios: the answer is one valid JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_valid: Option<bool>,
+}
+
+/// Renders perf lines as JSONL.
+pub fn jsonl(lines: &[PerfLine]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    for l in lines {
+        serde_json::to_writer(&mut out, l)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// One unit in the run summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnitReport {
+    #[serde(flatten)]
+    pub summary: UnitSummary,
+    pub monitor: MonitorSummary,
+    /// The context window used for the unit, when the target sizes it.
+    pub context_tokens: Option<u32>,
+    /// The unit's JSONL file.
+    pub file: Option<PathBuf>,
+}
+
+/// One model of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    pub model: ModelInfo,
+    pub target: TargetInfo,
+    pub units: Vec<UnitReport>,
+}
+
+/// One model's setup in the reproducibility record.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSetup {
+    pub model: ModelInfo,
+    pub target: TargetInfo,
+}
+
+/// `results/experiment_config_{id}.json`: what was run, where, with what, and the config hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentConfig {
+    pub experiment_id: String,
+    pub created: String,
+    /// SHA-256 over the canonical JSON of [`ConfigForHash`]: equal hashes mean comparable runs.
+    pub config_hash: String,
+    pub environment: Environment,
+    pub plan: RunPlan,
+    /// Where the scenarios came from: "built-in" or the file's path.
+    pub scenarios_source: String,
+    pub scenarios: Vec<crate::workload::Scenario>,
+    /// SHA-256 of the passages text the prompts were built from.
+    pub passages_sha256: String,
+    pub models: Vec<ModelSetup>,
+}
+
+/// The part of a run's configuration that decides its results (not the machine, not the time).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigForHash<'a> {
+    pub plan: &'a RunPlan,
+    pub scenarios: &'a [crate::workload::Scenario],
+    pub passages_sha256: &'a str,
+    /// Per model: name, quantization, parameters, file size, engine, threads, context size.
+    pub models: Vec<serde_json::Value>,
+}
+
+/// SHA-256 (hex) of the canonical JSON (keys sorted, no spaces) of a value.
+pub fn canonical_hash<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    use sha2::{Digest, Sha256};
+    // serde_json::Value keeps object keys sorted, which makes the text canonical.
+    let v = serde_json::to_value(value)?;
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&v)?)))
+}
+
+/// The config hash of a run.
+pub fn config_hash(
+    plan: &RunPlan,
+    scenarios: &[crate::workload::Scenario],
+    passages_sha256: &str,
+    models: &[ModelSetup],
+) -> Result<String, serde_json::Error> {
+    let models = models
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.model.name,
+                "quantization": m.model.quantization,
+                "format": m.model.format,
+                "parameters": m.model.parameters,
+                "file_size_bytes": m.model.file_size_bytes,
+                "engine": m.target.engine,
+                "kind": m.target.kind,
+                "threads": m.target.threads,
+            })
+        })
+        .collect();
+    canonical_hash(&ConfigForHash {
+        plan,
+        scenarios,
+        passages_sha256,
+        models,
+    })
+}
+
+/// The summary of a run (what `--json` prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub started: String,
+    pub config_hash: String,
+    pub environment: Environment,
+    pub plan: RunPlan,
+    pub models: Vec<ModelReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            path: "m.gguf".into(),
+            key: None,
+            name: "SmolLM2-135M-Instruct".into(),
+            publisher: "HuggingFaceTB".into(),
+            format: "gguf".into(),
+            quantization: "Q4_1".into(),
+            architecture: "llama".into(),
+            parameters: 1,
+            context_length: None,
+            license: None,
+            has_chat_template: true,
+            file_size_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn perf_file_name_follows_the_contract() {
+        let t = time::macros::datetime!(2026-11-24 19:03:05 UTC);
+        assert_eq!(
+            perf_file_name(&model(), "interactive_assistant", &file_timestamp(t)),
+            "perf_HuggingFaceTB_SmolLM2-135M-Instruct_GGUF_Q4_1_interactive_assistant_20261124_190305.jsonl"
+        );
+        let mut m = model();
+        m.publisher = "Some Org/x".into();
+        assert!(perf_file_name(&m, "s", "t").starts_with("perf_Some-Org-x_"));
+        assert_eq!(sanitize(""), "unknown");
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/out.jsonl");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.jsonl")]);
+    }
+
+    #[test]
+    fn canonical_hash_ignores_key_order_and_sees_values() {
+        let a = serde_json::json!({"b": 1, "a": [1, 2]});
+        let b: serde_json::Value = serde_json::from_str(r#"{"a":[1,2],"b":1}"#).unwrap();
+        assert_eq!(canonical_hash(&a).unwrap(), canonical_hash(&b).unwrap());
+        let c = serde_json::json!({"b": 2, "a": [1, 2]});
+        assert_ne!(canonical_hash(&a).unwrap(), canonical_hash(&c).unwrap());
+        assert_eq!(canonical_hash(&a).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn config_hash_depends_on_plan_not_on_the_machine() {
+        let setup = ModelSetup {
+            model: model(),
+            target: TargetInfo::default(),
+        };
+        let plan = RunPlan::default();
+        let h1 = config_hash(&plan, &[], "x", std::slice::from_ref(&setup)).unwrap();
+        let mut other = setup.clone();
+        other.target.model_load_ms = Some(123.0);
+        other.target.pid = Some(99);
+        assert_eq!(h1, config_hash(&plan, &[], "x", &[other]).unwrap());
+        let seeded = RunPlan {
+            seed: 7,
+            ..RunPlan::default()
+        };
+        assert_ne!(h1, config_hash(&seeded, &[], "x", &[setup]).unwrap());
+    }
+
+    #[test]
+    fn atomic_write_into_a_file_path_fails_cleanly() {
+        let d = tempfile::tempdir().unwrap();
+        let blocker = d.path().join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        assert!(atomic_write(&blocker.join("out.json"), b"y").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! Reproducibility: the machine and software a result was measured on.
+
+use serde::{Deserialize, Serialize};
+use sysinfo::System;
+
+/// The machine and software of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub edgebench_version: String,
+    /// The git commit edgebench was built from, when known.
+    pub edgebench_commit: Option<String>,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub physical_cores: Option<usize>,
+    pub logical_cores: usize,
+    pub ram_total_mb: u64,
+    pub ram_available_mb: u64,
+}
+
+impl Environment {
+    /// Reads the environment of this machine now.
+    pub fn capture(version: &str, commit: Option<&str>) -> Self {
+        let mut sys = System::new();
+        sys.refresh_memory();
+        sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+        let cpu_model = sys
+            .cpus()
+            .first()
+            .map(|c| c.brand().trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        Self {
+            edgebench_version: version.to_string(),
+            edgebench_commit: commit.map(str::to_string),
+            os: System::long_os_version().unwrap_or_else(|| std::env::consts::OS.to_string()),
+            kernel: System::kernel_version().unwrap_or_default(),
+            cpu_model,
+            physical_cores: System::physical_core_count(&sys),
+            logical_cores: sys.cpus().len(),
+            ram_total_mb: sys.total_memory() / 1_000_000,
+            ram_available_mb: sys.available_memory() / 1_000_000,
+        }
+    }
+}
+
+/// Threads for decoding by default: the physical core count (as llama-bench does), at least 1.
+pub fn default_threads() -> u32 {
+    System::physical_core_count(&System::new())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .map_or(1, |n| n.max(1) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_reads_this_machine() {
+        let e = Environment::capture("1.2.3", Some("abc"));
+        assert_eq!(e.edgebench_version, "1.2.3");
+        assert!(e.logical_cores >= 1);
+        assert!(e.ram_total_mb > 0);
+        assert!(default_threads() >= 1);
+    }
+}

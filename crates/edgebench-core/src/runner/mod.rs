@@ -1,0 +1,609 @@
+//! The runner: builds each unit's prompts, checks them, sends warm-ups and measured requests in
+//! order with cool-downs, samples resources, and hands back raw records (no statistics here).
+
+use futures_util::StreamExt;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::monitor::{self, Monitor, MonitorSummary, Sample};
+use crate::record::{ErrorKind, RequestRecord};
+use crate::target::{GenRequest, Sampling, Target};
+use crate::workload::{self, BuildOptions, BuiltPrompt, PromptRole, Scenario, ScenarioFile};
+
+/// What to run against one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunPlan {
+    /// Measured requests per unit.
+    pub runs: u32,
+    /// Warm-up requests per unit (stored, flagged, left out of statistics).
+    pub warmup: u32,
+    /// Pause after each request, seconds.
+    pub cooldown_s: f64,
+    pub seed: u64,
+    /// Overrides the scenarios' output lengths.
+    pub max_tokens: Option<u32>,
+    /// Give every prompt a unique lead-in so no prefix cache can help (default).
+    pub unique_prefix: bool,
+    pub sampling: Sampling,
+    /// Resource sampling interval, ms.
+    pub monitor_interval_ms: u64,
+    /// Measured requests in flight at once (closed loop); 1 = one after another with cool-downs.
+    pub concurrency: u32,
+    /// Open-loop arrivals: requests per second, Poisson (seeded); latency counts from each
+    /// request's scheduled arrival, so a slow server cannot hide queueing (no coordinated omission).
+    pub rate_per_s: Option<f64>,
+}
+
+impl Default for RunPlan {
+    fn default() -> Self {
+        Self {
+            runs: 20,
+            warmup: 3,
+            cooldown_s: 2.0,
+            seed: 42,
+            max_tokens: None,
+            unique_prefix: true,
+            sampling: Sampling::default(),
+            monitor_interval_ms: 500,
+            concurrency: 1,
+            rate_per_s: None,
+        }
+    }
+}
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("--runs must be at least 1")]
+    ZeroRuns,
+    #[error(
+        "--concurrency must be at least 1 and --rate a positive number of requests per second"
+    )]
+    BadLoad,
+    #[error(transparent)]
+    Workload(#[from] workload::WorkloadError),
+    #[error(
+        "scenario {scenario}: a prompt of {prompt_tokens} tokens plus {max_tokens} output tokens does not fit the {context}-token context of model {model}"
+    )]
+    PromptTooLong {
+        model: String,
+        scenario: String,
+        prompt_tokens: u64,
+        max_tokens: u32,
+        context: u32,
+    },
+    #[error("model {model} emitted no token for scenario {scenario}: {message}")]
+    NoOutput {
+        model: String,
+        scenario: String,
+        message: String,
+    },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("target: {0}")]
+    Target(#[from] crate::target::TargetError),
+}
+
+/// Progress of a run, for the CLI's progress bar or a live view.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// A unit is about to start, with its number of requests (warm-ups included).
+    UnitStarted {
+        model: String,
+        scenario: String,
+        requests: u32,
+    },
+    /// A request finished.
+    RequestDone {
+        model: String,
+        scenario: String,
+        warmup: bool,
+        ok: bool,
+    },
+}
+
+/// The raw outcome of one unit (model x scenario).
+#[derive(Debug, Clone)]
+pub struct UnitOutcome {
+    pub scenario: Scenario,
+    /// Warm-ups first, then measured requests, in send order.
+    pub records: Vec<RequestRecord>,
+    pub samples: Vec<Sample>,
+    pub monitor: MonitorSummary,
+    pub started: time::OffsetDateTime,
+    pub duration: Duration,
+    /// The context window the target used for this unit, when it sizes its context.
+    pub context_tokens: Option<u32>,
+}
+
+/// A flag the runner checks between requests; set it to stop the run early.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// Asks the run to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Prompts of one unit, checked against the context window.
+#[derive(Debug, Clone)]
+pub struct PreparedUnit {
+    pub scenario: Scenario,
+    pub warmup: Vec<BuiltPrompt>,
+    pub measured: Vec<BuiltPrompt>,
+}
+
+/// Builds every unit's prompts and checks that each fits the target's context, before anything runs.
+pub async fn prepare(
+    plan: &RunPlan,
+    file: &ScenarioFile,
+    scenarios: &[&Scenario],
+    target: &dyn Target,
+    model: &str,
+) -> Result<Vec<PreparedUnit>, RunError> {
+    if plan.runs == 0 {
+        return Err(RunError::ZeroRuns);
+    }
+    if plan.concurrency == 0 || plan.rate_per_s.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(RunError::BadLoad);
+    }
+    let opts = BuildOptions {
+        seed: plan.seed,
+        unique_prefix: plan.unique_prefix,
+        max_tokens: plan.max_tokens,
+    };
+    let mut units = Vec::new();
+    for sc in scenarios {
+        let warmup =
+            workload::build_prompts(file, sc, PromptRole::Warmup, plan.warmup, &opts, target)
+                .await?;
+        let measured =
+            workload::build_prompts(file, sc, PromptRole::Measured, plan.runs, &opts, target)
+                .await?;
+        if let Some(context) = target.context_tokens() {
+            for p in warmup.iter().chain(&measured) {
+                let prompt_tokens = p.prompt_tokens.unwrap_or(0);
+                if prompt_tokens + u64::from(p.max_tokens) > u64::from(context) {
+                    return Err(RunError::PromptTooLong {
+                        model: model.to_string(),
+                        scenario: sc.name.clone(),
+                        prompt_tokens,
+                        max_tokens: p.max_tokens,
+                        context,
+                    });
+                }
+            }
+        }
+        units.push(PreparedUnit {
+            scenario: (*sc).clone(),
+            warmup,
+            measured,
+        });
+    }
+    Ok(units)
+}
+
+/// Runs one prepared unit: warm-ups, then measured requests, one at a time with the cool-down
+/// after each. A failed request is recorded and the unit goes on; a first request that yields no
+/// token at all stops the run (the model is unusable for this scenario).
+pub async fn run_unit(
+    plan: &RunPlan,
+    unit: &PreparedUnit,
+    target: &dyn Target,
+    model: &str,
+    clock: &Clock,
+    cancel: &CancelFlag,
+    on_event: &(dyn Fn(RunEvent) + Send + Sync),
+) -> Result<UnitOutcome, RunError> {
+    let need = unit
+        .warmup
+        .iter()
+        .chain(&unit.measured)
+        .map(|p| p.prompt_tokens.unwrap_or(0) + u64::from(p.max_tokens))
+        .max()
+        .unwrap_or(0);
+    let context_tokens = target
+        .reserve_context(u32::try_from(need).unwrap_or(u32::MAX))
+        .await?;
+    let started = time::OffsetDateTime::now_utc();
+    let t0 = Instant::now();
+    let pid = target.info().pid;
+    let mon = Monitor::start(pid, Duration::from_millis(plan.monitor_interval_ms), *clock);
+    let total = (unit.warmup.len() + unit.measured.len()) as u32;
+    on_event(RunEvent::UnitStarted {
+        model: model.to_string(),
+        scenario: unit.scenario.name.clone(),
+        requests: total,
+    });
+    let mut records = Vec::with_capacity(total as usize);
+    let request = |index: usize, warmup: bool, p: &BuiltPrompt, scheduled: Instant| GenRequest {
+        index: index as u32,
+        warmup,
+        prompt_id: p.prompt_id.clone(),
+        messages: p.messages.clone(),
+        max_tokens: p.max_tokens,
+        ignore_eos: unit.scenario.ignore_eos,
+        sampling: plan.sampling.clone(),
+        scheduled,
+    };
+    let done = |rec: &RequestRecord| {
+        on_event(RunEvent::RequestDone {
+            model: model.to_string(),
+            scenario: unit.scenario.name.clone(),
+            warmup: rec.warmup,
+            ok: rec.ok(),
+        })
+    };
+    let no_output = |rec: &RequestRecord| {
+        rec.error
+            .as_ref()
+            .filter(|e| rec.index == 0 && e.kind == ErrorKind::NoOutput)
+            .map(|e| RunError::NoOutput {
+                model: model.to_string(),
+                scenario: unit.scenario.name.clone(),
+                message: e.message.clone(),
+            })
+    };
+    let sequential = plan.concurrency <= 1 && plan.rate_per_s.is_none();
+    // Warm-ups always run one at a time; measured requests follow the load shape.
+    let serial: Vec<(bool, &BuiltPrompt)> = unit
+        .warmup
+        .iter()
+        .map(|p| (true, p))
+        .chain(
+            unit.measured
+                .iter()
+                .filter(|_| sequential)
+                .map(|p| (false, p)),
+        )
+        .collect();
+    for (i, (warmup, p)) in serial.into_iter().enumerate() {
+        if cancel.is_cancelled() {
+            mon.stop();
+            return Err(RunError::Interrupted);
+        }
+        let rec = target
+            .generate(request(i, warmup, p, Instant::now()), clock)
+            .await;
+        if let Some(e) = no_output(&rec) {
+            mon.stop();
+            return Err(e);
+        }
+        done(&rec);
+        records.push(rec);
+        if plan.cooldown_s > 0.0 && (i as u32) + 1 < total {
+            sleep_unless_cancelled(Duration::from_secs_f64(plan.cooldown_s), cancel).await;
+        }
+    }
+    if !sequential {
+        let base = unit.warmup.len();
+        let schedule = arrival_schedule(
+            plan,
+            &unit.scenario.name,
+            unit.measured.len(),
+            Instant::now(),
+        );
+        let futs = unit.measured.iter().enumerate().map(|(k, p)| {
+            let at = schedule.as_ref().map(|s| s[k]);
+            let request = &request;
+            async move {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                let scheduled = at.unwrap_or_else(Instant::now);
+                Some(
+                    target
+                        .generate(request(base + k, false, p, scheduled), clock)
+                        .await,
+                )
+            }
+        });
+        let in_flight = if schedule.is_some() {
+            unit.measured.len().max(1)
+        } else {
+            plan.concurrency as usize
+        };
+        let mut stream = futures_util::stream::iter(futs).buffer_unordered(in_flight);
+        while let Some(rec) = stream.next().await {
+            let Some(rec) = rec else { continue };
+            done(&rec);
+            records.push(rec);
+        }
+        drop(stream);
+        if cancel.is_cancelled() {
+            mon.stop();
+            return Err(RunError::Interrupted);
+        }
+        records.sort_by_key(|r| r.index);
+        if let Some(e) = records.iter().find_map(no_output) {
+            mon.stop();
+            return Err(e);
+        }
+    }
+    let samples = mon.stop();
+    let mut monitor = monitor::summarize(&samples);
+    if let Some(now) = pid.and_then(monitor::rss_mb) {
+        monitor.peak_rss_mb = Some(monitor.peak_rss_mb.map_or(now, |p| p.max(now)));
+    }
+    Ok(UnitOutcome {
+        scenario: unit.scenario.clone(),
+        records,
+        samples,
+        monitor,
+        started,
+        duration: t0.elapsed(),
+        context_tokens,
+    })
+}
+
+/// Poisson arrival times for an open-loop unit (`None` in closed loop): exponential gaps with
+/// mean 1/rate, from a RNG seeded by the plan's seed and the scenario.
+pub fn arrival_schedule(
+    plan: &RunPlan,
+    scenario: &str,
+    n: usize,
+    start: Instant,
+) -> Option<Vec<Instant>> {
+    let rate = plan.rate_per_s?;
+    let mut seed = plan.seed;
+    for b in scenario.bytes() {
+        seed = seed.rotate_left(5) ^ u64::from(b);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut t = 0.0_f64;
+    Some(
+        (0..n)
+            .map(|_| {
+                let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+                t += -u.ln() / rate;
+                start + Duration::from_secs_f64(t)
+            })
+            .collect(),
+    )
+}
+
+async fn sleep_unless_cancelled(d: Duration, cancel: &CancelFlag) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !cancel.is_cancelled() {
+        let left = end.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{summarize_unit, UnitContext};
+    use crate::target::mock::MockTarget;
+    use std::sync::Mutex;
+
+    fn plan() -> RunPlan {
+        RunPlan {
+            runs: 4,
+            warmup: 2,
+            cooldown_s: 0.0,
+            max_tokens: Some(5),
+            monitor_interval_ms: 10,
+            ..RunPlan::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_warmups_then_measured_and_keeps_failures() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget {
+            fail_every: 3,
+            ..MockTarget::default()
+        };
+        let units = prepare(&plan(), &file, &sc, &target, "m").await.unwrap();
+        let events = Mutex::new(0);
+        let out = run_unit(
+            &plan(),
+            &units[0],
+            &target,
+            "m",
+            &Clock::new(),
+            &CancelFlag::default(),
+            &|e| {
+                if matches!(e, RunEvent::RequestDone { .. }) {
+                    *events.lock().unwrap() += 1;
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.records.len(), 6);
+        assert_eq!(*events.lock().unwrap(), 6);
+        assert!(out.records[..2].iter().all(|r| r.warmup));
+        assert!(out.records[2..].iter().all(|r| !r.warmup));
+        // Indices 0 and 3 fail (every 3rd); index 3 is measured.
+        assert!(!out.records[3].ok());
+        let s = summarize_unit(
+            &out.records,
+            &UnitContext {
+                model: "m",
+                scenario: "interactive_assistant",
+                json: false,
+                peak_rss_mb: None,
+                duration_s: 1.0,
+                seed: 1,
+            },
+        );
+        assert_eq!(s.requests, 4);
+        assert_eq!(s.successes, 3);
+        assert_eq!(s.failures.get("engine"), Some(&1));
+        let ttft = s.ttft_ms.unwrap();
+        assert!(ttft.summary.mean >= 5.0, "{}", ttft.summary.mean);
+    }
+
+    #[tokio::test]
+    async fn rejects_zero_runs_and_prompts_beyond_the_context() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["long_form_summarization".into()]).unwrap();
+        let small = MockTarget {
+            context: 1000,
+            ..MockTarget::default()
+        };
+        let e = prepare(&plan(), &file, &sc, &small, "tiny")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RunError::PromptTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("long_form_summarization"));
+        let zero = RunPlan { runs: 0, ..plan() };
+        assert!(matches!(
+            prepare(&zero, &file, &sc, &small, "m").await.unwrap_err(),
+            RunError::ZeroRuns
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_model_that_emits_no_token_stops_the_run() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let mute = MockTarget {
+            emit_tokens: Some(0),
+            ..MockTarget::default()
+        };
+        let units = prepare(&plan(), &file, &sc, &mute, "mute").await.unwrap();
+        let e = run_unit(
+            &plan(),
+            &units[0],
+            &mute,
+            "mute",
+            &Clock::new(),
+            &CancelFlag::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RunError::NoOutput { .. }), "{e}");
+        assert!(e.to_string().contains("mute") && e.to_string().contains("interactive_assistant"));
+    }
+
+    #[tokio::test]
+    async fn concurrency_keeps_n_requests_in_flight() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget {
+            ttft: Duration::from_millis(20),
+            ..MockTarget::default()
+        };
+        let p = RunPlan {
+            runs: 12,
+            warmup: 1,
+            concurrency: 4,
+            // Applies after the warm-up only; measured requests under load do not pause.
+            cooldown_s: 0.3,
+            ..plan()
+        };
+        let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+        let out = run_unit(
+            &p,
+            &units[0],
+            &target,
+            "m",
+            &Clock::new(),
+            &CancelFlag::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.records.len(), 13);
+        assert!(out.records.windows(2).all(|w| w[0].index < w[1].index));
+        assert_eq!(target.max_in_flight(), 4);
+        // 0.3 s cool-down + 3 waves of ~20 ms; one at a time with cool-downs would take > 3 s.
+        assert!(out.duration < Duration::from_secs(2), "{:?}", out.duration);
+        assert!(out.duration >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn rate_schedules_poisson_arrivals_and_latency_counts_from_them() {
+        let p = RunPlan {
+            rate_per_s: Some(50.0),
+            ..plan()
+        };
+        let t0 = Instant::now();
+        let a = arrival_schedule(&p, "s", 4000, t0).unwrap();
+        assert_eq!(a, arrival_schedule(&p, "s", 4000, t0).unwrap(), "seeded");
+        assert!(a.windows(2).all(|w| w[0] <= w[1]));
+        let mean_gap = a[3999].duration_since(t0).as_secs_f64() / 4000.0;
+        assert!((mean_gap - 0.02).abs() < 0.02 * 0.06, "mean gap {mean_gap}");
+        assert!(arrival_schedule(&plan(), "s", 3, t0).is_none());
+
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget {
+            ttft: Duration::from_millis(15),
+            ..MockTarget::default()
+        };
+        let p = RunPlan {
+            runs: 10,
+            warmup: 0,
+            rate_per_s: Some(200.0),
+            ..plan()
+        };
+        let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+        let out = run_unit(
+            &p,
+            &units[0],
+            &target,
+            "m",
+            &Clock::new(),
+            &CancelFlag::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.records.len(), 10);
+        for r in &out.records {
+            assert!(r.t_sent_ns >= r.t_scheduled_ns);
+            let m = crate::metrics::derive(r);
+            assert!(m.ttft_ms.unwrap() >= 15.0, "{:?}", m.ttft_ms);
+        }
+        let bad = RunPlan {
+            rate_per_s: Some(0.0),
+            ..plan()
+        };
+        assert!(matches!(
+            prepare(&bad, &file, &sc, &target, "m").await.unwrap_err(),
+            RunError::BadLoad
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_between_requests() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget::default();
+        let units = prepare(&plan(), &file, &sc, &target, "m").await.unwrap();
+        let cancel = CancelFlag::default();
+        cancel.cancel();
+        let e = run_unit(
+            &plan(),
+            &units[0],
+            &target,
+            "m",
+            &Clock::new(),
+            &cancel,
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RunError::Interrupted));
+    }
+}

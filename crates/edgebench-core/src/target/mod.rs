@@ -1,0 +1,128 @@
+//! Targets: what edgebench measures (the embedded engine, an OpenAI-compatible server, a mock).
+
+pub mod managed;
+pub mod mock;
+pub mod mock_server;
+pub mod openai;
+pub mod sse;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+use crate::clock::Clock;
+use crate::record::RequestRecord;
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with the given role.
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling settings (the seeds' defaults: temperature 0, top-p 1, seed 42).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 disables top-k.
+    pub top_k: i32,
+    /// 1.0 disables the penalty.
+    pub repeat_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            repeat_penalty: 1.0,
+            seed: 42,
+        }
+    }
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct GenRequest {
+    pub index: u32,
+    pub warmup: bool,
+    pub prompt_id: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: u32,
+    /// Keep generating past end-of-generation tokens until `max_tokens`.
+    pub ignore_eos: bool,
+    pub sampling: Sampling,
+    /// When the request was due (latency counts from here).
+    pub scheduled: Instant,
+}
+
+/// What a target says about itself, recorded with the results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// "embedded", "http", "mock".
+    pub kind: String,
+    /// The engine or server and its version, e.g. "llama.cpp (llama-cpp-sys-2 0.1.161)".
+    pub engine: String,
+    /// The engine's system/feature line (llama.cpp's system info), when it has one.
+    pub system_info: Option<String>,
+    /// Threads used for decoding, when the target controls them.
+    pub threads: Option<u32>,
+    /// Context window in tokens.
+    pub context_tokens: Option<u32>,
+    /// Model load time in ms (cold start), when the target loaded the model.
+    pub model_load_ms: Option<f64>,
+    /// Resident memory of the serving process right after the model loaded, MB.
+    pub rss_after_load_mb: Option<f64>,
+    /// The process whose memory is sampled during the run.
+    pub pid: Option<u32>,
+}
+
+/// Errors a target can report outside a request (requests fail as data, not as errors).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+/// Something that generates text and can be measured.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// Facts about the target for the results.
+    fn info(&self) -> TargetInfo;
+
+    /// Tokens the rendered prompt of `messages` takes, when the target can tell.
+    async fn count_prompt_tokens(
+        &self,
+        messages: &[ChatMessage],
+    ) -> Result<Option<u64>, TargetError>;
+
+    /// The largest context window the target offers, when known.
+    fn context_tokens(&self) -> Option<u32>;
+
+    /// Sizes the target's context for requests of up to `tokens` tokens (prompt plus output),
+    /// when it controls its context (the embedded engine does, as llama-bench does per test);
+    /// returns the size in use, or `None` when the target does not size its context.
+    async fn reserve_context(&self, tokens: u32) -> Result<Option<u32>, TargetError> {
+        let _ = tokens;
+        Ok(None)
+    }
+
+    /// Runs one request. Never fails: a failed request comes back as a record with its error.
+    async fn generate(&self, request: GenRequest, clock: &Clock) -> RequestRecord;
+}

@@ -1,0 +1,801 @@
+//! The OpenAI-compatible HTTP target (LM Studio, llama-server, Ollama, vLLM, TGI): streaming
+//! `chat/completions` or `completions` over SSE, each chunk stamped when its bytes arrive.
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use super::sse::{SseEvent, SseParser};
+use super::{ChatMessage, GenRequest, Target, TargetError, TargetInfo};
+use crate::clock::Clock;
+use crate::record::{
+    Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
+};
+
+/// Which OpenAI API to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `POST /chat/completions` with messages (the server applies the chat template).
+    Chat,
+    /// `POST /completions` with a plain prompt.
+    Completions,
+}
+
+/// Known local servers and their default base URLs.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("lmstudio", "http://localhost:1234/v1"),
+    ("llama-server", "http://localhost:8080/v1"),
+    ("ollama", "http://localhost:11434/v1"),
+    ("vllm", "http://localhost:8000/v1"),
+    ("tgi", "http://localhost:8080/v1"),
+];
+
+/// Turns `--endpoint` into a base URL: an alias, or an http(s) URL (trailing `/` removed).
+pub fn resolve_endpoint(endpoint: &str) -> Result<String, TargetError> {
+    if let Some((_, url)) = ALIASES
+        .iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(endpoint))
+    {
+        return Ok((*url).to_string());
+    }
+    let url = reqwest::Url::parse(endpoint).map_err(|e| {
+        TargetError::Unavailable(format!(
+            "--endpoint {endpoint:?} is neither a URL nor one of {}: {e}",
+            ALIASES
+                .iter()
+                .map(|(a, _)| *a)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(TargetError::Unavailable(format!(
+            "--endpoint {endpoint:?}: only http and https URLs are supported"
+        )));
+    }
+    Ok(endpoint.trim_end_matches('/').to_string())
+}
+
+/// How to reach and use the server.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub base_url: String,
+    pub api_key: Option<String>,
+    /// The model id sent in requests.
+    pub model: String,
+    pub api: Api,
+    pub connect_timeout: Duration,
+    /// From the send to the first response chunk.
+    pub first_token_timeout: Duration,
+    /// From the send to the end of the response.
+    pub total_timeout: Duration,
+    /// Send `ignore_eos` when a scenario asks for fixed output lengths (vLLM, llama-server and
+    /// TGI honour it; strict OpenAI servers reject unknown fields).
+    pub send_ignore_eos: bool,
+    /// The server's context window, when the user states it.
+    pub context_tokens: Option<u32>,
+    /// The serving process, for memory sampling.
+    pub server_pid: Option<u32>,
+}
+
+impl HttpConfig {
+    /// Defaults for a base URL and model id.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key: None,
+            model: model.into(),
+            api: Api::Chat,
+            connect_timeout: Duration::from_secs(10),
+            first_token_timeout: Duration::from_secs(120),
+            total_timeout: Duration::from_secs(600),
+            send_ignore_eos: true,
+            context_tokens: None,
+            server_pid: None,
+        }
+    }
+}
+
+/// A server speaking the OpenAI API.
+pub struct OpenAiTarget {
+    cfg: HttpConfig,
+    client: reqwest::Client,
+}
+
+/// Builds the JSON body of a streaming request.
+pub fn request_body(cfg: &HttpConfig, r: &GenRequest) -> Value {
+    let mut body = json!({
+        "model": cfg.model,
+        "max_tokens": r.max_tokens,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "temperature": r.sampling.temperature,
+        "top_p": r.sampling.top_p,
+        "seed": r.sampling.seed,
+    });
+    match cfg.api {
+        Api::Chat => body["messages"] = json!(r.messages),
+        Api::Completions => {
+            let prompt: Vec<&str> = r.messages.iter().map(|m| m.content.as_str()).collect();
+            body["prompt"] = json!(prompt.join("\n\n"));
+        }
+    }
+    if r.sampling.top_k > 0 {
+        body["top_k"] = json!(r.sampling.top_k);
+    }
+    if (r.sampling.repeat_penalty - 1.0).abs() > f32::EPSILON {
+        body["repetition_penalty"] = json!(r.sampling.repeat_penalty);
+    }
+    if r.ignore_eos && cfg.send_ignore_eos {
+        body["ignore_eos"] = json!(true);
+    }
+    body
+}
+
+/// What the stream said so far.
+#[derive(Debug, Default)]
+struct StreamState {
+    chunks: Vec<Chunk>,
+    text: String,
+    done: bool,
+    finish: Option<String>,
+    usage_prompt: Option<u64>,
+    usage_completion: Option<u64>,
+    usage_reasoning: Option<u64>,
+    timings: Option<EngineTimings>,
+    error: Option<RequestError>,
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+impl StreamState {
+    /// Applies one SSE event that arrived at `t_ns`.
+    fn event(&mut self, e: &SseEvent, t_ns: u64, api: Api) {
+        let data = e.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return;
+        }
+        if data.is_empty() {
+            return;
+        }
+        let v: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(err) => {
+                self.error.get_or_insert(RequestError {
+                    kind: ErrorKind::Protocol,
+                    message: format!("malformed JSON in a stream chunk: {err}"),
+                });
+                return;
+            }
+        };
+        if let Some(err) = v.get("error") {
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| err.to_string(), str::to_string);
+            self.error.get_or_insert(RequestError {
+                kind: ErrorKind::Http,
+                message: format!("server error in the stream: {msg}"),
+            });
+            return;
+        }
+        if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+            let (answer, reasoning) = match api {
+                Api::Chat => {
+                    let d = choice.get("delta").unwrap_or(&Value::Null);
+                    (
+                        str_field(d, "content"),
+                        str_field(d, "reasoning_content").or_else(|| str_field(d, "reasoning")),
+                    )
+                }
+                Api::Completions => (str_field(choice, "text"), None),
+            };
+            if reasoning.is_some() {
+                self.chunks.push(Chunk {
+                    t_ns,
+                    tokens: 1,
+                    reasoning: true,
+                });
+            }
+            if let Some(a) = answer {
+                self.chunks.push(Chunk {
+                    t_ns,
+                    tokens: 1,
+                    reasoning: false,
+                });
+                self.text.push_str(a);
+            }
+            if let Some(f) = str_field(choice, "finish_reason") {
+                self.finish = Some(f.to_string());
+            }
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            self.usage_prompt = u.get("prompt_tokens").and_then(Value::as_u64);
+            self.usage_completion = u.get("completion_tokens").and_then(Value::as_u64);
+            self.usage_reasoning = u
+                .get("completion_tokens_details")
+                .and_then(|d| d.get("reasoning_tokens"))
+                .and_then(Value::as_u64);
+        }
+        if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
+            let f = |k: &str| t.get(k).and_then(Value::as_f64);
+            if let (Some(pm), Some(pn), Some(dm), Some(dn)) = (
+                f("prompt_ms"),
+                f("prompt_n"),
+                f("predicted_ms"),
+                f("predicted_n"),
+            ) {
+                self.timings = Some(EngineTimings {
+                    source: "llama-server".into(),
+                    prompt_ms: pm,
+                    prompt_tokens: pn as u64,
+                    decode_ms: dm,
+                    decode_tokens: dn as u64,
+                });
+            }
+        }
+    }
+}
+
+impl OpenAiTarget {
+    /// A target for the configured server (no request is sent yet).
+    pub fn new(cfg: HttpConfig) -> Result<Self, TargetError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1024)
+            .build()
+            .map_err(|e| TargetError::Unavailable(e.to_string()))?;
+        Ok(Self { cfg, client })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.cfg.base_url)
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cfg.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// The model ids the server lists at `GET /models` (also a health check).
+    pub async fn list_models(&self) -> Result<Vec<String>, TargetError> {
+        let url = self.url("models");
+        let resp = self
+            .auth(self.client.get(&url))
+            .timeout(self.cfg.connect_timeout + Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| TargetError::Unavailable(format!("{url}: {}", describe(&e))))?;
+        if !resp.status().is_success() {
+            return Err(TargetError::Unavailable(format!(
+                "{url}: HTTP {}",
+                resp.status()
+            )));
+        }
+        let v: Value = resp
+            .json()
+            .await
+            .map_err(|e| TargetError::Unavailable(format!("{url}: {e}")))?;
+        Ok(v.get("data")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
+    }
+}
+
+/// A reqwest error in words, with its cause (connection refused, timed out ...).
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+fn error_kind(e: &reqwest::Error) -> ErrorKind {
+    if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Disconnected
+    }
+}
+
+#[async_trait]
+impl Target for OpenAiTarget {
+    fn info(&self) -> TargetInfo {
+        TargetInfo {
+            kind: "http".into(),
+            engine: format!("OpenAI-compatible server at {}", self.cfg.base_url),
+            context_tokens: self.cfg.context_tokens,
+            pid: self.cfg.server_pid,
+            ..TargetInfo::default()
+        }
+    }
+
+    async fn count_prompt_tokens(
+        &self,
+        _messages: &[ChatMessage],
+    ) -> Result<Option<u64>, TargetError> {
+        Ok(None)
+    }
+
+    fn context_tokens(&self) -> Option<u32> {
+        self.cfg.context_tokens
+    }
+
+    async fn generate(&self, request: GenRequest, clock: &Clock) -> RequestRecord {
+        let body = request_body(&self.cfg, &request);
+        let path = match self.cfg.api {
+            Api::Chat => "chat/completions",
+            Api::Completions => "completions",
+        };
+        let sent = Instant::now();
+        let mut record = RequestRecord {
+            index: request.index,
+            warmup: request.warmup,
+            prompt_id: request.prompt_id,
+            t_scheduled_ns: clock.ns(request.scheduled),
+            t_sent_ns: clock.ns(sent),
+            t_first_byte_ns: None,
+            chunks: Vec::new(),
+            t_end_ns: 0,
+            prompt_tokens: None,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            token_count_source: TokenCountSource::Chunks,
+            finish_reason: FinishReason::Error,
+            error: None,
+            engine_timings: None,
+            output_text: String::new(),
+        };
+        let deadline = sent + self.cfg.total_timeout;
+        let first_deadline = sent + self.cfg.first_token_timeout.min(self.cfg.total_timeout);
+        let fail = |mut r: RequestRecord, kind, message: String| {
+            r.t_end_ns = clock.now_ns();
+            r.finish_reason = FinishReason::Error;
+            r.error = Some(RequestError { kind, message });
+            r
+        };
+        let rb = self.auth(self.client.post(self.url(path))).json(&body);
+        let resp = match tokio::time::timeout_at(first_deadline.into(), rb.send()).await {
+            Err(_) => {
+                return fail(
+                    record,
+                    ErrorKind::Timeout,
+                    format!(
+                        "no response within {:.1} s",
+                        self.cfg.first_token_timeout.as_secs_f64()
+                    ),
+                )
+            }
+            Ok(Err(e)) => return fail(record, error_kind(&e), describe(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = resp.text().await.unwrap_or_default();
+            let short: String = text.chars().take(300).collect();
+            let kind = if status.as_u16() == 429 {
+                ErrorKind::RateLimited
+            } else {
+                ErrorKind::Http
+            };
+            let retry = retry_after.map_or_else(String::new, |r| format!(" (Retry-After: {r})"));
+            return fail(record, kind, format!("HTTP {status}{retry}: {short}"));
+        }
+        let mut stream = resp.bytes_stream();
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        let mut st = StreamState::default();
+        loop {
+            let limit = if st.chunks.is_empty() {
+                first_deadline
+            } else {
+                deadline
+            };
+            let next = match tokio::time::timeout_at(limit.into(), stream.next()).await {
+                Err(_) => {
+                    let what = if st.chunks.is_empty() {
+                        "no token"
+                    } else {
+                        "response not complete"
+                    };
+                    let waited = limit.saturating_duration_since(sent).as_secs_f64();
+                    st.error.get_or_insert(RequestError {
+                        kind: ErrorKind::Timeout,
+                        message: format!("{what} within {waited:.1} s"),
+                    });
+                    break;
+                }
+                Ok(n) => n,
+            };
+            match next {
+                None => {
+                    parser.finish(&mut events);
+                    let t = clock.now_ns();
+                    for e in events.drain(..) {
+                        st.event(&e, t, self.cfg.api);
+                    }
+                    break;
+                }
+                Some(Err(e)) => {
+                    st.error.get_or_insert(RequestError {
+                        kind: ErrorKind::Disconnected,
+                        message: format!("connection lost mid-stream: {}", describe(&e)),
+                    });
+                    break;
+                }
+                Some(Ok(bytes)) => {
+                    // Stamp the arrival before any parsing.
+                    let t = clock.now_ns();
+                    record.t_first_byte_ns.get_or_insert(t);
+                    parser.push(&bytes, &mut events);
+                    for e in events.drain(..) {
+                        st.event(&e, t, self.cfg.api);
+                    }
+                    if st.done || st.error.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        record.t_end_ns = clock.now_ns();
+        record.prompt_tokens = st.usage_prompt;
+        let reasoning_chunks = st.chunks.iter().filter(|c| c.reasoning).count() as u64;
+        match st.usage_completion {
+            Some(n) => {
+                record.output_tokens = n;
+                record.reasoning_tokens = st.usage_reasoning.unwrap_or(reasoning_chunks);
+                record.token_count_source = TokenCountSource::ServerUsage;
+            }
+            None => {
+                record.output_tokens = st.chunks.iter().map(|c| u64::from(c.tokens)).sum();
+                record.reasoning_tokens = reasoning_chunks;
+                record.token_count_source = TokenCountSource::Chunks;
+            }
+        }
+        record.chunks = st.chunks;
+        record.output_text = st.text;
+        record.engine_timings = st.timings;
+        record.finish_reason = match st.finish.as_deref() {
+            Some("length") => FinishReason::Length,
+            Some(_) => FinishReason::Stop,
+            None if st.done => FinishReason::Stop,
+            None => FinishReason::Error,
+        };
+        if let Some(e) = st.error {
+            record.finish_reason = FinishReason::Error;
+            record.error = Some(e);
+        } else if !st.done && st.finish.is_none() {
+            record.finish_reason = FinishReason::Error;
+            record.error = Some(RequestError {
+                kind: ErrorKind::Disconnected,
+                message: "the stream ended without a finish reason or [DONE]".into(),
+            });
+        } else if record.chunks.is_empty() {
+            record.finish_reason = FinishReason::Error;
+            record.error = Some(RequestError {
+                kind: ErrorKind::NoOutput,
+                message: "the response carried no generated text".into(),
+            });
+        }
+        record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::mock_server::{MockServer, Response, Step};
+    use crate::target::Sampling;
+    use std::sync::{Arc, Mutex};
+
+    fn req(ignore_eos: bool) -> GenRequest {
+        GenRequest {
+            index: 3,
+            warmup: false,
+            prompt_id: "p".into(),
+            messages: vec![
+                ChatMessage::new("system", "s"),
+                ChatMessage::new("user", "hello"),
+            ],
+            max_tokens: 8,
+            ignore_eos,
+            sampling: Sampling::default(),
+            scheduled: Instant::now(),
+        }
+    }
+
+    async fn run(steps: Vec<Step>) -> RequestRecord {
+        let server = MockServer::start(move |_| Response::sse(steps.clone()))
+            .await
+            .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
+        t.generate(req(false), &Clock::new()).await
+    }
+
+    fn finish(reason: &str) -> Step {
+        Step::data(&json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
+    }
+
+    fn usage(p: u64, c: u64) -> Step {
+        Step::data(
+            &json!({"choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c,
+            "completion_tokens_details": {"reasoning_tokens": 2}}}),
+        )
+    }
+
+    #[tokio::test]
+    async fn role_only_and_empty_deltas_do_not_count_and_usage_wins() {
+        let r = run(vec![
+            Step::data(&json!({"choices": [{"delta": {"role": "assistant"}}]})),
+            Step::Sleep(Duration::from_millis(30)),
+            Step::data(&json!({"choices": [{"delta": {"content": ""}}]})),
+            Step::data(&json!({"choices": [{"delta": {"reasoning_content": "hmm"}}]})),
+            Step::data(&json!({"choices": [{"delta": {"reasoning": "so"}}]})),
+            Step::content("Hel"),
+            Step::content("lo"),
+            finish("stop"),
+            usage(11, 6),
+            Step::done(),
+        ])
+        .await;
+        assert!(r.ok(), "{:?}", r.error);
+        assert_eq!(r.output_text, "Hello");
+        assert_eq!(r.chunks.len(), 4);
+        assert_eq!(r.chunks.iter().filter(|c| c.reasoning).count(), 2);
+        assert_eq!(r.output_tokens, 6);
+        assert_eq!(r.reasoning_tokens, 2);
+        assert_eq!(r.prompt_tokens, Some(11));
+        assert_eq!(r.token_count_source, TokenCountSource::ServerUsage);
+        assert_eq!(r.finish_reason, FinishReason::Stop);
+        // The role-only chunk is the first byte; the first token came 30 ms later.
+        let first_byte = r.t_first_byte_ns.unwrap();
+        assert!(r.chunks[0].t_ns >= first_byte + 25_000_000);
+        let m = crate::metrics::derive(&r);
+        assert!(m.first_answer_ms.unwrap() >= m.ttft_ms.unwrap());
+    }
+
+    #[tokio::test]
+    async fn without_usage_tokens_are_counted_as_chunks() {
+        let r = run(vec![
+            Step::content("a"),
+            Step::content("b"),
+            finish("length"),
+            Step::done(),
+        ])
+        .await;
+        assert!(r.ok());
+        assert_eq!(r.output_tokens, 2);
+        assert_eq!(r.token_count_source, TokenCountSource::Chunks);
+        assert_eq!(r.finish_reason, FinishReason::Length);
+    }
+
+    #[tokio::test]
+    async fn llama_server_timings_are_kept() {
+        let r = run(vec![
+            Step::content("x"),
+            Step::data(&json!({"choices": [{"delta": {}, "finish_reason": "stop"}],
+                "timings": {"prompt_n": 20, "prompt_ms": 10.0, "predicted_n": 1, "predicted_ms": 5.0,
+                            "predicted_per_second": 200.0}})),
+            Step::done(),
+        ])
+        .await;
+        let t = r.engine_timings.unwrap();
+        assert_eq!(
+            (t.source.as_str(), t.prompt_tokens, t.decode_tokens),
+            ("llama-server", 20, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn events_split_and_joined_across_reads_with_comments_crlf_and_utf8() {
+        let two = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n\
+                   : keep-alive\r\n\r\n\
+                   data: {\"choices\":[{\"delta\":{\"content\":\"\u{e9}\"}}]}\r\n\r\n";
+        let bytes = two.as_bytes();
+        let cut = two.find('\u{e9}').unwrap() + 1; // inside the two-byte character
+        let r = run(vec![
+            Step::Bytes(bytes[..7].to_vec()),
+            Step::Bytes(bytes[7..cut].to_vec()),
+            Step::Bytes(bytes[cut..].to_vec()),
+            Step::Bytes(b"data: {\"choices\":[{\"delta\":{\"content\":\"z\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_vec()),
+        ])
+        .await;
+        assert!(r.ok(), "{:?}", r.error);
+        assert_eq!(r.output_text, "a\u{e9}z");
+        assert_eq!(r.chunks.len(), 3);
+        // The first two tokens arrived in different reads, the last two in the same one.
+        assert!(r.chunks[1].t_ns >= r.chunks[0].t_ns);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_sends_done_is_fine_when_it_finished() {
+        let r = run(vec![Step::content("a"), finish("stop")]).await;
+        assert!(r.ok(), "{:?}", r.error);
+        let r = run(vec![Step::content("a")]).await;
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Disconnected);
+    }
+
+    #[tokio::test]
+    async fn errors_mid_stream_keep_what_was_measured() {
+        let r = run(vec![
+            Step::content("a"),
+            Step::data(&json!({"error": {"message": "out of memory"}})),
+        ])
+        .await;
+        let e = r.error.clone().unwrap();
+        assert_eq!(e.kind, ErrorKind::Http);
+        assert!(e.message.contains("out of memory"));
+        assert_eq!(r.chunks.len(), 1);
+
+        let r = run(vec![Step::content("a"), Step::content("b"), Step::Cut]).await;
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Disconnected);
+        assert_eq!(r.chunks.len(), 2);
+
+        let r = run(vec![
+            Step::content("a"),
+            Step::Bytes(b"data: {not json\n\n".to_vec()),
+        ])
+        .await;
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Protocol);
+
+        let r = run(vec![finish("stop"), Step::done()]).await;
+        assert_eq!(r.error.unwrap().kind, ErrorKind::NoOutput);
+    }
+
+    #[tokio::test]
+    async fn http_errors_rate_limits_refusals_and_timeouts() {
+        let server = MockServer::start(|r| {
+            if r.body["model"] == "busy" {
+                let mut resp = Response::json(429, &json!({"error": "slow down"}));
+                resp.headers.push(("Retry-After".into(), "7".into()));
+                resp
+            } else if r.body["model"] == "slow" {
+                Response::sse(vec![
+                    Step::Sleep(Duration::from_millis(400)),
+                    Step::content("late"),
+                ])
+            } else {
+                Response::json(500, &json!({"error": "boom"}))
+            }
+        })
+        .await
+        .unwrap();
+        let clock = Clock::new();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
+        let r = t.generate(req(false), &clock).await;
+        let e = r.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::Http);
+        assert!(
+            e.message.contains("500") && e.message.contains("boom"),
+            "{}",
+            e.message
+        );
+
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "busy")).unwrap();
+        let e = t.generate(req(false), &clock).await.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert!(e.message.contains("Retry-After: 7"), "{}", e.message);
+
+        let mut cfg = HttpConfig::new(server.base_url(), "slow");
+        cfg.first_token_timeout = Duration::from_millis(100);
+        let r = OpenAiTarget::new(cfg)
+            .unwrap()
+            .generate(req(false), &clock)
+            .await;
+        let e = r.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert!(ms_between_ok(r.t_sent_ns, r.t_end_ns, 90.0, 350.0));
+
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let t =
+            OpenAiTarget::new(HttpConfig::new(format!("http://127.0.0.1:{port}/v1"), "m")).unwrap();
+        assert_eq!(
+            t.generate(req(false), &clock).await.error.unwrap().kind,
+            ErrorKind::Connect
+        );
+        assert!(t
+            .list_models()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains(&port.to_string()));
+    }
+
+    fn ms_between_ok(a: u64, b: u64, lo: f64, hi: f64) -> bool {
+        let ms = crate::clock::ms_between(a, b);
+        ms >= lo && ms <= hi
+    }
+
+    #[tokio::test]
+    async fn request_body_headers_apis_and_model_list() {
+        let seen: Arc<Mutex<Vec<crate::target::mock_server::Request>>> = Arc::default();
+        let s2 = seen.clone();
+        let server = MockServer::start(move |r| {
+            s2.lock().unwrap().push(r.clone());
+            if r.path.ends_with("/models") {
+                return Response::json(200, &json!({"data": [{"id": "a"}, {"id": "b"}]}));
+            }
+            Response::sse(vec![
+                Step::data(&json!({"choices": [{"text": "done", "finish_reason": "stop"}]})),
+                Step::done(),
+            ])
+        })
+        .await
+        .unwrap();
+        let mut cfg = HttpConfig::new(server.base_url(), "m");
+        cfg.api = Api::Completions;
+        cfg.api_key = Some("sekret".into());
+        let t = OpenAiTarget::new(cfg).unwrap();
+        assert_eq!(t.list_models().await.unwrap(), ["a", "b"]);
+        let r = t.generate(req(true), &Clock::new()).await;
+        assert!(r.ok(), "{:?}", r.error);
+        assert_eq!(r.output_text, "done");
+        let seen = seen.lock().unwrap();
+        let post = &seen[1];
+        assert_eq!(post.path, "/v1/completions");
+        assert_eq!(post.body["prompt"], "s\n\nhello");
+        assert_eq!(post.body["stream"], true);
+        assert_eq!(post.body["stream_options"]["include_usage"], true);
+        assert_eq!(post.body["ignore_eos"], true);
+        assert_eq!(post.body["max_tokens"], 8);
+        assert!(post
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer sekret"));
+    }
+
+    #[test]
+    fn endpoints_resolve_aliases_and_reject_garbage() {
+        assert_eq!(
+            resolve_endpoint("lmstudio").unwrap(),
+            "http://localhost:1234/v1"
+        );
+        assert_eq!(
+            resolve_endpoint("vllm").unwrap(),
+            "http://localhost:8000/v1"
+        );
+        assert_eq!(
+            resolve_endpoint("ollama").unwrap(),
+            "http://localhost:11434/v1"
+        );
+        assert_eq!(resolve_endpoint("http://h:9/v1/").unwrap(), "http://h:9/v1");
+        assert!(resolve_endpoint("nonsense")
+            .unwrap_err()
+            .to_string()
+            .contains("nonsense"));
+        assert!(resolve_endpoint("ftp://h/v1").is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! Golden tests of the output formats: the terminal summary and a perf JSONL line. Regenerate
+//! with `UPDATE_GOLDEN=1 cargo test -p edgebench-core --test golden` and review the diff.
+
+use std::path::{Path, PathBuf};
+
+use edgebench_core::catalog::ModelInfo;
+use edgebench_core::metrics::{self, UnitContext};
+use edgebench_core::monitor::MonitorSummary;
+use edgebench_core::record::{
+    Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
+};
+use edgebench_core::report::files::{jsonl, ModelReport, PerfLine, RunSummary, UnitReport};
+use edgebench_core::report::render_summary;
+use edgebench_core::repro::Environment;
+use edgebench_core::runner::RunPlan;
+use edgebench_core::target::TargetInfo;
+
+const MS: u64 = 1_000_000;
+
+fn record(i: u32, warmup: bool, ttft_ms: u64, gap_ms: u64, tokens: u64) -> RequestRecord {
+    let start = u64::from(i) * 1000 * MS;
+    let chunks: Vec<Chunk> = (0..tokens)
+        .map(|k| Chunk {
+            t_ns: start + (ttft_ms + k * gap_ms) * MS,
+            tokens: 1,
+            reasoning: false,
+        })
+        .collect();
+    RequestRecord {
+        index: i,
+        warmup,
+        prompt_id: format!("prompt{i:02}"),
+        t_scheduled_ns: start,
+        t_sent_ns: start,
+        t_first_byte_ns: chunks.first().map(|c| c.t_ns),
+        t_end_ns: chunks.last().map_or(start, |c| c.t_ns + MS),
+        chunks,
+        prompt_tokens: Some(300 + u64::from(i)),
+        output_tokens: tokens,
+        reasoning_tokens: 0,
+        token_count_source: TokenCountSource::Engine,
+        finish_reason: FinishReason::Length,
+        error: None,
+        engine_timings: Some(EngineTimings {
+            source: "llama.cpp".into(),
+            prompt_ms: ttft_ms as f64 - 2.0,
+            prompt_tokens: 300 + u64::from(i),
+            decode_ms: (gap_ms * (tokens - 1)) as f64 - 1.0,
+            decode_tokens: tokens - 1,
+        }),
+        output_text: "{\"answer\": 1}".into(),
+    }
+}
+
+fn records() -> Vec<RequestRecord> {
+    let mut v = vec![record(0, true, 900, 9, 4)];
+    for (i, (t, g)) in [(100, 7), (110, 8), (95, 7), (130, 9), (105, 8)]
+        .iter()
+        .enumerate()
+    {
+        v.push(record(i as u32 + 1, false, *t, *g, 4));
+    }
+    let mut failed = record(6, false, 0, 1, 1);
+    failed.chunks.clear();
+    failed.output_tokens = 0;
+    failed.t_first_byte_ns = None;
+    failed.finish_reason = FinishReason::Error;
+    failed.error = Some(RequestError {
+        kind: ErrorKind::ContextOverflow,
+        message: "too long".into(),
+    });
+    failed.engine_timings = None;
+    failed.output_text.clear();
+    v.push(failed);
+    v
+}
+
+fn model() -> ModelInfo {
+    ModelInfo {
+        path: "/models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+        key: Some("smollm2-135m-instruct-q4_1".into()),
+        name: "SmolLM2-135M-Instruct".into(),
+        publisher: "HuggingFaceTB".into(),
+        format: "GGUF".into(),
+        quantization: "Q4_1".into(),
+        architecture: "llama".into(),
+        parameters: 134_515_008,
+        context_length: Some(8192),
+        license: Some("apache-2.0".into()),
+        has_chat_template: true,
+        file_size_bytes: 98_362_432,
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        actual,
+        want,
+        "{} differs (UPDATE_GOLDEN=1 to accept)",
+        path.display()
+    );
+}
+
+#[test]
+fn summary_table() {
+    let recs = records();
+    let summary = metrics::summarize_unit(
+        &recs,
+        &UnitContext {
+            model: "SmolLM2-135M-Instruct",
+            scenario: "structured_json_output",
+            json: true,
+            peak_rss_mb: Some(331.25),
+            duration_s: 7.5,
+            seed: 42,
+        },
+    );
+    let run = RunSummary {
+        run_id: "20261124_190305".into(),
+        started: "2026-11-24T19:03:05Z".into(),
+        config_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        environment: Environment::default(),
+        plan: RunPlan {
+            runs: 6,
+            warmup: 1,
+            ..RunPlan::default()
+        },
+        models: vec![ModelReport {
+            model: model(),
+            target: TargetInfo {
+                kind: "embedded".into(),
+                engine: "llama.cpp".into(),
+                system_info: Some("CPU : AVX2 = 1".into()),
+                threads: Some(2),
+                context_tokens: Some(8192),
+                model_load_ms: Some(208.4),
+                rss_after_load_mb: Some(313.6),
+                pid: Some(1),
+            },
+            units: vec![UnitReport {
+                summary,
+                monitor: MonitorSummary {
+                    samples: 15,
+                    peak_rss_mb: Some(331.25),
+                    mean_cpu_percent: Some(95.5),
+                    max_cpu_percent: Some(100.0),
+                },
+                context_tokens: Some(1280),
+                file: None,
+            }],
+        }],
+    };
+    golden("summary.txt", &render_summary(&run));
+}
+
+#[test]
+fn perf_jsonl_lines() {
+    let lines: Vec<PerfLine> = records()[..2]
+        .iter()
+        .map(|r| PerfLine {
+            run_id: "20261124_190305".into(),
+            config_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            model: "SmolLM2-135M-Instruct".into(),
+            publisher: "HuggingFaceTB".into(),
+            format: "GGUF".into(),
+            quantization: "Q4_1".into(),
+            scenario: "structured_json_output".into(),
+            target: "embedded".into(),
+            metrics: metrics::derive(r),
+            json_valid: Some(metrics::is_valid_json_object(&r.output_text)),
+            record: r.clone(),
+        })
+        .collect();
+    let text = String::from_utf8(jsonl(&lines).unwrap()).unwrap();
+    golden("perf_lines.jsonl", &text);
+    // Lines read back into the same records.
+    for (line, want) in text.lines().zip(&lines) {
+        let back: PerfLine = serde_json::from_str(line).unwrap();
+        assert_eq!(back.record, want.record);
+    }
+}

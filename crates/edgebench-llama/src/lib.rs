@@ -1,0 +1,11 @@
+//! edgebench-llama: the embedded llama.cpp engine. One thread owns the backend, model and context;
+//! callers talk to it over channels, so the async world never blocks on llama.cpp.
+
+mod engine;
+mod target;
+
+pub use engine::{
+    Engine, EngineConfig, EngineError, EngineInfo, GenerateJob, Generation, Prompt, StreamedToken,
+    ENGINE_NAME,
+};
+pub use target::LlamaTarget;

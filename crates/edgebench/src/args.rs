@@ -1,0 +1,198 @@
+//! The command line (clap): the contract that the README and checks rely on.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edgebench",
+    version = concat!(env!("CARGO_PKG_VERSION"), " ", env!("EDGEBENCH_GIT_COMMIT")),
+    about = "Measure local LLM inference: speed, capability and compliance",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Benchmark models on the scenarios (embedded llama.cpp engine or an OpenAI-compatible server).
+    Run(Box<RunArgs>),
+    /// List, inspect and fetch models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// An OpenAI-compatible server: a base URL (http://host:port/v1) or lmstudio, llama-server,
+    /// ollama, vllm, tgi. Default: the embedded llama.cpp engine.
+    #[arg(long, value_name = "URL|ALIAS")]
+    pub endpoint: Option<String>,
+
+    /// Models: catalog keys, GGUF paths, or "all" (every catalog model); with --endpoint, the
+    /// model ids to request (default: what the server lists). Default: the built-in default model,
+    /// fetched into the model cache on first use.
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub models: Vec<String>,
+
+    /// API key for --endpoint.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Which API to call on --endpoint.
+    #[arg(long, value_enum, default_value = "chat")]
+    pub api: ApiArg,
+
+    /// The serving process for memory sampling (default: the process listening on the
+    /// endpoint's port, when it is on this machine).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Do not send `ignore_eos` to --endpoint (for servers that reject unknown fields); the speed
+    /// scenarios' outputs may then be shorter than asked.
+    #[arg(long)]
+    pub no_ignore_eos: bool,
+
+    /// Seconds from the send to the first response chunk before a request fails.
+    #[arg(long, default_value_t = 120.0, value_parser = parse_seconds)]
+    pub first_token_timeout: f64,
+
+    /// Seconds from the send to the end of a response before a request fails.
+    #[arg(long, default_value_t = 600.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+
+    /// Measured requests in flight at once (closed loop).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "rate")]
+    pub concurrency: u32,
+
+    /// Open-loop arrivals, requests per second (Poisson, seeded); latency counts from each
+    /// request's scheduled time.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Scenarios: "all" or names (comma-separated or repeated).
+    #[arg(long, num_args = 1.., value_delimiter = ',', default_value = "all")]
+    pub scenarios: Vec<String>,
+
+    /// A scenarios file replacing the built-in one (TOML; see `scenarios/default.toml`).
+    #[arg(long, value_name = "FILE")]
+    pub scenarios_file: Option<PathBuf>,
+
+    /// Measured requests per model x scenario.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+
+    /// Warm-up requests per model x scenario (stored, flagged, left out of statistics).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u32,
+
+    /// Seconds to pause after each request.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    pub cooldown: f64,
+
+    /// Seed for prompts, sampling and bootstrap resampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Output tokens per request (overrides the scenarios' ranges).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
+
+    /// Decode threads for the embedded engine (default: physical cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    /// Context window: of the embedded engine (default: sized per scenario, like llama-bench),
+    /// or the server's (with --endpoint; prompts that do not fit are refused before the run).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(64..))]
+    pub ctx_size: Option<u32>,
+
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+
+    /// Top-k sampling (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: i32,
+
+    /// Repetition penalty (1.0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+
+    /// Let prompts share a prefix (by default each gets a unique lead-in so no prefix cache helps).
+    #[arg(long)]
+    pub allow_prefix_cache: bool,
+
+    /// Folder for result files.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+
+    /// Print the summary as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show llama.cpp's own log on stderr.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// `--api` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ApiArg {
+    Chat,
+    Completions,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches("/s")
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate (requests per second)"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s} must be a positive number of requests per second"
+        ))
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a number of seconds >= 0"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The catalog, and which models are in the model cache.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Facts about a model from its GGUF metadata.
+    Info {
+        /// A GGUF path or a catalog key.
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a catalog model into the model cache.
+    Pull {
+        /// A catalog key (default: the built-in default model).
+        key: Option<String>,
+    },
+}

@@ -1,0 +1,36 @@
+//! Subcommands, and how errors become exit codes (2 for usage and input errors, 130 when interrupted).
+
+mod models;
+mod run;
+
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command};
+
+/// The run was interrupted (Ctrl-C): exit 130.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(a) => run::run(*a),
+        Command::Models { command } => models::models(command),
+    }
+}
+
+/// Prints a one-line error and returns its exit code.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<Interrupted>().is_some() {
+        return ExitCode::from(130);
+    }
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
+}
