@@ -144,6 +144,7 @@ fn summary_table() {
                 model_load_ms: Some(208.4),
                 rss_after_load_mb: Some(313.6),
                 pid: Some(1),
+                launch: None,
             },
             units: vec![UnitReport {
                 summary,
@@ -154,6 +155,7 @@ fn summary_table() {
                     max_cpu_percent: Some(100.0),
                 },
                 context_tokens: Some(1280),
+                log_pattern_counts: [("fp8 warning".to_string(), 3)].into_iter().collect(),
                 file: None,
             }],
         }],

@@ -54,6 +54,7 @@ impl Target for LlamaTarget {
             model_load_ms: Some(i.model_load_ms),
             rss_after_load_mb: self.rss_after_load_mb,
             pid: Some(std::process::id()),
+            launch: None,
         }
     }
 

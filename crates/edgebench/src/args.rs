@@ -39,6 +39,19 @@ pub struct RunArgs {
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     pub models: Vec<String>,
 
+    /// Start this server command (run with `sh -c`), wait until --endpoint is healthy, capture
+    /// its output into the results, and stop it after the run.
+    #[arg(long, value_name = "COMMAND", requires = "endpoint")]
+    pub serve: Option<String>,
+
+    /// Seconds to wait for a --serve server to become healthy.
+    #[arg(long, default_value_t = 300.0, value_parser = parse_seconds)]
+    pub serve_timeout: f64,
+
+    /// Count server log lines matching this regex, per scenario (repeatable; with --serve).
+    #[arg(long, value_name = "REGEX", requires = "serve")]
+    pub log_pattern: Vec<String>,
+
     /// API key for --endpoint.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

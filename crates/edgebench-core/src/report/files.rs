@@ -115,6 +115,9 @@ pub struct UnitReport {
     pub monitor: MonitorSummary,
     /// The context window used for the unit, when the target sizes it.
     pub context_tokens: Option<u32>,
+    /// Server log lines matching each `--log-pattern` during the unit.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub log_pattern_counts: std::collections::BTreeMap<String, u64>,
     /// The unit's JSONL file.
     pub file: Option<PathBuf>,
 }

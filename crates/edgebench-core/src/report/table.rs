@@ -107,6 +107,9 @@ fn unit(out: &mut String, u: &UnitReport) {
         let _ = write!(out, "   json_valid_rate {:.1}%", j * 100.0);
     }
     out.push('\n');
+    for (pattern, n) in &u.log_pattern_counts {
+        let _ = writeln!(out, "  server log lines matching {pattern:?}: {n}");
+    }
 }
 
 /// Renders the run summary as aligned text.

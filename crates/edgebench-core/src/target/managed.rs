@@ -19,6 +19,8 @@ pub struct LaunchFacts {
     pub pid: u32,
     /// From spawning the command to the first healthy answer of `GET /models`.
     pub launch_to_healthy_ms: f64,
+    /// From spawning the command to the first token of the first request.
+    pub launch_to_first_token_ms: Option<f64>,
     /// Where the server's stdout and stderr were written.
     pub log_file: PathBuf,
 }
@@ -32,6 +34,7 @@ struct LogState {
 /// A running server command; dropping it stops the server.
 pub struct ManagedServer {
     child: Child,
+    spawned: Instant,
     patterns: Vec<String>,
     state: Arc<Mutex<LogState>>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -118,9 +121,11 @@ impl ManagedServer {
                 command: command.to_string(),
                 pid: child.id(),
                 launch_to_healthy_ms: 0.0,
+                launch_to_first_token_ms: None,
                 log_file: log_file.to_path_buf(),
             },
             child,
+            spawned: started,
             patterns: patterns.to_vec(),
             state,
             readers,
@@ -163,6 +168,11 @@ impl ManagedServer {
             .map(|s| s.counts.clone())
             .unwrap_or_default();
         self.patterns.iter().cloned().zip(counts).collect()
+    }
+
+    /// When the command was spawned.
+    pub fn spawned(&self) -> Instant {
+        self.spawned
     }
 
     /// Lines the server has printed so far.

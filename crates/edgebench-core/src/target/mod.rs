@@ -89,6 +89,9 @@ pub struct TargetInfo {
     pub rss_after_load_mb: Option<f64>,
     /// The process whose memory is sampled during the run.
     pub pid: Option<u32>,
+    /// A managed server's command and cold start (see `--serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<managed::LaunchFacts>,
 }
 
 /// Errors a target can report outside a request (requests fail as data, not as errors).

@@ -17,6 +17,7 @@ use edgebench_core::report::files::{self, ExperimentConfig, ModelReport, ModelSe
 use edgebench_core::report::{self, PerfLine, RunSummary};
 use edgebench_core::repro::{self, Environment};
 use edgebench_core::runner::{self, CancelFlag, RunError, RunEvent, RunPlan};
+use edgebench_core::target::managed::{self, ManagedServer};
 use edgebench_core::target::openai::{self, Api, HttpConfig, OpenAiTarget};
 use edgebench_core::target::{Sampling, Target, TargetInfo};
 use edgebench_core::workload::ScenarioFile;
@@ -199,6 +200,34 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
     let scenarios = file.select(&a.scenarios)?;
     let plan = plan(&a);
     let threads = a.threads.unwrap_or_else(repro::default_threads);
+    let started = time::OffsetDateTime::now_utc();
+    let stamp = report::file_timestamp(started);
+    let run_id = stamp.clone();
+    let results_dir: PathBuf = a.results.clone();
+    let clock = Clock::new();
+    let mut server = match (&a.serve, &a.endpoint) {
+        (Some(cmd), Some(ep)) => {
+            let base = openai::resolve_endpoint(ep)?;
+            let log = results_dir.join(format!("server_{run_id}.log"));
+            eprintln!("starting server: {cmd}");
+            let s = ManagedServer::start(
+                cmd,
+                &format!("{base}/models"),
+                &a.log_pattern,
+                &log,
+                Duration::from_secs_f64(a.serve_timeout),
+            )
+            .await?;
+            eprintln!(
+                "server healthy after {:.0} ms (pid {}, log {})",
+                s.facts.launch_to_healthy_ms,
+                s.facts.pid,
+                log.display()
+            );
+            Some(s)
+        }
+        _ => None,
+    };
     let models: Vec<(ModelInfo, Backend)> = match &a.endpoint {
         None => resolve_models(&a.models)?
             .into_iter()
@@ -214,10 +243,6 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let started = time::OffsetDateTime::now_utc();
-    let stamp = report::file_timestamp(started);
-    let run_id = stamp.clone();
-    let results_dir: PathBuf = a.results.clone();
     let environment = Environment::capture(
         env!("CARGO_PKG_VERSION"),
         Some(env!("EDGEBENCH_GIT_COMMIT")).filter(|c| !c.is_empty()),
@@ -279,12 +304,14 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         report::atomic_write(&config_path, &bytes)
             .with_context(|| format!("writing {}", config_path.display()))
     };
-    let clock = Clock::new();
     let mut reports = Vec::new();
     let mut written: Vec<PathBuf> = Vec::new();
     for (i, (model, backend)) in models.iter().enumerate() {
         let target = open_target(&a, model, backend, &engine_cancel).await?;
-        let info = target.info();
+        let mut info = target.info();
+        if let Some(s) = &server {
+            info.launch = Some(s.facts.clone());
+        }
         if let Some(si) = &info.system_info {
             eprintln!("llama.cpp: {si}");
         }
@@ -313,6 +340,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let mut unit_reports = Vec::new();
         for unit in &units {
+            let log_before = server.as_ref().map(ManagedServer::pattern_counts);
             let out = match runner::run_unit(
                 &plan,
                 unit,
@@ -344,6 +372,28 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                     return Err(e.into());
                 }
             };
+            let log_pattern_counts = match (&server, &log_before) {
+                (Some(s), Some(before)) => {
+                    // Give the log readers a moment to catch up with the last lines.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    managed::count_delta(before, &s.pattern_counts())
+                        .into_iter()
+                        .collect()
+                }
+                _ => Default::default(),
+            };
+            if let (Some(s), Some(first)) = (&mut server, out.records.first()) {
+                if s.facts.launch_to_first_token_ms.is_none() {
+                    if let Some(c) = first.chunks.first() {
+                        let spawned = clock.ns(s.spawned()) as f64;
+                        s.facts.launch_to_first_token_ms = Some((c.t_ns as f64 - spawned) / 1e6);
+                        info.launch = Some(s.facts.clone());
+                        setups[i].target = info.clone();
+                        experiment.models = setups.clone();
+                        write_config(&experiment)?;
+                    }
+                }
+            }
             let summary = metrics::summarize_unit(
                 &out.records,
                 &UnitContext {
@@ -384,6 +434,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                 summary,
                 monitor: out.monitor,
                 context_tokens: out.context_tokens,
+                log_pattern_counts,
                 file: Some(path),
             });
         }
@@ -393,6 +444,10 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
             target: info,
             units: unit_reports,
         });
+    }
+    if let Some(s) = &mut server {
+        s.stop(Duration::from_secs(15));
+        written.push(s.facts.log_file.clone());
     }
     let summary = RunSummary {
         run_id,

@@ -1,0 +1,137 @@
+//! Integration test against a real llama-server (the reference build from
+//! `../shared/scripts/peer-llama-tools.sh`, or `$LLAMA_SERVER`) serving the default model:
+//! edgebench's client-side TTFT and decode rate agree with the server's own `timings` within 10%.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The reference llama-server. Without `$LLAMA_SERVER` and without the shared peer script the
+/// test cannot run; it then skips loudly, unless `EDGEBENCH_REQUIRE_PEERS=1` (CI) makes that a
+/// failure.
+fn llama_server() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("LLAMA_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/scripts/peer-llama-tools.sh");
+    if !script.is_file() {
+        assert!(
+            std::env::var_os("EDGEBENCH_REQUIRE_PEERS").is_none(),
+            "EDGEBENCH_REQUIRE_PEERS is set but neither LLAMA_SERVER nor {} exists",
+            script.display()
+        );
+        eprintln!("SKIPPED: no reference llama-server (set LLAMA_SERVER to run this test)");
+        return None;
+    }
+    let out = Command::new(&script).output().expect("peer-llama-tools.sh");
+    assert!(out.status.success(), "peer-llama-tools.sh failed");
+    Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("llama-server"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b
+}
+
+#[test]
+fn client_figures_agree_with_llama_server_timings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let Some(server) = llama_server() else {
+        return;
+    };
+    let model = edgebench_core::catalog::dev_model(&root).expect("default model");
+    let port = free_port();
+    // --no-repack: the reference build uses AMX kernels that fault on VMs advertising AMX.
+    let serve = format!(
+        "exec {} -m {} -t 2 -c 4096 -np 1 --no-repack --host 127.0.0.1 --port {port}",
+        server.display(),
+        model.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgebench"))
+        .args(["run", "--serve", &serve, "--endpoint"])
+        .arg(format!("http://127.0.0.1:{port}/v1"))
+        .args([
+            "--scenarios",
+            "interactive_assistant",
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+        ])
+        .args([
+            "--cooldown",
+            "0.2",
+            "--log-pattern",
+            "prompt eval time",
+            "--json",
+            "--results",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["models"][0];
+    assert!(
+        m["target"]["launch"]["launch_to_healthy_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        m["target"]["launch"]["launch_to_first_token_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let u = &m["units"][0];
+    assert_eq!(u["successes"], 5, "{stderr}");
+    assert!(
+        u["peak_rss_mb"].as_f64().unwrap() > 50.0,
+        "server RSS sampled by port"
+    );
+    // One timing line per request, the warm-up included (counts cover the whole unit).
+    assert_eq!(u["log_pattern_counts"]["prompt eval time"], 6);
+
+    // Per request: client vs server.
+    let file = u["file"].as_str().unwrap();
+    let text = std::fs::read_to_string(file).unwrap();
+    for line in text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    {
+        if line["warmup"] == true {
+            continue;
+        }
+        let t = &line["engine_timings"];
+        assert_eq!(t["source"], "llama-server");
+        let prompt_ms = t["prompt_ms"].as_f64().unwrap();
+        let server_decode =
+            t["decode_tokens"].as_f64().unwrap() / (t["decode_ms"].as_f64().unwrap() / 1e3);
+        let ttft = line["metrics"]["ttft_ms"].as_f64().unwrap();
+        let decode = line["metrics"]["decode_tokens_per_s"].as_f64().unwrap();
+        assert!(
+            ttft >= prompt_ms,
+            "TTFT {ttft} < server prompt time {prompt_ms}"
+        );
+        assert!(
+            rel(ttft, prompt_ms) < 0.10,
+            "TTFT {ttft} ms vs server prompt {prompt_ms} ms"
+        );
+        assert!(
+            rel(decode, server_decode) < 0.10,
+            "decode {decode} vs server {server_decode} t/s"
+        );
+        assert_eq!(line["token_count_source"], "server_usage");
+        assert_eq!(line["output_tokens"], 128);
+    }
+}
