@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod compare;
 pub mod metrics;
 pub mod monitor;
 pub mod record;

@@ -189,3 +189,61 @@ fn perf_jsonl_lines() {
         assert_eq!(back.record, want.record);
     }
 }
+
+#[test]
+fn comparison_markdown() {
+    use edgebench_core::compare::{
+        Comparison, Criteria, Decision, MetricComparison, ScenarioComparison, Verdict,
+    };
+    let m = |metric: &str, hib: bool, b: f64, c: f64, p: Option<f64>| MetricComparison {
+        metric: metric.into(),
+        higher_is_better: hib,
+        baseline: b,
+        candidate: c,
+        n_baseline: 20,
+        n_candidate: 20,
+        relative_change: Some(c / b - 1.0),
+        change_ci: Some([c / b - 1.02, c / b - 0.98]),
+        test: "paired t-test (n >= 20, differences pass Shapiro-Wilk)".into(),
+        p_value: p,
+        p_holm: p.map(|p| (p * 2.0).min(1.0)),
+        effect_kind: Some("d_z".into()),
+        effect_size: Some(-0.91),
+        effect_label: Some("large".into()),
+    };
+    let cmp = Comparison {
+        baseline: "results/fp8-default".into(),
+        candidate: "results/fp8-calibrated".into(),
+        scenarios: vec![ScenarioComparison {
+            scenario: "interactive_assistant".into(),
+            baseline_model: "Qwen3-8B".into(),
+            candidate_model: "Qwen3-8B".into(),
+            paired: true,
+            pairing: "paired by prompt: both sides ran the same 20 prompts".into(),
+            metrics: vec![
+                m("ttft_ms", false, 120.5, 124.25, Some(0.0004)),
+                m("output_tokens_per_s", true, 41.2, 39.9, Some(0.02)),
+                m("success_rate", true, 1.0, 1.0, None),
+            ],
+            peak_rss_mb: [Some(9120.0), Some(9050.5)],
+            log_pattern_counts: [
+                [("scaling factor 1.0".to_string(), 14)]
+                    .into_iter()
+                    .collect(),
+                [("scaling factor 1.0".to_string(), 0)]
+                    .into_iter()
+                    .collect(),
+            ],
+        }],
+        criteria: Criteria::default(),
+        decision: Decision {
+            verdict: Verdict::Apply,
+            rule: "warnings resolved (14 -> 0) and output_tokens_per_s impact 3.2% < 15.0%".into(),
+            performance_impact: Some(0.032),
+        },
+    };
+    golden(
+        "comparison.md",
+        &edgebench_core::report::compare_md::render(&cmp),
+    );
+}

@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Benchmark models on the scenarios (embedded llama.cpp engine or an OpenAI-compatible server).
     Run(Box<RunArgs>),
+    /// Compare two result sets (A/B): differences with CIs, significance, effect sizes, decision.
+    Compare(CompareArgs),
     /// List, inspect and fetch models.
     Models {
         #[command(subcommand)]
@@ -187,6 +189,27 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{s} must be a number of seconds >= 0"))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a run id, a results folder (its newest run) or a perf JSONL file.
+    pub baseline: String,
+    /// The candidate, in the same forms.
+    pub candidate: String,
+    /// Decision rules (TOML); default: the FP8 calibration study's rules (apply under 15%
+    /// impact with warnings resolved, monitor under 25%, else keep the baseline).
+    #[arg(long, value_name = "FILE")]
+    pub criteria: Option<PathBuf>,
+    /// Where run ids are looked up.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print the comparison as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! Exporters: result files (written atomically) and the terminal summary.
 
+pub mod compare_md;
 pub mod files;
 pub mod table;
 

@@ -43,6 +43,19 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub steps: Vec<Step>,
+    /// When set, the moment each body write was flushed is logged under this tag
+    /// (see [`MockServer::writes`]).
+    pub tag: Option<String>,
+}
+
+/// One logged body write.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub tag: String,
+    /// The write's position among the response's `Bytes` steps.
+    pub seq: usize,
+    /// When the bytes were handed to the socket and flushed.
+    pub at: std::time::Instant,
 }
 
 impl Response {
@@ -52,6 +65,7 @@ impl Response {
             status: 200,
             headers: vec![("Content-Type".into(), "text/event-stream".into())],
             steps,
+            tag: None,
         }
     }
 
@@ -61,6 +75,7 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             steps: vec![Step::Bytes(body.to_string().into_bytes())],
+            tag: None,
         }
     }
 }
@@ -76,11 +91,13 @@ pub struct Request {
 }
 
 type Responder = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+type WriteLog = Arc<std::sync::Mutex<Vec<Write>>>;
 
 /// A running mock server; it stops when dropped.
 pub struct MockServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    writes: WriteLog,
 }
 
 impl Drop for MockServer {
@@ -97,16 +114,23 @@ impl MockServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let respond: Responder = Arc::new(respond);
+        let writes: WriteLog = Arc::default();
+        let log = writes.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let _ = sock.set_nodelay(true);
-                let r = respond.clone();
+                let (r, log) = (respond.clone(), log.clone());
                 tokio::spawn(async move {
-                    let _ = serve(sock, r).await;
+                    let _ = serve(sock, r, log).await;
                 });
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, task, writes })
+    }
+
+    /// Every logged write so far (responses with a `tag`), in write order.
+    pub fn writes(&self) -> Vec<Write> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:PORT/v1`.
@@ -159,7 +183,7 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resul
     }))
 }
 
-async fn serve(mut sock: TcpStream, respond: Responder) -> std::io::Result<()> {
+async fn serve(mut sock: TcpStream, respond: Responder, log: WriteLog) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await? {
         let resp = respond(&req);
@@ -173,6 +197,7 @@ async fn serve(mut sock: TcpStream, respond: Responder) -> std::io::Result<()> {
         head.push_str("\r\n");
         sock.write_all(head.as_bytes()).await?;
         sock.flush().await?;
+        let mut seq = 0;
         for step in resp.steps {
             match step {
                 Step::Bytes(b) => {
@@ -181,6 +206,17 @@ async fn serve(mut sock: TcpStream, respond: Responder) -> std::io::Result<()> {
                     chunk.extend_from_slice(b"\r\n");
                     sock.write_all(&chunk).await?;
                     sock.flush().await?;
+                    if let Some(tag) = &resp.tag {
+                        let at = std::time::Instant::now();
+                        if let Ok(mut w) = log.lock() {
+                            w.push(Write {
+                                tag: tag.clone(),
+                                seq,
+                                at,
+                            });
+                        }
+                    }
+                    seq += 1;
                 }
                 Step::Sleep(d) => tokio::time::sleep(d).await,
                 Step::Cut => return Ok(()),

@@ -1,5 +1,6 @@
 //! Subcommands, and how errors become exit codes (2 for usage and input errors, 130 when interrupted).
 
+mod compare;
 mod models;
 mod run;
 
@@ -22,6 +23,7 @@ impl std::error::Error for Interrupted {}
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run::run(*a),
+        Command::Compare(a) => compare::compare(a),
         Command::Models { command } => models::models(command),
     }
 }

@@ -457,6 +457,10 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         plan,
         models: reports,
     };
+    let summary_path = results_dir.join(format!("summary_{}.json", summary.run_id));
+    report::atomic_write(&summary_path, &serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    written.push(summary_path);
     eprint!("{}", report::render_summary(&summary));
     eprintln!("\nresults:");
     for w in &written {

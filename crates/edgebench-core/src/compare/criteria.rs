@@ -1,0 +1,94 @@
+//! Decision criteria for comparisons (TOML), with a built-in default that mirrors the FP8
+//! KV-cache calibration study: apply when the named warnings are resolved and the performance
+//! impact is under 15%, apply with monitoring up to 25%, keep the baseline beyond that or when
+//! quality dropped significantly.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The rules a comparison is decided by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Criteria {
+    /// The metric whose relative change is "the performance impact".
+    pub primary_metric: String,
+    /// Impact (relative degradation of the primary metric) below this: apply.
+    pub apply_below: f64,
+    /// Impact below this (and at least `apply_below`): apply with monitoring; above: keep.
+    pub monitor_below: f64,
+    /// A significant drop (Holm-adjusted p < alpha) in any of these keeps the baseline.
+    pub quality_metrics: Vec<String>,
+    /// When log patterns were counted, the candidate must have none left.
+    pub require_warnings_resolved: bool,
+    /// Significance level for the quality rule.
+    pub alpha: f64,
+}
+
+impl Default for Criteria {
+    fn default() -> Self {
+        Self {
+            primary_metric: "output_tokens_per_s".into(),
+            apply_below: 0.15,
+            monitor_below: 0.25,
+            quality_metrics: vec!["success_rate".into(), "json_valid_rate".into()],
+            require_warnings_resolved: true,
+            alpha: 0.05,
+        }
+    }
+}
+
+/// Why a criteria file is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("criteria file {path}: {reason}")]
+pub struct CriteriaError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Criteria {
+    /// Reads and checks a criteria file.
+    pub fn load(path: &Path) -> Result<Self, CriteriaError> {
+        let err = |reason: String| CriteriaError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let c: Criteria = toml::from_str(&text).map_err(|e| err(e.message().to_string()))?;
+        if !(0.0..=1.0).contains(&c.apply_below) || c.monitor_below < c.apply_below {
+            return Err(err(
+                "need 0 <= apply_below <= monitor_below (fractions, e.g. 0.15 and 0.25)".into(),
+            ));
+        }
+        if !(c.alpha > 0.0 && c.alpha < 1.0) {
+            return Err(err("alpha must be between 0 and 1".into()));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_partial_files_over_the_defaults_and_rejects_bad_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "apply_below = 0.05\nprimary_metric = \"decode_tokens_per_s\"\n",
+        )
+        .unwrap();
+        let c = Criteria::load(&p).unwrap();
+        assert_eq!(c.apply_below, 0.05);
+        assert_eq!(c.monitor_below, 0.25);
+        assert_eq!(c.primary_metric, "decode_tokens_per_s");
+        std::fs::write(&p, "apply_below = 0.5\nmonitor_below = 0.2\n").unwrap();
+        assert!(Criteria::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("c.toml"));
+        std::fs::write(&p, "nonsense = 1\n").unwrap();
+        assert!(Criteria::load(&p).is_err());
+    }
+}

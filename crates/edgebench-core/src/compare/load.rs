@@ -1,0 +1,159 @@
+//! Loading a result set for a comparison: a perf JSONL file, a results folder (its newest run),
+//! or a run id looked up in the results folder; with the run's summary when it was saved.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::report::files::{PerfLine, UnitReport};
+
+/// Why a result set could not be loaded or compared.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{0:?} is not a results file, a results folder, or a run id with files in {1}")]
+    NotFound(String, String),
+    #[error("results file {file}, line {line}: {reason}")]
+    Parse {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("{0}: no measured requests")]
+    Empty(String),
+    #[error("the result sets share no scenario (baseline: {baseline}; candidate: {candidate})")]
+    NothingInCommon { baseline: String, candidate: String },
+    #[error("reading {path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+/// One side of a comparison.
+#[derive(Debug, Clone)]
+pub struct ResultSet {
+    /// What the user named, and the run it resolved to.
+    pub label: String,
+    pub run_id: String,
+    pub lines: Vec<PerfLine>,
+    /// Unit summaries from `summary_{run_id}.json`, when present.
+    pub units: Vec<UnitReport>,
+}
+
+#[derive(Deserialize)]
+struct SummaryFile {
+    models: Vec<SummaryModel>,
+}
+
+#[derive(Deserialize)]
+struct SummaryModel {
+    units: Vec<UnitReport>,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> CompareError {
+    CompareError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn read_lines(path: &Path, out: &mut Vec<PerfLine>) -> Result<(), CompareError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    for (i, l) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        out.push(serde_json::from_str(l).map_err(|e| CompareError::Parse {
+            file: path.display().to_string(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?);
+    }
+    Ok(())
+}
+
+fn perf_files(dir: &Path) -> Result<Vec<PathBuf>, CompareError> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("perf_") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The run id at the end of a perf file name (`..._YYYYMMDD_HHMMSS.jsonl`).
+fn run_id_of(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    let parts: Vec<&str> = stem.rsplitn(3, '_').collect();
+    (parts.len() == 3).then(|| format!("{}_{}", parts[1], parts[0]))
+}
+
+/// Loads `spec`: a `.jsonl` file, a results folder (its newest run), or a run id in `results_dir`.
+pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
+    let path = Path::new(spec);
+    let (dir, files, run_id) = if path.is_file() {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let id = run_id_of(path).unwrap_or_default();
+        (dir, vec![path.to_path_buf()], id)
+    } else {
+        let (dir, wanted) = if path.is_dir() {
+            (path.to_path_buf(), None)
+        } else {
+            (results_dir.to_path_buf(), Some(spec.to_string()))
+        };
+        let all = if dir.is_dir() {
+            perf_files(&dir)?
+        } else {
+            Vec::new()
+        };
+        let id = match &wanted {
+            Some(id) => id.clone(),
+            None => all
+                .iter()
+                .filter_map(|p| run_id_of(p))
+                .max()
+                .unwrap_or_default(),
+        };
+        let files: Vec<PathBuf> = all
+            .into_iter()
+            .filter(|p| run_id_of(p).as_deref() == Some(id.as_str()))
+            .collect();
+        if files.is_empty() {
+            return Err(CompareError::NotFound(
+                spec.to_string(),
+                results_dir.display().to_string(),
+            ));
+        }
+        (dir, files, id)
+    };
+    let mut lines = Vec::new();
+    for f in &files {
+        read_lines(f, &mut lines)?;
+    }
+    if !lines.iter().any(|l| !l.record.warmup) {
+        return Err(CompareError::Empty(spec.to_string()));
+    }
+    let summary = dir.join(format!("summary_{run_id}.json"));
+    let units = match std::fs::read_to_string(&summary) {
+        Ok(text) => serde_json::from_str::<SummaryFile>(&text)
+            .map_err(|e| io(&summary, e))?
+            .models
+            .into_iter()
+            .flat_map(|m| m.units)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(ResultSet {
+        label: if spec.contains(&run_id) || run_id.is_empty() {
+            spec.to_string()
+        } else {
+            format!("{spec} (run {run_id})")
+        },
+        run_id,
+        lines,
+        units,
+    })
+}

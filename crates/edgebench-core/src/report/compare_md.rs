@@ -1,0 +1,111 @@
+//! The Markdown rendering of a comparison: printed by `edgebench compare` and reused by reports.
+
+use std::fmt::Write;
+
+use crate::compare::{Comparison, MetricComparison};
+
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:+.1}%", v * 100.0)
+}
+
+fn p(v: Option<f64>) -> String {
+    match v {
+        Some(p) if p < 0.001 => "<0.001".into(),
+        Some(p) => format!("{p:.3}"),
+        None => "-".into(),
+    }
+}
+
+fn row(out: &mut String, m: &MetricComparison) {
+    let change = match (m.relative_change, m.change_ci) {
+        (Some(r), Some([lo, hi])) => format!("{} [{}, {}]", pct(r), pct(lo), pct(hi)),
+        (Some(r), None) => pct(r),
+        _ => "-".into(),
+    };
+    let effect = match (&m.effect_kind, m.effect_size, &m.effect_label) {
+        (Some(k), Some(e), Some(l)) => format!("{k} = {e:+.2} ({l})"),
+        _ => "-".into(),
+    };
+    let better = if m.higher_is_better { "↑" } else { "↓" };
+    let _ = writeln!(
+        out,
+        "| {} {better} | {} | {} | {change} | {} | {} | {} | {effect} | {} / {} |",
+        m.metric,
+        num(m.baseline),
+        num(m.candidate),
+        m.test,
+        p(m.p_value),
+        p(m.p_holm),
+        m.n_baseline,
+        m.n_candidate,
+    );
+}
+
+/// Renders a comparison as Markdown.
+pub fn render(c: &Comparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Comparison: {} vs {}\n", c.baseline, c.candidate);
+    let _ = writeln!(
+        out,
+        "**Decision: {}** — {}\n",
+        c.decision.verdict, c.decision.rule
+    );
+    for s in &c.scenarios {
+        let _ = writeln!(
+            out,
+            "### {} ({} vs {})\n\n{}.\n",
+            s.scenario, s.baseline_model, s.candidate_model, s.pairing
+        );
+        let _ = writeln!(
+            out,
+            "| metric | baseline | candidate | change [95% CI] | test | p | p (Holm) | effect | n |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---|---|---:|---:|---|---:|");
+        for m in &s.metrics {
+            row(&mut out, m);
+        }
+        if let [Some(b), Some(cand)] = s.peak_rss_mb {
+            let _ = writeln!(
+                out,
+                "\npeak_rss_mb: {} -> {} ({})",
+                num(b),
+                num(cand),
+                pct(cand / b - 1.0)
+            );
+        }
+        let patterns: std::collections::BTreeSet<&String> =
+            s.log_pattern_counts.iter().flat_map(|m| m.keys()).collect();
+        for pat in patterns {
+            let get = |i: usize| s.log_pattern_counts[i].get(pat).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "\nserver log lines matching `{pat}`: {} -> {}",
+                get(0),
+                get(1)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "Change = candidate / baseline - 1 with a bootstrap 95% CI; p values are two-sided; Holm \
+         adjusts over all {} tests; effect sizes are positive when the candidate is larger \
+         (d_z paired, d pooled, r rank-biserial). Arrows: which direction is better.",
+        c.scenarios
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.p_value.is_some())
+            .count()
+    );
+    out
+}
