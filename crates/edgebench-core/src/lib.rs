@@ -12,5 +12,6 @@ pub mod report;
 pub mod repro;
 pub mod runner;
 pub mod stats;
+pub mod store;
 pub mod target;
 pub mod workload;

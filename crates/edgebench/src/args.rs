@@ -31,7 +31,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// An OpenAI-compatible server: a base URL (http://host:port/v1) or lmstudio, llama-server,
-    /// ollama, vllm, tgi. Default: the embedded llama.cpp engine.
+    /// ollama, vllm, tgi; or `mock` (an in-process target with known delays, for trying the
+    /// tool and for tests). Default: the embedded llama.cpp engine.
     #[arg(long, value_name = "URL|ALIAS")]
     pub endpoint: Option<String>,
 
@@ -146,9 +147,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_prefix_cache: bool,
 
-    /// Folder for result files.
+    /// Folder for result files and the results database (edgebench.db).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+
+    /// Continue the last unfinished experiment with this configuration (or experiment ID):
+    /// finished units are kept, unfinished ones are redone from their start.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+
+    /// Keep the run in memory: no results database, only the exported files.
+    #[arg(long, conflicts_with = "resume")]
+    pub no_checkpoint: bool,
 
     /// Print the summary as one JSON document on stdout.
     #[arg(long)]

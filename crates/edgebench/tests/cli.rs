@@ -106,6 +106,46 @@ fn bad_input_exits_2_naming_the_thing_and_writes_nothing() {
 }
 
 #[test]
+fn no_checkpoint_writes_only_the_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        "mock",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--cooldown",
+        "0",
+        "--max-tokens",
+        "4",
+        "--scenarios",
+        "interactive_assistant",
+        "--no-checkpoint",
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = files_in(&results);
+    assert!(
+        !files.iter().any(|f| f.starts_with("edgebench.db")),
+        "{files:?}"
+    );
+    assert_eq!(files.len(), 3, "config, perf, summary: {files:?}");
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        "mock",
+        "--resume",
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert_input_error(&o, "nothing to resume");
+}
+
+#[test]
 fn a_prompt_longer_than_the_context_is_refused_before_anything_runs() {
     let _lock = model_lock();
     let dir = tempfile::tempdir().unwrap();
@@ -180,7 +220,8 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
     );
 
     let files = files_in(&results);
-    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(files[0], "edgebench.db");
     let stamp = summary["run_id"].as_str().unwrap();
     let hash = summary["config_hash"].as_str().unwrap();
     assert_eq!(hash.len(), 64);
@@ -195,7 +236,7 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
     assert!(target["rss_after_load_mb"].as_f64().unwrap() > 50.0);
     assert!(target["system_info"].as_str().unwrap().contains("CPU"));
     assert!(config["environment"]["logical_cores"].as_u64().unwrap() >= 1);
-    for (f, sc) in files[1..]
+    for (f, sc) in files[2..4]
         .iter()
         .zip(["interactive_assistant", "structured_json_output"])
     {

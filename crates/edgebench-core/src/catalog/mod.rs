@@ -115,7 +115,7 @@ pub fn entry(key: &str) -> Option<&'static CatalogEntry> {
 }
 
 /// Facts about a model file, from its GGUF header (and the catalog when it knows the model).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     pub path: PathBuf,
     /// The catalog key, when the model came from the catalog.

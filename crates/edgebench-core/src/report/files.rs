@@ -24,6 +24,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".edgebench-")
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -108,7 +109,7 @@ pub fn jsonl(lines: &[PerfLine]) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 /// One unit in the run summary.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitReport {
     #[serde(flatten)]
     pub summary: UnitSummary,
@@ -131,14 +132,14 @@ pub struct ModelReport {
 }
 
 /// One model's setup in the reproducibility record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelSetup {
     pub model: ModelInfo,
     pub target: TargetInfo,
 }
 
 /// `results/experiment_config_{id}.json`: what was run, where, with what, and the config hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExperimentConfig {
     pub experiment_id: String,
     pub created: String,
@@ -254,6 +255,13 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "result files are readable by others, like any file"
+        );
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())

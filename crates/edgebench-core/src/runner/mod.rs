@@ -86,6 +86,8 @@ pub enum RunError {
     Interrupted,
     #[error("target: {0}")]
     Target(#[from] crate::target::TargetError),
+    #[error("{0}")]
+    Storage(String),
 }
 
 /// Progress of a run, for the CLI's progress bar or a live view.
@@ -97,12 +99,12 @@ pub enum RunEvent {
         scenario: String,
         requests: u32,
     },
-    /// A request finished.
+    /// A request finished; `last` is true for the unit's final request.
     RequestDone {
         model: String,
         scenario: String,
-        warmup: bool,
-        ok: bool,
+        record: Box<RequestRecord>,
+        last: bool,
     },
 }
 
@@ -194,9 +196,13 @@ pub async fn prepare(
     Ok(units)
 }
 
+/// Receives run events; an error (for example the store refusing a record) stops the run.
+pub type EventSink<'a> = dyn Fn(RunEvent) -> Result<(), String> + Send + Sync + 'a;
+
 /// Runs one prepared unit: warm-ups, then measured requests, one at a time with the cool-down
 /// after each. A failed request is recorded and the unit goes on; a first request that yields no
-/// token at all stops the run (the model is unusable for this scenario).
+/// token at all stops the run (the model is unusable for this scenario). Every finished request
+/// is handed to `on_event` as it finishes.
 pub async fn run_unit(
     plan: &RunPlan,
     unit: &PreparedUnit,
@@ -204,7 +210,7 @@ pub async fn run_unit(
     model: &str,
     clock: &Clock,
     cancel: &CancelFlag,
-    on_event: &(dyn Fn(RunEvent) + Send + Sync),
+    on_event: &EventSink<'_>,
 ) -> Result<UnitOutcome, RunError> {
     let need = unit
         .warmup
@@ -225,7 +231,8 @@ pub async fn run_unit(
         model: model.to_string(),
         scenario: unit.scenario.name.clone(),
         requests: total,
-    });
+    })
+    .map_err(RunError::Storage)?;
     let mut records = Vec::with_capacity(total as usize);
     let request = |index: usize, warmup: bool, p: &BuiltPrompt, scheduled: Instant| GenRequest {
         index: index as u32,
@@ -237,13 +244,16 @@ pub async fn run_unit(
         sampling: plan.sampling.clone(),
         scheduled,
     };
+    let finished = std::sync::atomic::AtomicU32::new(0);
     let done = |rec: &RequestRecord| {
+        let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
         on_event(RunEvent::RequestDone {
             model: model.to_string(),
             scenario: unit.scenario.name.clone(),
-            warmup: rec.warmup,
-            ok: rec.ok(),
+            record: Box::new(rec.clone()),
+            last: n == total,
         })
+        .map_err(RunError::Storage)
     };
     let no_output = |rec: &RequestRecord| {
         rec.error
@@ -280,7 +290,10 @@ pub async fn run_unit(
             mon.stop();
             return Err(e);
         }
-        done(&rec);
+        if let Err(e) = done(&rec) {
+            mon.stop();
+            return Err(e);
+        }
         records.push(rec);
         if plan.cooldown_s > 0.0 && (i as u32) + 1 < total {
             sleep_unless_cancelled(Duration::from_secs_f64(plan.cooldown_s), cancel).await;
@@ -318,10 +331,19 @@ pub async fn run_unit(
             plan.concurrency as usize
         };
         let mut stream = futures_util::stream::iter(futs).buffer_unordered(in_flight);
+        let mut failure = None;
         while let Some(rec) = stream.next().await {
             let Some(rec) = rec else { continue };
-            done(&rec);
+            if let Err(e) = done(&rec) {
+                cancel.cancel();
+                failure.get_or_insert(e);
+            }
             records.push(rec);
+        }
+        if let Some(e) = failure {
+            drop(stream);
+            mon.stop();
+            return Err(e);
         }
         drop(stream);
         if cancel.is_cancelled() {
@@ -423,6 +445,7 @@ mod tests {
                 if matches!(e, RunEvent::RequestDone { .. }) {
                     *events.lock().unwrap() += 1;
                 }
+                Ok(())
             },
         )
         .await
@@ -487,7 +510,7 @@ mod tests {
             "mute",
             &Clock::new(),
             &CancelFlag::default(),
-            &|_| {},
+            &|_| Ok(()),
         )
         .await
         .unwrap_err();
@@ -519,7 +542,7 @@ mod tests {
             "m",
             &Clock::new(),
             &CancelFlag::default(),
-            &|_| {},
+            &|_| Ok(()),
         )
         .await
         .unwrap();
@@ -565,7 +588,7 @@ mod tests {
             "m",
             &Clock::new(),
             &CancelFlag::default(),
-            &|_| {},
+            &|_| Ok(()),
         )
         .await
         .unwrap();
@@ -600,7 +623,7 @@ mod tests {
             "m",
             &Clock::new(),
             &cancel,
-            &|_| {},
+            &|_| Ok(()),
         )
         .await
         .unwrap_err();

@@ -17,7 +17,9 @@ use edgebench_core::report::files::{self, ExperimentConfig, ModelReport, ModelSe
 use edgebench_core::report::{self, PerfLine, RunSummary};
 use edgebench_core::repro::{self, Environment};
 use edgebench_core::runner::{self, CancelFlag, RunError, RunEvent, RunPlan};
+use edgebench_core::store::{ExperimentRow, Store};
 use edgebench_core::target::managed::{self, ManagedServer};
+use edgebench_core::target::mock::MockTarget;
 use edgebench_core::target::openai::{self, Api, HttpConfig, OpenAiTarget};
 use edgebench_core::target::{Sampling, Target, TargetInfo};
 use edgebench_core::workload::ScenarioFile;
@@ -163,8 +165,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// What a model is benchmarked on.
 enum Backend {
-    Embedded { threads: u32 },
+    Embedded {
+        threads: u32,
+    },
     Http(Box<HttpConfig>),
+    /// The in-process mock target (`--endpoint mock`): known delays, no model.
+    Mock,
 }
 
 async fn open_target(
@@ -189,7 +195,97 @@ async fn open_target(
             Ok(Box::new(t))
         }
         Backend::Http(cfg) => Ok(Box::new(OpenAiTarget::new((**cfg).clone())?)),
+        Backend::Mock => Ok(Box::new(MockTarget {
+            ttft: Duration::from_millis(3),
+            itl: Duration::from_millis(1),
+            ..MockTarget::default()
+        })),
     }
+}
+
+/// The model facts of the mock target.
+fn mock_model() -> ModelInfo {
+    let (mut m, _) = catalog::model_info_from_id("edgebench/mock", "mock");
+    m.format = "mock".into();
+    m.quantization = "none".into();
+    m
+}
+
+/// The key of a model's units in the store: name, format and quantization.
+fn unit_model_key(m: &ModelInfo) -> String {
+    format!("{} ({} {})", m.name, m.format, m.quantization)
+}
+
+/// The command line as typed, without any `--resume [ID]`, shell-quoted where needed.
+fn base_command() -> String {
+    let mut out = vec!["edgebench".to_string()];
+    let mut args = std::env::args().skip(1).peekable();
+    while let Some(a) = args.next() {
+        if a == "--resume" {
+            if args.peek().is_some_and(|n| !n.starts_with('-')) {
+                args.next();
+            }
+            continue;
+        }
+        if a.starts_with("--resume=") {
+            continue;
+        }
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
+        out.push(if plain {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        });
+    }
+    out.join(" ")
+}
+
+/// The CHECKPOINT SUMMARY printed at the end of every run.
+fn checkpoint_summary(
+    store: &Store,
+    e: &ExperimentRow,
+    persistent: bool,
+) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let units = store.units(&e.id)?;
+    let done = units.iter().filter(|u| u.status == "done").count();
+    let mut out = String::new();
+    writeln!(out, "\nCHECKPOINT SUMMARY")?;
+    writeln!(
+        out,
+        "  experiment: {} ({}, config {})",
+        e.id,
+        e.kind,
+        &e.config_hash[..12.min(e.config_hash.len())]
+    )?;
+    writeln!(out, "  progress:   {done}/{} units done", units.len())?;
+    for u in units.iter().filter(|u| u.status == "failed") {
+        writeln!(
+            out,
+            "  failed:     {} · {}: {}",
+            u.model,
+            u.scenario,
+            u.error.as_deref().unwrap_or("unknown error")
+        )?;
+    }
+    let remaining: Vec<String> = units
+        .iter()
+        .filter(|u| u.status != "done")
+        .map(|u| format!("{} · {}", u.model, u.scenario))
+        .collect();
+    if remaining.is_empty() {
+        writeln!(out, "  remaining:  none")?;
+    } else {
+        writeln!(out, "  remaining:  {}", remaining.join(", "))?;
+        if persistent {
+            writeln!(out, "  to finish:  {} --resume {}", e.command, e.id)?;
+        } else {
+            writeln!(out, "  (--no-checkpoint: nothing was saved to resume from)")?;
+        }
+    }
+    Ok(out)
 }
 
 async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -201,14 +297,13 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&a);
     let threads = a.threads.unwrap_or_else(repro::default_threads);
     let started = time::OffsetDateTime::now_utc();
-    let stamp = report::file_timestamp(started);
-    let run_id = stamp.clone();
     let results_dir: PathBuf = a.results.clone();
     let clock = Clock::new();
+    let is_mock = a.endpoint.as_deref() == Some("mock");
     let mut server = match (&a.serve, &a.endpoint) {
         (Some(cmd), Some(ep)) => {
             let base = openai::resolve_endpoint(ep)?;
-            let log = results_dir.join(format!("server_{run_id}.log"));
+            let log = results_dir.join(format!("server_{}.log", report::file_timestamp(started)));
             eprintln!("starting server: {cmd}");
             let s = ManagedServer::start(
                 cmd,
@@ -233,6 +328,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .map(|m| (m, Backend::Embedded { threads }))
             .collect(),
+        Some(_) if is_mock => vec![(mock_model(), Backend::Mock)],
         Some(ep) => {
             let base = openai::resolve_endpoint(ep)?;
             http_models(&a, &base)
@@ -242,7 +338,6 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                 .collect()
         }
     };
-
     let environment = Environment::capture(
         env!("CARGO_PKG_VERSION"),
         Some(env!("EDGEBENCH_GIT_COMMIT")).filter(|c| !c.is_empty()),
@@ -258,8 +353,8 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    // The reproducibility record: written once the first model is ready, rewritten as each
-    // model's load facts arrive.
+
+    // The configuration and its hash (what decides the results, not the machine or the time).
     let mut setups: Vec<ModelSetup> = models
         .iter()
         .map(|(m, b)| ModelSetup {
@@ -276,17 +371,99 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                     engine: format!("OpenAI-compatible server at {}", c.base_url),
                     ..TargetInfo::default()
                 },
+                Backend::Mock => TargetInfo {
+                    kind: "mock".into(),
+                    engine: "mock".into(),
+                    ..TargetInfo::default()
+                },
             },
         })
         .collect();
     let selected: Vec<_> = scenarios.iter().map(|s| (*s).clone()).collect();
     let passages_sha256 = file.passages_sha256();
     let config_hash = files::config_hash(&plan, &selected, &passages_sha256, &setups)?;
+
+    // The store: the checkpoint, or an in-memory stand-in with --no-checkpoint.
+    let db_path = results_dir.join("edgebench.db");
+    let (dir_existed, db_existed) = (results_dir.exists(), db_path.exists());
+    let mut store = if a.no_checkpoint {
+        Store::in_memory()?
+    } else {
+        Store::open(&db_path)?
+    };
+    let experiment_row = match &a.resume {
+        Some(id) => {
+            let row = if id.is_empty() {
+                store.latest_unfinished(&config_hash)?.ok_or_else(|| {
+                    anyhow!(
+                        "nothing to resume: {} has no unfinished experiment with this configuration (config {})",
+                        db_path.display(),
+                        &config_hash[..12]
+                    )
+                })?
+            } else {
+                store.experiment(id)?.ok_or_else(|| {
+                    anyhow!("--resume {id}: no such experiment in {}", db_path.display())
+                })?
+            };
+            if row.config_hash != config_hash {
+                bail!(
+                    "--resume {}: that experiment ran with another configuration (config {} here, {} there); repeat its command: {}",
+                    row.id,
+                    &config_hash[..12],
+                    &row.config_hash[..12.min(row.config_hash.len())],
+                    row.command
+                );
+            }
+            eprintln!("resuming experiment {}", row.id);
+            store.set_status(&row.id, "running")?;
+            row
+        }
+        None => {
+            let mut id = report::file_timestamp(started);
+            let mut n = 2;
+            while store.has_experiment(&id)? {
+                id = format!("{}-{n}", report::file_timestamp(started));
+                n += 1;
+            }
+            let row = ExperimentRow {
+                id,
+                kind: "perf".into(),
+                created: started
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                config_hash: config_hash.clone(),
+                config_json: String::new(),
+                command: base_command(),
+                status: "running".into(),
+            };
+            store.create_experiment(&row)?;
+            row
+        }
+    };
+    let run_id = experiment_row.id.clone();
+    let persistent = !a.no_checkpoint;
+    // Earlier invocations of a resumed experiment recorded the targets they loaded.
+    if let Ok(prev) = serde_json::from_str::<ExperimentConfig>(&experiment_row.config_json) {
+        for s in &mut setups {
+            if let Some(p) = prev.models.iter().find(|p| p.model.path == s.model.path) {
+                s.target = p.target.clone();
+            }
+        }
+    }
+    let unit_keys: Vec<(String, String, String)> = models
+        .iter()
+        .flat_map(|(m, _)| {
+            scenarios
+                .iter()
+                .map(move |s| (unit_model_key(m), s.name.clone(), String::new()))
+        })
+        .collect();
+    store.ensure_units(&run_id, &unit_keys)?;
+
     let mut experiment = ExperimentConfig {
         experiment_id: run_id.clone(),
-        created: started
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        created: experiment_row.created.clone(),
         config_hash: config_hash.clone(),
         environment: environment.clone(),
         plan: plan.clone(),
@@ -299,29 +476,182 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         models: setups.clone(),
     };
     let config_path = results_dir.join(format!("experiment_config_{run_id}.json"));
-    let write_config = |e: &ExperimentConfig| -> anyhow::Result<()> {
+    let save_config = |store: &Store, e: &ExperimentConfig| -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(e)?;
+        store.set_config(&e.experiment_id, &String::from_utf8_lossy(&bytes))?;
         report::atomic_write(&config_path, &bytes)
             .with_context(|| format!("writing {}", config_path.display()))
     };
-    let mut reports = Vec::new();
     let mut written: Vec<PathBuf> = Vec::new();
+    let outcome = run_models(
+        &a,
+        &plan,
+        &file,
+        &scenarios,
+        &models,
+        &mut setups,
+        &mut experiment,
+        &mut store,
+        &save_config,
+        &mut server,
+        &clock,
+        &cancel,
+        &engine_cancel,
+        &results_dir,
+        &run_id,
+        &config_hash,
+        &mut written,
+    )
+    .await;
+    if let Some(s) = &mut server {
+        s.stop(Duration::from_secs(15));
+        written.push(s.facts.log_file.clone());
+    }
+    match outcome {
+        Ok(()) => {}
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            store.set_status(&run_id, "interrupted")?;
+            if persistent {
+                eprintln!("[Interrupted] Checkpoint saved. Use --resume to continue.");
+            } else {
+                eprintln!("[Interrupted] (--no-checkpoint: nothing saved to resume from)");
+            }
+            eprint!(
+                "{}",
+                checkpoint_summary(&store, &store_row(&store, &run_id)?, persistent)?
+            );
+            return Err(e);
+        }
+        Err(e) => {
+            // Failed before any request was measured (bad input found while preparing): leave
+            // nothing behind that this invocation created.
+            let untouched = store
+                .units(&run_id)?
+                .iter()
+                .all(|u| u.requests == 0 && u.status != "done");
+            if a.resume.is_none() && untouched {
+                store.delete_experiment(&run_id)?;
+                drop(store);
+                let _ = std::fs::remove_file(&config_path);
+                if !db_existed {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut p = db_path.clone().into_os_string();
+                        p.push(suffix);
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                if !dir_existed {
+                    let _ = std::fs::remove_dir(&results_dir);
+                }
+                return Err(e);
+            }
+            store.set_status(&run_id, "failed")?;
+            eprint!(
+                "{}",
+                checkpoint_summary(&store, &store_row(&store, &run_id)?, persistent)?
+            );
+            return Err(e);
+        }
+    }
+
+    // The summary, from the store (units of earlier invocations included).
+    let units = store.units(&run_id)?;
+    let reports: Vec<ModelReport> = models
+        .iter()
+        .zip(&setups)
+        .map(|((m, _), setup)| ModelReport {
+            model: m.clone(),
+            target: setup.target.clone(),
+            units: units
+                .iter()
+                .filter(|u| u.model == unit_model_key(m))
+                .filter_map(|u| u.report.clone())
+                .collect(),
+        })
+        .collect();
+    let summary = RunSummary {
+        run_id: run_id.clone(),
+        config_hash,
+        started: experiment.created.clone(),
+        environment,
+        plan,
+        models: reports,
+    };
+    let summary_path = results_dir.join(format!("summary_{run_id}.json"));
+    report::atomic_write(&summary_path, &serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    written.push(summary_path);
+    store.set_status(&run_id, "done")?;
+    eprint!("{}", report::render_summary(&summary));
+    eprintln!("\nresults:");
+    for w in &written {
+        eprintln!("  {}", w.display());
+    }
+    eprint!(
+        "{}",
+        checkpoint_summary(&store, &store_row(&store, &run_id)?, persistent)?
+    );
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store_row(store: &Store, id: &str) -> anyhow::Result<ExperimentRow> {
+    store
+        .experiment(id)?
+        .ok_or_else(|| anyhow!("experiment {id} vanished from the store"))
+}
+
+/// Runs every unfinished unit of every model, committing each request to the store.
+#[allow(clippy::too_many_arguments)]
+async fn run_models(
+    a: &RunArgs,
+    plan: &RunPlan,
+    file: &ScenarioFile,
+    scenarios: &[&edgebench_core::workload::Scenario],
+    models: &[(ModelInfo, Backend)],
+    setups: &mut [ModelSetup],
+    experiment: &mut ExperimentConfig,
+    store: &mut Store,
+    save_config: &dyn Fn(&Store, &ExperimentConfig) -> anyhow::Result<()>,
+    server: &mut Option<ManagedServer>,
+    clock: &Clock,
+    cancel: &CancelFlag,
+    engine_cancel: &Arc<AtomicBool>,
+    results_dir: &std::path::Path,
+    run_id: &str,
+    config_hash: &str,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     for (i, (model, backend)) in models.iter().enumerate() {
-        let target = open_target(&a, model, backend, &engine_cancel).await?;
+        let key = unit_model_key(model);
+        let rows = store.units(run_id)?;
+        let pending: Vec<&str> = rows
+            .iter()
+            .filter(|u| u.model == key && u.status != "done")
+            .map(|u| u.scenario.as_str())
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let target = open_target(a, model, backend, engine_cancel).await?;
         let mut info = target.info();
-        if let Some(s) = &server {
+        if let Some(s) = server.as_ref() {
             info.launch = Some(s.facts.clone());
         }
         if let Some(si) = &info.system_info {
             eprintln!("llama.cpp: {si}");
         }
-        let units = runner::prepare(&plan, &file, &scenarios, target.as_ref(), &model.name).await?;
+        let todo: Vec<&edgebench_core::workload::Scenario> = scenarios
+            .iter()
+            .copied()
+            .filter(|s| pending.contains(&s.name.as_str()))
+            .collect();
+        let units = runner::prepare(plan, file, &todo, target.as_ref(), &model.name).await?;
         setups[i].target = info.clone();
-        experiment.models = setups.clone();
-        write_config(&experiment)?;
-        if !written.contains(&config_path) {
-            written.push(config_path.clone());
-        }
+        experiment.models = setups.to_vec();
+        save_config(store, experiment)?;
         let pb = progress_bar();
         pb.set_length(
             units
@@ -329,50 +659,85 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                 .map(|u| (u.warmup.len() + u.measured.len()) as u64)
                 .sum(),
         );
-        let on_event = {
-            let pb = pb.clone();
-            move |e: RunEvent| match e {
-                RunEvent::UnitStarted {
-                    model, scenario, ..
-                } => pb.set_message(format!("{model} · {scenario}")),
-                RunEvent::RequestDone { .. } => pb.inc(1),
-            }
-        };
-        let mut unit_reports = Vec::new();
         for unit in &units {
+            let unit_id = rows
+                .iter()
+                .find(|u| u.model == key && u.scenario == unit.scenario.name)
+                .map(|u| u.id)
+                .ok_or_else(|| {
+                    anyhow!("unit {key} · {} is not in the store", unit.scenario.name)
+                })?;
+            store.start_unit(unit_id)?;
+            let line = |r: &edgebench_core::record::RequestRecord| PerfLine {
+                run_id: run_id.to_string(),
+                config_hash: config_hash.to_string(),
+                model: model.name.clone(),
+                publisher: model.publisher.clone(),
+                format: model.format.clone(),
+                quantization: model.quantization.clone(),
+                scenario: unit.scenario.name.clone(),
+                target: info.kind.clone(),
+                metrics: metrics::derive(r),
+                json_valid: unit
+                    .scenario
+                    .json
+                    .then(|| r.ok() && metrics::is_valid_json_object(&r.output_text)),
+                record: r.clone(),
+            };
             let log_before = server.as_ref().map(ManagedServer::pattern_counts);
-            let out = match runner::run_unit(
-                &plan,
+            // Every request is committed as it finishes, except the unit's last, which is
+            // committed with the unit's completion.
+            let shared = std::sync::Mutex::new((&mut *store, None::<PerfLine>));
+            let on_event = |e: RunEvent| -> Result<(), String> {
+                match e {
+                    RunEvent::UnitStarted {
+                        model, scenario, ..
+                    } => {
+                        pb.set_message(format!("{model} · {scenario}"));
+                        Ok(())
+                    }
+                    RunEvent::RequestDone { record, last, .. } => {
+                        pb.inc(1);
+                        let l = line(&record);
+                        let mut g = shared
+                            .lock()
+                            .map_err(|_| "store lock poisoned".to_string())?;
+                        if last {
+                            g.1 = Some(l);
+                            Ok(())
+                        } else {
+                            g.0.add_request(unit_id, &l).map_err(|e| e.to_string())
+                        }
+                    }
+                }
+            };
+            let result = runner::run_unit(
+                plan,
                 unit,
                 target.as_ref(),
                 &model.name,
-                &clock,
-                &cancel,
+                clock,
+                cancel,
                 &on_event,
             )
-            .await
-            {
+            .await;
+            let last = shared
+                .into_inner()
+                .map_err(|_| anyhow!("store lock poisoned"))?
+                .1;
+            let out = match result {
                 Ok(o) => o,
                 Err(RunError::Interrupted) => {
                     pb.finish_and_clear();
-                    eprintln!(
-                        "[Interrupted] Stopped before {} · {} finished.",
-                        model.name, unit.scenario.name
-                    );
-                    if !written.is_empty() {
-                        eprintln!("Finished units were saved:");
-                        for w in &written {
-                            eprintln!("  {}", w.display());
-                        }
-                    }
                     return Err(anyhow!(Interrupted));
                 }
                 Err(e) => {
                     pb.finish_and_clear();
+                    store.fail_unit(unit_id, &e.to_string())?;
                     return Err(e.into());
                 }
             };
-            let log_pattern_counts = match (&server, &log_before) {
+            let log_pattern_counts = match (server.as_ref(), &log_before) {
                 (Some(s), Some(before)) => {
                     // Give the log readers a moment to catch up with the last lines.
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -382,15 +747,15 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                 }
                 _ => Default::default(),
             };
-            if let (Some(s), Some(first)) = (&mut server, out.records.first()) {
+            if let (Some(s), Some(first)) = (server.as_mut(), out.records.first()) {
                 if s.facts.launch_to_first_token_ms.is_none() {
                     if let Some(c) = first.chunks.first() {
                         let spawned = clock.ns(s.spawned()) as f64;
                         s.facts.launch_to_first_token_ms = Some((c.t_ns as f64 - spawned) / 1e6);
                         info.launch = Some(s.facts.clone());
                         setups[i].target = info.clone();
-                        experiment.models = setups.clone();
-                        write_config(&experiment)?;
+                        experiment.models = setups.to_vec();
+                        save_config(store, experiment)?;
                     }
                 }
             }
@@ -405,71 +770,27 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                     seed: plan.seed,
                 },
             );
-            let lines: Vec<PerfLine> = out
-                .records
-                .iter()
-                .map(|r| PerfLine {
-                    run_id: run_id.clone(),
-                    config_hash: config_hash.clone(),
-                    model: model.name.clone(),
-                    publisher: model.publisher.clone(),
-                    format: model.format.clone(),
-                    quantization: model.quantization.clone(),
-                    scenario: unit.scenario.name.clone(),
-                    target: info.kind.clone(),
-                    metrics: metrics::derive(r),
-                    json_valid: unit
-                        .scenario
-                        .json
-                        .then(|| r.ok() && metrics::is_valid_json_object(&r.output_text)),
-                    record: r.clone(),
-                })
-                .collect();
-            let path = results_dir.join(report::perf_file_name(model, &unit.scenario.name, &stamp));
+            // The export is derived from the store: what was committed, plus the last request.
+            let mut lines = store.requests(unit_id)?;
+            lines.extend(last.clone());
+            lines.sort_by_key(|l| l.record.index);
+            let path = results_dir.join(report::perf_file_name(model, &unit.scenario.name, run_id));
             let bytes = files::jsonl(&lines).context("serialising results")?;
             report::atomic_write(&path, &bytes)
                 .with_context(|| format!("writing results file {}", path.display()))?;
-            written.push(path.clone());
-            unit_reports.push(UnitReport {
+            let unit_report = UnitReport {
                 summary,
                 monitor: out.monitor,
                 context_tokens: out.context_tokens,
                 log_pattern_counts,
-                file: Some(path),
-            });
+                file: Some(path.clone()),
+            };
+            store.finish_unit(unit_id, last.as_ref(), &out.samples, &unit_report)?;
+            written.push(path);
         }
         pb.finish_and_clear();
-        reports.push(ModelReport {
-            model: model.clone(),
-            target: info,
-            units: unit_reports,
-        });
     }
-    if let Some(s) = &mut server {
-        s.stop(Duration::from_secs(15));
-        written.push(s.facts.log_file.clone());
-    }
-    let summary = RunSummary {
-        run_id,
-        config_hash,
-        started: experiment.created.clone(),
-        environment,
-        plan,
-        models: reports,
-    };
-    let summary_path = results_dir.join(format!("summary_{}.json", summary.run_id));
-    report::atomic_write(&summary_path, &serde_json::to_vec_pretty(&summary)?)
-        .with_context(|| format!("writing {}", summary_path.display()))?;
-    written.push(summary_path);
-    eprint!("{}", report::render_summary(&summary));
-    eprintln!("\nresults:");
-    for w in &written {
-        eprintln!("  {}", w.display());
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[cfg(test)]

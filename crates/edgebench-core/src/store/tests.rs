@@ -1,0 +1,216 @@
+//! Tests of the store: schema and migrations, experiments, units and requests, the checkpoint
+//! rules (redo from start, no duplicates), and failures that must not corrupt the database.
+
+use super::*;
+use crate::record::{FinishReason, RequestRecord, TokenCountSource};
+
+fn line(idx: u32, warmup: bool) -> PerfLine {
+    PerfLine {
+        run_id: "e1".into(),
+        config_hash: "h".into(),
+        model: "m".into(),
+        publisher: "p".into(),
+        format: "GGUF".into(),
+        quantization: "Q4_1".into(),
+        scenario: "s".into(),
+        target: "mock".into(),
+        record: RequestRecord {
+            index: idx,
+            warmup,
+            prompt_id: format!("p{idx}"),
+            t_scheduled_ns: 1,
+            t_sent_ns: 1,
+            t_first_byte_ns: None,
+            chunks: vec![],
+            t_end_ns: 2,
+            prompt_tokens: Some(10),
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            token_count_source: TokenCountSource::Engine,
+            finish_reason: FinishReason::Length,
+            error: None,
+            engine_timings: None,
+            output_text: "x".repeat(200),
+        },
+        metrics: Default::default(),
+        json_valid: None,
+    }
+}
+
+fn experiment(id: &str, hash: &str, created: &str) -> ExperimentRow {
+    ExperimentRow {
+        id: id.into(),
+        kind: "perf".into(),
+        created: created.into(),
+        config_hash: hash.into(),
+        config_json: "{}".into(),
+        command: "edgebench run".into(),
+        status: "running".into(),
+    }
+}
+
+fn report() -> UnitReport {
+    UnitReport {
+        summary: crate::metrics::summarize_unit(
+            &[],
+            &crate::metrics::UnitContext {
+                model: "m",
+                scenario: "s",
+                json: false,
+                peak_rss_mb: None,
+                duration_s: 1.0,
+                seed: 1,
+            },
+        ),
+        monitor: Default::default(),
+        context_tokens: None,
+        log_pattern_counts: Default::default(),
+        file: Some("results/x.jsonl".into()),
+    }
+}
+
+#[test]
+fn schema_is_created_once_and_reopens() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("sub/edgebench.db");
+    let s = Store::open(&p).unwrap();
+    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    s.create_experiment(&experiment("e1", "h", "2026-01-01"))
+        .unwrap();
+    drop(s);
+    let s = Store::open(&p).unwrap();
+    assert!(s.has_experiment("e1").unwrap());
+    let mode: String = s
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn experiments_are_found_by_hash_listed_and_deleted_with_their_units() {
+    let mut s = Store::in_memory().unwrap();
+    s.create_experiment(&experiment("a", "h1", "2026-01-01"))
+        .unwrap();
+    s.create_experiment(&experiment("b", "h1", "2026-01-02"))
+        .unwrap();
+    s.create_experiment(&experiment("c", "h2", "2026-01-03"))
+        .unwrap();
+    assert_eq!(s.latest_unfinished("h1").unwrap().unwrap().id, "b");
+    s.set_status("b", "done").unwrap();
+    assert_eq!(s.latest_unfinished("h1").unwrap().unwrap().id, "a");
+    assert!(s.latest_unfinished("h3").unwrap().is_none());
+    assert_eq!(
+        s.experiments()
+            .unwrap()
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>(),
+        ["c", "b", "a"]
+    );
+    s.ensure_units("a", &[("m".into(), "s".into(), String::new())])
+        .unwrap();
+    let u = s.units("a").unwrap()[0].id;
+    s.add_request(u, &line(0, false)).unwrap();
+    assert!(s.delete_experiment("a").unwrap());
+    assert!(!s.delete_experiment("a").unwrap());
+    assert!(s.requests(u).unwrap().is_empty(), "cascade");
+}
+
+#[test]
+fn units_keep_state_and_restart_from_scratch_without_duplicates() {
+    let mut s = Store::in_memory().unwrap();
+    s.create_experiment(&experiment("e", "h", "t")).unwrap();
+    let units = vec![
+        ("m".to_string(), "s1".to_string(), String::new()),
+        ("m".to_string(), "s2".to_string(), String::new()),
+    ];
+    s.ensure_units("e", &units).unwrap();
+    s.ensure_units("e", &units).unwrap();
+    let rows = s.units("e").unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|u| u.status == "pending"));
+    let u = rows[0].id;
+    s.start_unit(u).unwrap();
+    s.add_request(u, &line(0, true)).unwrap();
+    s.add_request(u, &line(1, false)).unwrap();
+    assert!(
+        s.add_request(u, &line(1, false)).is_err(),
+        "an index is stored once"
+    );
+    // Interrupted here: the unit restarts from its start.
+    s.start_unit(u).unwrap();
+    assert!(s.requests(u).unwrap().is_empty());
+    s.add_request(u, &line(0, true)).unwrap();
+    s.add_request(u, &line(1, false)).unwrap();
+    let samples = [crate::monitor::Sample {
+        t_ns: 5,
+        rss_mb: Some(1.5),
+        cpu_percent: 50.0,
+    }];
+    s.finish_unit(u, Some(&line(2, false)), &samples, &report())
+        .unwrap();
+    let rows = s.units("e").unwrap();
+    assert_eq!((rows[0].status.as_str(), rows[0].requests), ("done", 3));
+    assert!(rows[0].report.is_some());
+    assert_eq!(
+        s.requests(u)
+            .unwrap()
+            .iter()
+            .map(|l| l.record.index)
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(s.samples(u).unwrap(), samples);
+    s.fail_unit(rows[1].id, "boom").unwrap();
+    assert_eq!(s.units("e").unwrap()[1].error.as_deref(), Some("boom"));
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_the_database_intact() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("edgebench.db");
+    let mut s = Store::open(&p).unwrap();
+    s.create_experiment(&experiment("e", "h", "t")).unwrap();
+    s.ensure_units("e", &[("m".into(), "s".into(), String::new())])
+        .unwrap();
+    let u = s.units("e").unwrap()[0].id;
+    s.start_unit(u).unwrap();
+    s.add_request(u, &line(0, false)).unwrap();
+    let pages: i64 = s
+        .conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    s.set_max_pages(pages).unwrap();
+    let mut failed = None;
+    for i in 1..500 {
+        if let Err(e) = s.add_request(u, &line(i, false)) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = failed.expect("the size limit is reached");
+    assert!(e.to_string().contains("full"), "{e}");
+    assert!(e.to_string().contains("edgebench.db"), "{e}");
+    drop(s);
+    let s = Store::open(&p).unwrap();
+    assert!(s.integrity_ok().unwrap());
+    assert!(!s.requests(u).unwrap().is_empty());
+}
+
+#[test]
+fn unusable_paths_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = Store::open(&file.join("edgebench.db")).err().unwrap();
+    assert!(e.to_string().contains("a-file"), "{e}");
+    let not_db = d.path().join("not.db");
+    std::fs::write(
+        &not_db,
+        b"this is not a database, just some text of enough length...",
+    )
+    .unwrap();
+    let e = Store::open(&not_db).err().unwrap();
+    assert!(e.to_string().contains("not.db"), "{e}");
+}

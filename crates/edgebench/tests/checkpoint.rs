@@ -1,0 +1,160 @@
+//! Checkpoint and resume on the mock target: SIGKILL at random points, many times, then resume;
+//! the final experiment has every unit exactly once and no request lost or doubled. Ctrl-C
+//! prints the checkpoint message and exits 130.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgebench_core::store::Store;
+
+const ARGS: &[&str] = &[
+    "run",
+    "--endpoint",
+    "mock",
+    "--runs",
+    "6",
+    "--warmup",
+    "1",
+    "--cooldown",
+    "0.02",
+    "--max-tokens",
+    "12",
+];
+
+fn start(results: &Path, resume: bool) -> std::process::Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgebench"));
+    c.args(ARGS).arg("--results").arg(results);
+    if resume {
+        c.arg("--resume");
+    }
+    c.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_at_random_points_then_resume_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15; // a fixed seed: the same kill times every run
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut kills, mut resume) = (0, false);
+    for attempt in 0.. {
+        assert!(attempt < 300, "never finished");
+        let mut child = start(&results, resume);
+        let delay = Duration::from_millis(20 + next() % 500);
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if t0.elapsed() >= delay {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        match status {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                resume = true;
+            }
+            Some(s) if s.success() => break,
+            Some(s) => {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+                // Killed before the experiment was recorded: nothing to resume yet.
+                assert!(err.contains("nothing to resume"), "exit {s}: {err}");
+                resume = false;
+            }
+        }
+    }
+    assert!(kills >= 5, "only {kills} kills");
+
+    let store = Store::open(&results.join("edgebench.db")).unwrap();
+    assert!(store.integrity_ok().unwrap());
+    let exps = store.experiments().unwrap();
+    assert_eq!(exps.len(), 1, "one experiment");
+    assert_eq!(exps[0].status, "done");
+    let units = store.units(&exps[0].id).unwrap();
+    assert_eq!(units.len(), 3);
+    for u in &units {
+        assert_eq!(u.status, "done", "{u:?}");
+        let idx: Vec<u32> = store
+            .requests(u.id)
+            .unwrap()
+            .iter()
+            .map(|l| l.record.index)
+            .collect();
+        assert_eq!(
+            idx,
+            (0..7).collect::<Vec<_>>(),
+            "{}: lost or doubled",
+            u.scenario
+        );
+        let report = u.report.as_ref().unwrap();
+        assert_eq!(report.summary.requests, 6);
+        let file = report.file.as_ref().unwrap();
+        let lines = std::fs::read_to_string(file).unwrap();
+        let idx: Vec<u64> = lines
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["index"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            idx,
+            (0..7).collect::<Vec<u64>>(),
+            "export of {}",
+            u.scenario
+        );
+    }
+    assert!(results
+        .join(format!("summary_{}.json", exps[0].id))
+        .is_file());
+    eprintln!("{kills} SIGKILLs before the run completed");
+}
+
+#[test]
+fn ctrl_c_saves_the_checkpoint_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let child = start(&results, false);
+    std::thread::sleep(Duration::from_millis(400));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("[Interrupted] Checkpoint saved. Use --resume to continue."),
+        "{err}"
+    );
+    assert!(err.contains("CHECKPOINT SUMMARY"), "{err}");
+    assert!(
+        err.contains("to finish:  edgebench run --endpoint mock"),
+        "{err}"
+    );
+    assert!(err.contains("--resume 20"), "{err}");
+    // Resuming finishes the experiment.
+    let out = start(&results, true).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3/3 units done"));
+}
