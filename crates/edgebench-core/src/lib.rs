@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod compare;
+pub mod eval;
 pub mod metrics;
 pub mod monitor;
 pub mod record;

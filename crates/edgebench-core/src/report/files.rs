@@ -124,7 +124,7 @@ pub struct UnitReport {
 }
 
 /// One model of the run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelReport {
     pub model: ModelInfo,
     pub target: TargetInfo,
@@ -204,7 +204,7 @@ pub fn config_hash(
 }
 
 /// The summary of a run (what `--json` prints).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_id: String,
     pub started: String,

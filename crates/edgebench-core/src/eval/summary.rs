@@ -1,0 +1,72 @@
+//! The eval summary file (`results/eval_{task}_{model}_{timestamp}.json`): scores with CIs, speed, and the setup.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::catalog::ModelInfo;
+use crate::repro::Environment;
+use crate::target::TargetInfo;
+
+/// One score with its bootstrap 95% CI over items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    /// Items the score is computed over.
+    pub n: usize,
+}
+
+/// A frequent confusion: `gold` answered as `predicted`, `count` times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confusion {
+    pub gold: String,
+    pub predicted: String,
+    pub count: usize,
+}
+
+/// What the code sandbox saw (coding task): evidence for the compliance analysis.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    /// "netns" (a private network namespace) or "unsafe-exec" (no isolation, user's choice).
+    pub isolation: String,
+    pub programs_run: usize,
+    pub timeouts: usize,
+    /// Programs killed for a resource limit (CPU, memory, processes, file size, output).
+    pub limit_kills: usize,
+    /// Completions that tried network, process or file-system escapes (by static pattern).
+    pub escape_attempts: usize,
+}
+
+/// The summary of one task on one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSummary {
+    pub experiment_id: String,
+    pub created: String,
+    pub config_hash: String,
+    /// banking77, financial_phrasebank, realistic, coding, mmlu, gsm8k.
+    pub task: String,
+    /// How answers were obtained: "generate", "loglikelihood", "generate-letter".
+    pub method: String,
+    pub model: ModelInfo,
+    pub target: TargetInfo,
+    pub environment: Environment,
+    pub seed: u64,
+    /// Items scored (after `--sample-size`).
+    pub items: usize,
+    /// Items in the full split.
+    pub items_total: usize,
+    /// Scores by name: accuracy, macro_f1, invalid_rate, pass_at_1, exact_match, field_accuracy...
+    pub scores: BTreeMap<String, Score>,
+    /// Up to 10 most frequent confusions (classification tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confusions: Vec<Confusion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxReport>,
+    /// Items per second over the whole task.
+    pub items_per_s: f64,
+    pub duration_s: f64,
+    /// Task options that change the score (agreement level, shots...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
