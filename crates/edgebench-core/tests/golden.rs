@@ -247,3 +247,25 @@ fn comparison_markdown() {
         &edgebench_core::report::compare_md::render(&cmp),
     );
 }
+
+#[test]
+fn requests_csv_export() {
+    let lines: Vec<PerfLine> = records()
+        .into_iter()
+        .map(|r| PerfLine {
+            run_id: "20261124_190305".into(),
+            config_hash: "0123456789abcdef".into(),
+            model: "SmolLM2-135M-Instruct".into(),
+            publisher: "HuggingFaceTB".into(),
+            format: "gguf".into(),
+            quantization: "Q4_1".into(),
+            scenario: "structured_json_output".into(),
+            target: "embedded".into(),
+            metrics: metrics::derive(&r),
+            json_valid: r.ok().then_some(true),
+            record: r,
+        })
+        .collect();
+    let bytes = edgebench_core::report::export::requests_csv(&lines).expect("csv");
+    golden("requests.csv", &String::from_utf8(bytes).expect("utf-8"));
+}

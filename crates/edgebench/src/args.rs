@@ -21,6 +21,14 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Compare two result sets (A/B): differences with CIs, significance, effect sizes, decision.
     Compare(CompareArgs),
+    /// The results database: list experiments, show one, export or delete it.
+    Results {
+        /// Where the results database (edgebench.db) lives.
+        #[arg(long, global = true, default_value = "results")]
+        results: PathBuf,
+        #[command(subcommand)]
+        command: ResultsCommand,
+    },
     /// List, inspect and fetch models.
     Models {
         #[command(subcommand)]
@@ -220,6 +228,39 @@ pub struct CompareArgs {
     /// Print the comparison as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// Every experiment, newest first: id, kind, status, progress, config hash.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One experiment: its units, their status, request counts and errors.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an experiment's requests as JSONL, CSV, or one JSON document.
+    Export {
+        id: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormatArg,
+        /// Write here (atomically) instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Delete an experiment and everything stored under it.
+    Delete { id: String },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    Jsonl,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

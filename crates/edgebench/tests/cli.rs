@@ -381,3 +381,79 @@ fn compare_two_real_runs_pairs_prompts_and_decides() {
     let o = edgebench(&["compare", "no-such-run", b.to_str().unwrap()]);
     assert_input_error(&o, "no-such-run");
 }
+
+#[test]
+fn results_list_show_export_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let r = results.to_str().unwrap();
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        "mock",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--cooldown",
+        "0",
+        "--max-tokens",
+        "4",
+        "--scenarios",
+        "interactive_assistant",
+        "--results",
+        r,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = edgebench(&["results", "--results", r, "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["units_done"], 1);
+    assert_eq!(list[0]["status"], "done");
+
+    let o = edgebench(&["results", "--results", r, "show", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 records"));
+
+    let o = edgebench(&["results", "--results", r, "export", &id, "--format", "csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + 4,
+        "header + warm-up + 3 runs:\n{csv}"
+    );
+    assert!(csv.starts_with("experiment_id,config_hash,model,scenario"));
+
+    let out = dir.path().join("x.jsonl");
+    let o = edgebench(&[
+        "results",
+        "--results",
+        r,
+        "export",
+        &id,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 4);
+
+    assert_input_error(
+        &edgebench(&["results", "--results", r, "show", "no-such-id"]),
+        "no-such-id",
+    );
+    let o = edgebench(&["results", "--results", r, "delete", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = edgebench(&["results", "--results", r, "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(list.as_array().unwrap().is_empty());
+    assert!(!files_in(&results)
+        .iter()
+        .any(|f| f.starts_with("experiment_config_")));
+    assert_input_error(
+        &edgebench(&["results", "--results", "/nonexistent-dir", "list"]),
+        "/nonexistent-dir/edgebench.db",
+    );
+}

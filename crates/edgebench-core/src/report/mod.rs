@@ -1,6 +1,7 @@
 //! Exporters: result files (written atomically) and the terminal summary.
 
 pub mod compare_md;
+pub mod export;
 pub mod files;
 pub mod table;
 

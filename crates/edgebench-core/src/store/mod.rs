@@ -104,6 +104,9 @@ pub struct UnitRow {
     pub status: String,
     pub error: Option<String>,
     pub report: Option<UnitReport>,
+    /// The stored report as JSON (a perf unit's report, or an eval unit's summary).
+    pub report_json: Option<String>,
+    /// Committed requests (perf) plus scored items (eval).
     pub requests: i64,
 }
 
@@ -135,6 +138,17 @@ impl Store {
             source,
         })?;
         Self::init(conn, shown)
+    }
+
+    /// Opens an existing database (for reading results); an error naming the path when absent.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Other {
+                path: path.display().to_string(),
+                reason: "no results database here (run `edgebench run` or `edgebench eval` first, or pass --results DIR)".into(),
+            });
+        }
+        Self::open(path)
     }
 
     /// A store that lives in memory only (`--no-checkpoint`).
@@ -342,6 +356,7 @@ impl Store {
             .prepare(
                 "SELECT u.id, u.model, u.scenario, u.setting, u.status, u.error, u.report_json,
                         (SELECT COUNT(*) FROM requests r WHERE r.unit_id = u.id)
+                        + (SELECT COUNT(*) FROM eval_items e WHERE e.unit_id = u.id)
                  FROM units u WHERE u.experiment_id = ?1 ORDER BY u.position",
             )
             .map_err(self.sql())?;
@@ -355,7 +370,8 @@ impl Store {
                     setting: r.get(3)?,
                     status: r.get(4)?,
                     error: r.get(5)?,
-                    report: report.and_then(|j| serde_json::from_str(&j).ok()),
+                    report: report.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+                    report_json: report,
                     requests: r.get(7)?,
                 })
             })
@@ -374,6 +390,8 @@ impl Store {
         tx.execute("DELETE FROM requests WHERE unit_id = ?1", [unit])
             .map_err(sql)?;
         tx.execute("DELETE FROM monitor_samples WHERE unit_id = ?1", [unit])
+            .map_err(sql)?;
+        tx.execute("DELETE FROM eval_items WHERE unit_id = ?1", [unit])
             .map_err(sql)?;
         tx.execute(
             "UPDATE units SET status = 'running', error = NULL, report_json = NULL WHERE id = ?1",
@@ -507,6 +525,89 @@ impl Store {
             })
             .map_err(self.sql())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
+    }
+
+    /// Marks a unit running without dropping what it holds (evals keep scored items on resume).
+    pub fn continue_unit(&self, unit: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE units SET status = 'running', error = NULL WHERE id = ?1",
+                [unit],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Commits one scored eval item (a second commit of the same item replaces the first).
+    pub fn add_eval_item(
+        &self,
+        unit: i64,
+        item_id: &str,
+        item_json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO eval_items (unit_id, item_id, item_json) VALUES (?1, ?2, ?3)",
+                params![unit, item_id, item_json],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Commits several scored eval items in one transaction.
+    pub fn add_eval_items(
+        &mut self,
+        unit: i64,
+        items: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut st = tx
+                .prepare("INSERT OR REPLACE INTO eval_items (unit_id, item_id, item_json) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            for (id, json) in items {
+                st.execute(params![unit, id, json]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// A unit's scored eval items as (item id, JSON), in insertion order.
+    pub fn eval_items(&self, unit: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT item_id, item_json FROM eval_items WHERE unit_id = ?1 ORDER BY id")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([unit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
+    }
+
+    /// Marks a unit done with its report (evals: the items are already committed).
+    pub fn finish_unit_report(
+        &self,
+        unit: i64,
+        report_json: &str,
+        file: Option<&Path>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE units SET status = 'done', error = NULL, report_json = ?2, file = ?3 WHERE id = ?1",
+                params![unit, report_json, file.map(|f| f.display().to_string())],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Gives the space of deleted rows back to the file system.
+    pub fn vacuum(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("VACUUM").map_err(self.sql())
     }
 
     /// Where the database lives (":memory:" for in-memory stores).

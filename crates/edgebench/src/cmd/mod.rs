@@ -2,6 +2,7 @@
 
 mod compare;
 mod models;
+mod results;
 mod run;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(*a),
         Command::Compare(a) => compare::compare(a),
         Command::Models { command } => models::models(command),
+        Command::Results { results, command } => results::results(&results, command),
     }
 }
 
