@@ -157,7 +157,35 @@ enum Command {
         oneshot::Sender<Result<Generation, EngineError>>,
     ),
     CountTokens(Prompt, oneshot::Sender<Result<usize, EngineError>>),
+    Render(
+        Vec<ChatMessage>,
+        oneshot::Sender<Result<String, EngineError>>,
+    ),
+    Shared(
+        SharedPrefixJob,
+        oneshot::Sender<Result<Vec<String>, EngineError>>,
+    ),
+    LogLikelihood(
+        String,
+        Vec<String>,
+        oneshot::Sender<Result<Vec<f64>, EngineError>>,
+    ),
     Tokenize(String, oneshot::Sender<Result<Vec<i32>, EngineError>>),
+}
+
+/// Many greedy generations that share a prompt prefix (evals): the prefix is decoded once and its
+/// KV cache shared by up to `parallel` sequences decoded together in each llama.cpp batch.
+#[derive(Debug, Clone)]
+pub struct SharedPrefixJob {
+    /// Rendered text every prompt starts with (special tokens are parsed; BOS is added).
+    pub prefix: String,
+    /// The rest of each prompt, rendered.
+    pub suffixes: Vec<String>,
+    pub max_tokens: u32,
+    /// Stop a generation when its text contains one of these.
+    pub stop: Vec<String>,
+    /// Sequences decoded together.
+    pub parallel: usize,
 }
 
 /// A loaded model on its own thread. Dropping it stops the thread and frees the model.
@@ -253,6 +281,36 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)?
     }
 
+    /// The chat messages rendered with the model's chat template (ChatML when it has none),
+    /// ending with the assistant's turn.
+    pub async fn render_chat(&self, messages: Vec<ChatMessage>) -> Result<String, EngineError> {
+        self.send(|tx| Command::Render(messages, tx))?
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Greedy generations for prompts sharing a prefix, batched; answers in input order.
+    pub async fn generate_shared_prefix(
+        &self,
+        job: SharedPrefixJob,
+    ) -> Result<Vec<String>, EngineError> {
+        self.send(|tx| Command::Shared(job, tx))?
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The log-likelihood of each continuation after `context` (natural log, summed over the
+    /// continuation's tokens), as lm-evaluation-harness computes it.
+    pub async fn loglikelihoods(
+        &self,
+        context: String,
+        continuations: Vec<String>,
+    ) -> Result<Vec<f64>, EngineError> {
+        self.send(|tx| Command::LogLikelihood(context, continuations, tx))?
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
     /// Tokenizes plain text (no template, no special tokens added).
     pub async fn tokenize(&self, text: String) -> Result<Vec<i32>, EngineError> {
         self.send(|tx| Command::Tokenize(text, tx))?
@@ -301,6 +359,7 @@ fn engine_main(
         backend,
         ctx: None,
         ctx_size: 0,
+        ctx_seqs: 1,
         fixed_ctx: cfg.n_ctx,
         max_ctx: cfg.n_ctx.unwrap_or(n_ctx_train),
         cfg: cfg.clone(),
@@ -336,6 +395,15 @@ fn engine_main(
             Command::CountTokens(prompt, reply) => {
                 let _ = reply.send(worker.tokens(&prompt).map(|t| t.len()));
             }
+            Command::Render(messages, reply) => {
+                let _ = reply.send(worker.render(&messages));
+            }
+            Command::Shared(job, reply) => {
+                let _ = reply.send(worker.shared_prefix(job));
+            }
+            Command::LogLikelihood(context, conts, reply) => {
+                let _ = reply.send(worker.loglikelihoods(&context, &conts));
+            }
             Command::Tokenize(text, reply) => {
                 let toks = worker.model.vocab().tokenize(text.as_bytes(), false, false);
                 let _ = reply.send(Ok(toks.into_iter().map(|t| t.0).collect()));
@@ -353,6 +421,8 @@ struct Worker<'m> {
     /// `None` only while being re-created.
     ctx: Option<LlamaContext<'m>>,
     ctx_size: u32,
+    /// Sequences the current context was created for (1 for benchmarks).
+    ctx_seqs: u32,
     fixed_ctx: Option<u32>,
     max_ctx: u32,
     cfg: EngineConfig,
@@ -415,12 +485,20 @@ impl<'m> Worker<'m> {
                 .saturating_mul(CTX_STEP)
                 .min(self.max_ctx),
         };
-        if self.ctx.is_some() && want == self.ctx_size {
+        if self.ctx.is_some() && want == self.ctx_size && self.ctx_seqs == 1 {
             return Ok(want);
         }
+        self.create_context(want, 1)
+    }
+
+    /// Creates a context of `n_ctx` tokens for `seqs` sequences sharing one KV cache.
+    fn create_context(&mut self, n_ctx: u32, seqs: u32) -> Result<u32, EngineError> {
+        let want = n_ctx;
         // Free the old context (and its KV cache) before allocating the new one.
         self.ctx = None;
         let params = LlamaContextParams::default()
+            .with_n_seq_max(seqs)
+            .with_kv_unified(seqs > 1)
             .with_n_ctx(NonZeroU32::new(want))
             .with_n_batch(self.cfg.n_batch)
             .with_n_ubatch(self.cfg.n_ubatch)
@@ -432,6 +510,7 @@ impl<'m> Worker<'m> {
             .new_context(self.backend, params)
             .map_err(|e| EngineError::Context(e.to_string()))?;
         self.ctx_size = ctx.n_ctx();
+        self.ctx_seqs = seqs;
         self.ctx = Some(ctx);
         Ok(self.ctx_size)
     }
@@ -602,9 +681,296 @@ impl<'m> Worker<'m> {
     }
 }
 
+/// One sequence of a shared-prefix job in flight.
+struct Slot {
+    item: usize,
+    seq: i32,
+    /// Prompt tokens not yet decoded.
+    pending: Vec<LlamaToken>,
+    /// The next position in the sequence.
+    pos: i32,
+    /// Where this slot's logits are in the last batch.
+    logits_at: Option<i32>,
+    generated: u32,
+    bytes: Vec<u8>,
+}
+
+/// Log-softmax of `logits` at `token`.
+fn log_prob(logits: &[f32], token: LlamaToken) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let l = usize::try_from(token.0)
+        .ok()
+        .and_then(|i| logits.get(i))
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    f64::from(l - max) - sum.ln()
+}
+
+impl<'m> Worker<'m> {
+    fn add(&mut self, t: LlamaToken, pos: i32, seq: i32, logits: bool) -> Result<(), EngineError> {
+        self.batch
+            .add(t, pos, &[seq], logits)
+            .map_err(|e| EngineError::Decode(e.to_string()))
+    }
+
+    /// Decodes `tokens` into sequence `seq` from position `start`, logits on the last one only
+    /// when `logits_last`.
+    fn decode_seq(
+        &mut self,
+        tokens: &[LlamaToken],
+        start: i32,
+        seq: i32,
+        logits_last: bool,
+    ) -> Result<(), EngineError> {
+        let n = tokens.len();
+        for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
+            self.batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                let k = c * self.n_batch + i;
+                self.add(t, start + k as i32, seq, logits_last && k + 1 == n)?;
+            }
+            self.decode()?;
+        }
+        Ok(())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn shared_prefix(&mut self, job: SharedPrefixJob) -> Result<Vec<String>, EngineError> {
+        let vocab = self.model.vocab();
+        let prefix = vocab.tokenize(job.prefix.as_bytes(), true, true);
+        let suffixes: Vec<Vec<LlamaToken>> = job
+            .suffixes
+            .iter()
+            .map(|s| vocab.tokenize(s.as_bytes(), false, true))
+            .collect();
+        if prefix.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let parallel = job.parallel.clamp(1, 64).min(suffixes.len().max(1));
+        let longest = suffixes.iter().map(Vec::len).max().unwrap_or(0);
+        let per_seq = longest + job.max_tokens as usize;
+        if prefix.len() + per_seq > self.max_ctx as usize {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: prefix.len() + longest,
+                max_tokens: job.max_tokens,
+                n_ctx: self.max_ctx,
+            });
+        }
+        let need = (prefix.len() + parallel * per_seq) as u32;
+        let n_ctx = need.div_ceil(CTX_STEP).max(1).saturating_mul(CTX_STEP);
+        if self.ctx.is_none() || self.ctx_seqs != parallel as u32 + 1 || self.ctx_size < n_ctx {
+            self.create_context(n_ctx, parallel as u32 + 1)?;
+        }
+        self.ctx()?.clear_kv_cache();
+        let prefix_len = prefix.len() as i32;
+        self.decode_seq(&prefix, 0, 0, false)?;
+
+        let mut out: Vec<Option<String>> = vec![None; suffixes.len()];
+        let mut queue = (0..suffixes.len()).rev().collect::<Vec<_>>();
+        let mut slots: Vec<Option<Slot>> = (0..parallel).map(|_| None).collect();
+        loop {
+            if self.cancelled() {
+                break;
+            }
+            // Fill free slots: each starts as a copy of the prefix.
+            for (k, slot) in slots.iter_mut().enumerate() {
+                if slot.is_none() {
+                    if let Some(item) = queue.pop() {
+                        let seq = k as i32 + 1;
+                        let ctx = self.ctx()?;
+                        ctx.clear_kv_cache_seq(Some(seq as u32), None, None)
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
+                        ctx.copy_kv_cache_seq(0, seq, None, None)
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
+                        let mut pending = suffixes[item].clone();
+                        if pending.is_empty() {
+                            // Nothing after the prefix: re-feed its last token for logits.
+                            ctx.clear_kv_cache_seq(
+                                Some(seq as u32),
+                                Some(prefix_len as u32 - 1),
+                                None,
+                            )
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
+                            pending.push(prefix[prefix.len() - 1]);
+                        }
+                        let pos = if suffixes[item].is_empty() {
+                            prefix_len - 1
+                        } else {
+                            prefix_len
+                        };
+                        *slot = Some(Slot {
+                            item,
+                            seq,
+                            pending,
+                            pos,
+                            logits_at: None,
+                            generated: 0,
+                            bytes: Vec::new(),
+                        });
+                    }
+                }
+            }
+            if slots.iter().all(Option::is_none) {
+                break;
+            }
+            // One batch: every slot's next input (a prompt chunk, or its last sampled token).
+            self.batch.clear();
+            let mut room = self.n_batch;
+            let mut n = 0i32;
+            for slot in slots.iter_mut().flatten() {
+                slot.logits_at = None;
+                if room == 0 {
+                    continue;
+                }
+                let take = slot.pending.len().min(room);
+                let chunk: Vec<LlamaToken> = slot.pending.drain(..take).collect();
+                let last = slot.pending.is_empty();
+                for (i, &t) in chunk.iter().enumerate() {
+                    let want_logits = last && i + 1 == chunk.len();
+                    self.batch
+                        .add(t, slot.pos, &[slot.seq], want_logits)
+                        .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    if want_logits {
+                        slot.logits_at = Some(n);
+                    }
+                    slot.pos += 1;
+                    n += 1;
+                }
+                room -= take;
+            }
+            self.decode()?;
+            // Sample each slot that has logits; finish those that are done.
+            for entry in slots.iter_mut() {
+                let Some(slot) = entry.as_mut() else { continue };
+                let Some(at) = slot.logits_at else { continue };
+                let tok = LlamaToken(argmax(self.ctx()?.get_logits_ith(at)));
+                let mut done = vocab.is_eog(tok);
+                if !done {
+                    slot.generated += 1;
+                    vocab.token_to_piece_into(tok, &mut slot.bytes, false, None);
+                    let text = String::from_utf8_lossy(&slot.bytes);
+                    if job
+                        .stop
+                        .iter()
+                        .any(|s| !s.is_empty() && text.contains(s.as_str()))
+                        || slot.generated >= job.max_tokens
+                    {
+                        done = true;
+                    } else {
+                        slot.pending.push(tok);
+                    }
+                }
+                if done {
+                    let mut text = String::from_utf8_lossy(&slot.bytes).into_owned();
+                    for s in &job.stop {
+                        if let Some(i) = text.find(s.as_str()).filter(|_| !s.is_empty()) {
+                            text.truncate(i);
+                        }
+                    }
+                    out[slot.item] = Some(text);
+                    let seq = slot.seq as u32;
+                    self.ctx()?
+                        .clear_kv_cache_seq(Some(seq), None, None)
+                        .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    *entry = None;
+                }
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn loglikelihoods(
+        &mut self,
+        context: &str,
+        continuations: &[String],
+    ) -> Result<Vec<f64>, EngineError> {
+        let vocab = self.model.vocab();
+        let ctx_toks = vocab.tokenize(context.as_bytes(), true, true);
+        if ctx_toks.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        // The continuation's tokens as the harness takes them: the whole text's tokens after the
+        // context's (falling back to the continuation alone when the boundary merges).
+        let conts: Vec<Vec<LlamaToken>> = continuations
+            .iter()
+            .map(|c| {
+                let whole = vocab.tokenize(format!("{context}{c}").as_bytes(), true, true);
+                if whole.len() > ctx_toks.len() && whole[..ctx_toks.len()] == ctx_toks[..] {
+                    whole[ctx_toks.len()..].to_vec()
+                } else {
+                    vocab.tokenize(c.as_bytes(), false, true)
+                }
+            })
+            .collect();
+        let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+        let need = (ctx_toks.len() + 2 * longest) as u32;
+        if ctx_toks.len() + longest > self.max_ctx as usize {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: ctx_toks.len(),
+                max_tokens: longest as u32,
+                n_ctx: self.max_ctx,
+            });
+        }
+        let n_ctx = need.div_ceil(CTX_STEP).max(1).saturating_mul(CTX_STEP);
+        if self.ctx.is_none() || self.ctx_seqs != 2 || self.ctx_size < n_ctx {
+            self.create_context(n_ctx, 2)?;
+        }
+        self.ctx()?.clear_kv_cache();
+        let n = ctx_toks.len() as i32;
+        self.decode_seq(&ctx_toks, 0, 0, true)?;
+        let first: Vec<f32> = self.ctx()?.get_logits_ith(-1).to_vec();
+        let mut out = Vec::with_capacity(conts.len());
+        for cont in &conts {
+            let Some(&c0) = cont.first() else {
+                out.push(0.0);
+                continue;
+            };
+            let mut lp = log_prob(&first, c0);
+            if cont.len() > 1 {
+                let ctx = self.ctx()?;
+                ctx.clear_kv_cache_seq(Some(1), None, None)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+                ctx.copy_kv_cache_seq(0, 1, None, None)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+                self.batch.clear();
+                for (i, &t) in cont[..cont.len() - 1].iter().enumerate() {
+                    self.add(t, n + i as i32, 1, true)?;
+                }
+                self.decode()?;
+                for (i, &t) in cont[1..].iter().enumerate() {
+                    lp += log_prob(self.ctx()?.get_logits_ith(i as i32), t);
+                }
+                self.ctx()?
+                    .clear_kv_cache_seq(Some(1), None, None)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+            }
+            out.push(lp);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::argmax;
+    use super::{argmax, log_prob};
+    use llama_cpp_2::token::LlamaToken;
+
+    #[test]
+    fn log_prob_is_a_log_softmax() {
+        let l = [1.0f32, 2.0, 3.0];
+        let z: f64 = l.iter().map(|&x| f64::from(x).exp()).sum();
+        for (i, &x) in l.iter().enumerate() {
+            let want = f64::from(x) - z.ln();
+            assert!((log_prob(&l, LlamaToken(i as i32)) - want).abs() < 1e-9);
+        }
+        assert_eq!(log_prob(&l, LlamaToken(7)), f64::NEG_INFINITY);
+    }
 
     #[test]
     fn argmax_takes_the_first_maximum_and_ignores_nan() {

@@ -2,10 +2,12 @@
 //! callers talk to it over channels, so the async world never blocks on llama.cpp.
 
 mod engine;
+mod eval;
 mod target;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineInfo, GenerateJob, Generation, Prompt, StreamedToken,
-    ENGINE_NAME,
+    Engine, EngineConfig, EngineError, EngineInfo, GenerateJob, Generation, Prompt,
+    SharedPrefixJob, StreamedToken, ENGINE_NAME,
 };
+pub use eval::LlamaEvalBackend;
 pub use target::LlamaTarget;

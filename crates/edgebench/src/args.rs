@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Benchmark models on the scenarios (embedded llama.cpp engine or an OpenAI-compatible server).
     Run(Box<RunArgs>),
+    /// Score models on capability tasks (Banking77, Financial PhraseBank, realistic banking
+    /// cases, HumanEval, MMLU, GSM8K).
+    Eval(Box<EvalArgs>),
     /// Compare two result sets (A/B): differences with CIs, significance, effect sizes, decision.
     Compare(CompareArgs),
     /// The results database: list experiments, show one, export or delete it.
@@ -207,6 +210,69 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{s} must be a number of seconds >= 0"))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// banking77, financial_phrasebank, banking_all, realistic, coding, mmlu, gsm8k or all.
+    #[arg(long)]
+    pub task: String,
+    /// A catalog key or GGUF path (embedded engine), or with --endpoint the model id to request
+    /// (default: the built-in default model, or the server's first model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Every catalog model (embedded engine).
+    #[arg(long, conflicts_with = "model")]
+    pub all_models: bool,
+    /// Items per task (seeded; stratified by label for classification). Default: the whole split.
+    #[arg(long, value_name = "N")]
+    pub sample_size: Option<usize>,
+    /// MMLU: questions per subject (seeded), instead of --sample-size.
+    #[arg(long, value_name = "N")]
+    pub per_subject: Option<usize>,
+    /// MMLU: examples from the dev split before each question (0 or 5).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub shots: u32,
+    /// Financial PhraseBank agreement level: all, 75, 66 or 50.
+    #[arg(long, default_value = "all", value_parser = ["all", "75", "66", "50"])]
+    pub agreement: String,
+    /// Where the datasets are (a folder holding banking77/, financial_phrasebank/, ...).
+    /// Default: the data cache ($EDGEBENCH_HOME/data), downloaded on first use.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A replacement for the built-in realistic banking cases (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub realistic_file: Option<PathBuf>,
+    /// An OpenAI-compatible server (URL or lmstudio, llama-server, ollama, vllm, tgi).
+    #[arg(long, value_name = "URL|ALIAS")]
+    pub endpoint: Option<String>,
+    /// API key for --endpoint.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Requests in flight (HTTP).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub concurrency: u32,
+    /// Sequences decoded together by the embedded engine.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+    /// Threads for the embedded engine (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Run generated code without namespaces when this machine refuses them (coding task).
+    #[arg(long)]
+    pub unsafe_exec: bool,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where results go.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Continue the last unfinished eval with the same configuration (or experiment ID):
+    /// items already scored are kept.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+    /// Print the summaries as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

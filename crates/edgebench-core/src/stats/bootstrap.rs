@@ -344,6 +344,49 @@ pub fn bootstrap_ratio_of_means_ci(
     })
 }
 
+/// Percentile bootstrap CI of any statistic of `n` items, given as a function of the resampled
+/// item indices (for statistics of several columns: macro-F1 of gold and predicted labels).
+/// Resampling as [`bootstrap_ci`]: `ChaCha8Rng::seed_from_u64(seed)`, `n` indices per resample.
+///
+/// Errors: `TooFew { needed: 2 }` for `n < 2`, `InvalidArgument` for a bad `level`/`resamples`,
+/// `NonFinite` when the statistic is not finite.
+pub fn bootstrap_indices_ci<F: Fn(&[usize]) -> f64>(
+    n: usize,
+    statistic: F,
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Result<ConfidenceInterval> {
+    if n < 2 {
+        return Err(StatsError::TooFew { needed: 2, got: n });
+    }
+    check_args(level, resamples)?;
+    let all: Vec<usize> = (0..n).collect();
+    let estimate = statistic(&all);
+    if !estimate.is_finite() {
+        return Err(StatsError::NonFinite);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut idx = vec![0usize; n];
+    let mut dist = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for slot in idx.iter_mut() {
+            *slot = draw_index(&mut rng, n);
+        }
+        dist.push(statistic(&idx));
+    }
+    let dist = sorted_distribution(dist)?;
+    let alpha = (1.0 - level) / 2.0;
+    Ok(ConfidenceInterval {
+        estimate,
+        lower: quantile_sorted(&dist, alpha),
+        upper: quantile_sorted(&dist, 1.0 - alpha),
+        level,
+        method: CiMethod::Percentile,
+        resamples,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

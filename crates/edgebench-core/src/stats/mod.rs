@@ -20,7 +20,7 @@ pub mod effect;
 pub mod hypothesis;
 
 pub use bootstrap::{
-    bca_levels, bootstrap_ci, bootstrap_mean_ci, bootstrap_ratio_of_means_ci,
+    bca_levels, bootstrap_ci, bootstrap_indices_ci, bootstrap_mean_ci, bootstrap_ratio_of_means_ci,
     jackknife_acceleration, CiMethod, ConfidenceInterval,
 };
 pub use descriptive::{

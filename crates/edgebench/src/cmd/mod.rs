@@ -1,6 +1,7 @@
 //! Subcommands, and how errors become exit codes (2 for usage and input errors, 130 when interrupted).
 
 mod compare;
+mod eval;
 mod models;
 mod results;
 mod run;
@@ -24,6 +25,7 @@ impl std::error::Error for Interrupted {}
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run::run(*a),
+        Command::Eval(a) => eval::eval(*a),
         Command::Compare(a) => compare::compare(a),
         Command::Models { command } => models::models(command),
         Command::Results { results, command } => results::results(&results, command),

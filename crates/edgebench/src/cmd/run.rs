@@ -51,7 +51,7 @@ fn plan(a: &RunArgs) -> RunPlan {
 
 /// The embedded-engine models named on the command line, resolved to files (catalog models
 /// are fetched).
-fn resolve_models(specs: &[String]) -> anyhow::Result<Vec<ModelInfo>> {
+pub(crate) fn resolve_models(specs: &[String]) -> anyhow::Result<Vec<ModelInfo>> {
     let specs: Vec<String> = if specs.is_empty() {
         vec![DEFAULT_MODEL.to_string()]
     } else if specs.iter().any(|s| s == "all") {
@@ -142,7 +142,7 @@ async fn http_models(a: &RunArgs, base: &str) -> anyhow::Result<Vec<(ModelInfo, 
     Ok(out)
 }
 
-fn progress_bar() -> ProgressBar {
+pub(crate) fn progress_bar() -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     pb.set_style(
         ProgressStyle::with_template(
@@ -212,12 +212,12 @@ fn mock_model() -> ModelInfo {
 }
 
 /// The key of a model's units in the store: name, format and quantization.
-fn unit_model_key(m: &ModelInfo) -> String {
+pub(crate) fn unit_model_key(m: &ModelInfo) -> String {
     format!("{} ({} {})", m.name, m.format, m.quantization)
 }
 
 /// The command line as typed, without any `--resume [ID]`, shell-quoted where needed.
-fn base_command() -> String {
+pub(crate) fn base_command() -> String {
     let mut out = vec!["edgebench".to_string()];
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
