@@ -457,3 +457,104 @@ fn results_list_show_export_and_delete() {
         "/nonexistent-dir/edgebench.db",
     );
 }
+
+fn shared_datasets() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+    if d.join("banking77/test.csv").exists() {
+        Some(d)
+    } else {
+        assert!(
+            std::env::var("EDGEBENCH_REQUIRE_PEERS").is_err(),
+            "{} is missing",
+            d.display()
+        );
+        eprintln!("SKIPPED: {} not found", d.display());
+        None
+    }
+}
+
+#[test]
+fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
+    let Some(data) = shared_datasets() else {
+        return;
+    };
+    let _g = model_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let model = test_model();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "eval",
+            "--task",
+            "banking_all",
+            "--sample-size",
+            "12",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--json",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let a = args(&[]);
+    let o = edgebench(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tasks: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(tasks, ["banking77", "financial_phrasebank"]);
+    for s in v.as_array().unwrap() {
+        assert_eq!(s["items"], 12);
+        let acc = &s["scores"]["accuracy"];
+        assert!(acc["value"].as_f64().unwrap() >= 0.0 && acc["n"] == 12);
+        assert!(s["items_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let files = files_in(&results);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("eval_banking77_SmolLM2-135M-Instruct_GGUF_Q4_1_")),
+        "{files:?}"
+    );
+    // Nothing left to resume: the eval finished.
+    let mut r = args(&["--resume"]);
+    r.retain(|x| x != "--json");
+    assert_input_error(
+        &edgebench(&r.iter().map(String::as_str).collect::<Vec<_>>()),
+        "nothing to resume",
+    );
+    assert_input_error(&edgebench(&["eval", "--task", "bogus"]), "bogus");
+    assert_input_error(
+        &edgebench(&[
+            "eval",
+            "--task",
+            "gsm8k",
+            "--data-dir",
+            dir.path().join("none").to_str().unwrap(),
+        ]),
+        "--data-dir",
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert_input_error(
+        &edgebench(&[
+            "eval",
+            "--task",
+            "gsm8k",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            empty.path().to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ]),
+        "gsm8k/test.jsonl",
+    );
+}

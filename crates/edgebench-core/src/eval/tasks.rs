@@ -316,7 +316,7 @@ pub async fn run_task(
                 })
                 .collect();
             let gen_opts = GenOptions {
-                max_tokens: if task == "banking77" { 10 } else { 4 },
+                max_tokens: if task == "banking77" { 10 } else { 8 },
                 stop: vec!["\n".into()],
                 seed: opts.seed,
             };

@@ -1,0 +1,114 @@
+//! The engine's eval paths on the real default model: batched shared-prefix decoding gives the
+//! same greedy answers as one-at-a-time generation, and log-likelihoods are consistent.
+
+use std::path::{Path, PathBuf};
+
+use edgebench_core::eval::{EvalBackend, GenOptions};
+use edgebench_core::target::{ChatMessage, Sampling};
+use edgebench_llama::{EngineConfig, GenerateJob, LlamaEvalBackend, LlamaTarget, Prompt};
+
+fn test_model() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    edgebench_core::catalog::dev_model(&root).expect("default model")
+}
+
+#[tokio::test]
+async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
+    let target = LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap();
+    let system = "You are a bank assistant. Answer in one short sentence.";
+    let users: Vec<String> = [
+        "How do I reset my card PIN?",
+        "What is an overdraft?",
+        "My card was stolen, what should I do?",
+        "Can I change my address online?",
+        "What does APR mean?",
+        "How long does a transfer take?",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut sequential = Vec::new();
+    for u in &users {
+        let g = target
+            .engine()
+            .generate(GenerateJob {
+                prompt: Prompt::Chat(vec![
+                    ChatMessage::new("system", system),
+                    ChatMessage::new("user", u.as_str()),
+                ]),
+                max_tokens: 24,
+                ignore_eos: false,
+                sampling: Sampling::default(),
+                stream: None,
+            })
+            .await
+            .unwrap();
+        sequential.push(g.text);
+    }
+    let backend = LlamaEvalBackend::new(target, 4);
+    let opts = GenOptions {
+        max_tokens: 24,
+        stop: Vec::new(),
+        seed: 42,
+    };
+    let batched: Vec<String> = backend
+        .generate(system, &users, &opts)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // Batched float sums differ in the last bits, so a near-tie can flip a late token: answers
+    // must agree for their first 40 characters, and most of them entirely.
+    let same = sequential
+        .iter()
+        .zip(&batched)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(same >= 3, "sequential {sequential:?}\nbatched {batched:?}");
+    for (a, b) in sequential.iter().zip(&batched) {
+        let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+        assert!(common >= 40.min(a.len()), "{a:?} vs {b:?}");
+    }
+    assert!(batched.iter().all(|b| !b.is_empty()));
+    // Stop strings cut the answer.
+    let stopped = backend
+        .generate(
+            system,
+            &users[..2],
+            &GenOptions {
+                stop: vec![" ".into()],
+                ..opts
+            },
+        )
+        .await
+        .unwrap();
+    assert!(stopped.iter().all(|s| !s.as_ref().unwrap().contains(' ')));
+}
+
+#[tokio::test]
+async fn loglikelihoods_rank_the_obvious_answer_and_add_up_over_tokens() {
+    let target = LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap();
+    let backend = LlamaEvalBackend::new(target, 4);
+    let ctx = "The capital of France is";
+    let lps = backend
+        .loglikelihoods(
+            ctx,
+            &[" Paris".into(), " banana".into(), " Paris is a city".into()],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lps[0] > lps[1], "{lps:?}");
+    assert!(lps.iter().all(|l| *l < 0.0 && l.is_finite()));
+    // Chain rule: log p(" Paris is a city") = log p(" Paris") + log p(" is a city" | ... Paris).
+    let rest = backend
+        .loglikelihoods("The capital of France is Paris", &[" is a city".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        (lps[2] - (lps[0] + rest[0])).abs() < 0.05,
+        "{lps:?} {rest:?}"
+    );
+}
