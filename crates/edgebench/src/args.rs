@@ -253,7 +253,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub concurrency: u32,
     /// Sequences decoded together by the embedded engine.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
     /// Threads for the embedded engine (default: physical cores).
     #[arg(long)]

@@ -61,7 +61,9 @@ pub fn answer_line(text: &str) -> &str {
         "answer:",
         "class:",
     ] {
-        if l.len() >= tag.len() && l[..tag.len()].eq_ignore_ascii_case(tag) {
+        if l.get(..tag.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(tag))
+        {
             l = l[tag.len()..].trim_start();
         }
     }
@@ -198,7 +200,8 @@ pub fn final_number(text: &str) -> Option<String> {
             return Some(n);
         }
     }
-    let lower = text.to_lowercase();
+    // ASCII lower-casing keeps byte offsets, so `i` indexes `text` too.
+    let lower = text.to_ascii_lowercase();
     if let Some(i) = lower.rfind("answer is") {
         if let Some(n) = numbers(&text[i..]).into_iter().next() {
             return Some(n);
@@ -309,6 +312,9 @@ mod tests {
         );
         assert_eq!(m("I cannot help with that").how, MatchKind::Invalid);
         assert_eq!(m("").how, MatchKind::Invalid);
+        // Multi-byte text never splits a character.
+        assert_eq!(m("é€ intent").how, MatchKind::Invalid);
+        assert_eq!(m("ñintent: x").how, MatchKind::Invalid);
         // Only the first line counts.
         assert_eq!(
             m("\n\nexchange_rate\ncard_arrival").label.as_deref(),
@@ -331,6 +337,7 @@ mod tests {
         assert_eq!(final_number("#### -5").as_deref(), Some("-5"));
         assert_eq!(final_number("1.5 then 2.25").as_deref(), Some("2.25"));
         assert_eq!(final_number("no digits"), None);
+        assert_eq!(final_number("İİ The answer is 7").as_deref(), Some("7"));
     }
 
     #[test]

@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(f.scenarios[1].output_tokens, [256, 512]);
         assert_eq!(f.scenarios[2].prompt_tokens, [500, 1000]);
         assert!(f.scenarios[2].json);
-        assert!(!f.passages.is_empty());
+        assert!(f.passages.len() >= 12);
     }
 
     #[test]
