@@ -32,7 +32,7 @@ h2 { font-size: 1.25rem; border-bottom: 2px solid #ddd; padding-bottom: .2rem; m
 h3 { font-size: 1.05rem; }
 table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: 12.5px; width: 100%; }
 th, td { border: 1px solid #d0d0d0; padding: 3px 6px; vertical-align: top; }
-th { background: #f3f3f3; text-align: left; }
+th { background: #f3f3f3; text-align: left; overflow-wrap: anywhere; }
 td.r { text-align: right; white-space: nowrap; }
 code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; background: #f5f5f5; padding: 0 2px; }
 .v { font-weight: 600; white-space: nowrap; }

@@ -10,7 +10,7 @@ pub const PALETTE: &[&str] = &[
     "#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#7f7f00", "#000000",
 ];
 
-const W: f64 = 680.0;
+const W: f64 = 760.0;
 const H: f64 = 320.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
@@ -97,54 +97,71 @@ fn y_axis(out: &mut String, max: f64, bottom: f64, label: &str) -> impl Fn(f64) 
     y
 }
 
-/// A bar chart with 95% CI whiskers.
+/// A horizontal bar chart with 95% CI whiskers (labels on the left, so long names fit).
 pub fn bars(id: &str, title: &str, unit: &str, bars: &[Bar]) -> String {
+    const LABEL_W: f64 = 340.0;
+    const ROW: f64 = 26.0;
     let mut out = String::new();
-    let bottom = H - 90.0;
-    open(&mut out, id, title, H);
+    let plot_top = TOP + 6.0;
+    let bottom = plot_top + ROW * bars.len().max(1) as f64;
+    let height = bottom + 48.0;
+    open(&mut out, id, title, height);
     let max = bars
         .iter()
         .map(|b| b.ci.map_or(b.value, |c| c.1.max(b.value)))
         .fold(0.0, f64::max);
-    let y = y_axis(&mut out, max, bottom, unit);
-    let n = bars.len().max(1) as f64;
-    let slot = (W - LEFT - RIGHT) / n;
-    let bw = (slot * 0.6).min(60.0);
-    for (i, b) in bars.iter().enumerate() {
-        let cx = LEFT + slot * (i as f64 + 0.5);
-        let top = y(b.value.max(0.0));
+    let (top_v, step) = nice(max);
+    let x0 = LABEL_W;
+    let plot_w = W - RIGHT - x0;
+    let x = |v: f64| x0 + (v / top_v).clamp(0.0, 1.05) * plot_w;
+    let mut v = 0.0;
+    while v <= top_v + step * 0.01 {
+        let px = x(v);
         let _ = write!(
             out,
-            r#"<rect class="bar" x="{:.1}" y="{top:.1}" width="{bw:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect>"#,
-            cx - bw / 2.0,
-            (bottom - top).max(0.0),
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{plot_top:.1}" y2="{bottom:.1}" stroke="#e0e0e0"/><text x="{px:.1}" y="{:.1}" text-anchor="middle" class="tk">{}</text>"##,
+            bottom + 16.0,
+            tick(v)
+        );
+        v += step;
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="al">{}</text>"##,
+        x0 + plot_w / 2.0,
+        bottom + 36.0,
+        esc(unit)
+    );
+    for (i, b) in bars.iter().enumerate() {
+        let cy = plot_top + ROW * (i as f64 + 0.5);
+        let bh = ROW * 0.62;
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" class="tk">{}</text><rect class="bar" x="{x0:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"><title>{}: {}</title></rect>"#,
+            x0 - 8.0,
+            cy + 4.0,
+            esc(&b.label),
+            cy - bh / 2.0,
+            (x(b.value.max(0.0)) - x0).max(0.0),
             b.color,
             esc(&b.label),
             tick(b.value)
         );
         if let Some((lo, hi)) = b.ci {
-            let (ylo, yhi) = (y(lo.max(0.0)), y(hi.max(0.0)));
+            let (xlo, xhi) = (x(lo.max(0.0)), x(hi.max(0.0)));
             let _ = write!(
                 out,
-                r##"<g class="whisker" stroke="#222" stroke-width="1.5"><line x1="{cx:.1}" x2="{cx:.1}" y1="{ylo:.1}" y2="{yhi:.1}"/><line x1="{:.1}" x2="{:.1}" y1="{ylo:.1}" y2="{ylo:.1}"/><line x1="{:.1}" x2="{:.1}" y1="{yhi:.1}" y2="{yhi:.1}"/></g>"##,
-                cx - 6.0,
-                cx + 6.0,
-                cx - 6.0,
-                cx + 6.0
+                r##"<g class="whisker" stroke="#222" stroke-width="1.5"><line x1="{xlo:.1}" x2="{xhi:.1}" y1="{cy:.1}" y2="{cy:.1}"/><line x1="{xlo:.1}" x2="{xlo:.1}" y1="{:.1}" y2="{:.1}"/><line x1="{xhi:.1}" x2="{xhi:.1}" y1="{:.1}" y2="{:.1}"/></g>"##,
+                cy - 5.0,
+                cy + 5.0,
+                cy - 5.0,
+                cy + 5.0
             );
         }
-        let _ = write!(
-            out,
-            r#"<text x="{cx:.1}" y="{:.1}" transform="rotate(30 {cx:.1} {:.1})" class="tk">{}</text>"#,
-            bottom + 14.0,
-            bottom + 14.0,
-            esc(&b.label)
-        );
     }
     let _ = write!(
         out,
-        r##"<line x1="{LEFT}" x2="{:.1}" y1="{bottom:.1}" y2="{bottom:.1}" stroke="#333"/></svg>"##,
-        W - RIGHT
+        r##"<line x1="{x0:.1}" x2="{x0:.1}" y1="{plot_top:.1}" y2="{bottom:.1}" stroke="#333"/></svg>"##
     );
     out
 }
@@ -291,11 +308,16 @@ pub fn scatter(id: &str, title: &str, x_label: &str, y_label: &str, points: &[Po
                 y(hi)
             );
         }
+        // Labels right of the point on the left half, left of it on the right half.
+        let (lx, anchor) = if px > (LEFT + W - RIGHT) / 2.0 {
+            (px - 8.0, "end")
+        } else {
+            (px + 8.0, "start")
+        };
         let _ = write!(
             out,
-            r#"<circle class="point" cx="{px:.1}" cy="{py:.1}" r="5" fill="{color}"><title>{}</title></circle><text x="{:.1}" y="{:.1}" class="tk">{}</text>"#,
+            r#"<circle class="point" cx="{px:.1}" cy="{py:.1}" r="5" fill="{color}"><title>{}</title></circle><text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" class="tk">{}</text>"#,
             esc(&p.label),
-            px + 8.0,
             py - 6.0,
             esc(&p.label)
         );

@@ -2,6 +2,7 @@
 
 mod compare;
 mod models;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run::run(*a),
         Command::Compare(a) => compare::compare(a),
+        Command::Report(a) => report::report(a),
+        Command::Compliance(a) => report::compliance(a),
         Command::Models { command } => models::models(command),
     }
 }
