@@ -1,10 +1,12 @@
 //! edgebench-core: the library behind the `edgebench` binary: targets, workloads, the runner,
-//! metrics and statistics, the model catalog, the resource monitor and the exporters.
+//! metrics and statistics, the model catalog, the resource monitor, the exporters and reports,
+//! and the compliance analysis.
 #![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod clock;
 pub mod compare;
+pub mod compliance;
 pub mod eval;
 pub mod metrics;
 pub mod monitor;

@@ -32,6 +32,10 @@ pub enum Command {
         #[command(subcommand)]
         command: ResultsCommand,
     },
+    /// Turn a results folder into reports: Markdown, self-contained HTML, CSV and JSON.
+    Report(ReportArgs),
+    /// Compliance analysis of a results folder: OWASP LLM Top 10 and NIST AI 600-1 risks, licences.
+    Compliance(ComplianceArgs),
     /// List, inspect and fetch models.
     Models {
         #[command(subcommand)]
@@ -294,6 +298,35 @@ pub struct CompareArgs {
     /// Print the comparison as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The results folder (summary_*.json, eval_*.json, perf_*.jsonl, edgebench.db).
+    #[arg(long, default_value = "results")]
+    pub input: PathBuf,
+    /// Where the report files go.
+    #[arg(long, default_value = "report")]
+    pub output: PathBuf,
+    /// Formats: md, html, csv, json or all (comma-separated or repeated).
+    #[arg(long, num_args = 1.., value_delimiter = ',', default_value = "all")]
+    pub format: Vec<String>,
+    /// Add the compliance analysis (section, and compliance/*.json files).
+    #[arg(long)]
+    pub compliance: bool,
+    /// Print one community results table row per model on stdout.
+    #[arg(long)]
+    pub community: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ComplianceArgs {
+    /// The results folder.
+    #[arg(long, default_value = "results")]
+    pub input: PathBuf,
+    /// Where compliance/risk_analysis_*.json and compliance/license_audit_*.json go.
+    #[arg(long, default_value = "report")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 mod compare;
 mod eval;
 mod models;
+mod report;
 mod results;
 mod run;
 
@@ -27,6 +28,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(*a),
         Command::Eval(a) => eval::eval(*a),
         Command::Compare(a) => compare::compare(a),
+        Command::Report(a) => report::report(a),
+        Command::Compliance(a) => report::compliance(a),
         Command::Models { command } => models::models(command),
         Command::Results { results, command } => results::results(&results, command),
     }

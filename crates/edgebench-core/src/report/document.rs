@@ -1,0 +1,671 @@
+//! The report as data: setup, performance and capability tables, trade-off, model comparisons,
+//! verdicts, failures, the community row and chart series. Every output format renders this one
+//! document; its JSON form follows `schemas/report.schema.json`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::input::{ReportInput, UnitKey};
+use super::verdict::{self, Level};
+use crate::compare::{self, CompareOptions, Criteria, ResultSet, ScenarioComparison};
+use crate::eval::{Confusion, SandboxReport, Score};
+use crate::metrics::{MetricSummary, UnitSummary};
+
+/// Version of the JSON document's layout (bumped on incompatible changes).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A metric's mean with its 95% CI, percentiles and sample count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricStats {
+    pub mean: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub n: usize,
+}
+
+impl From<&MetricSummary> for MetricStats {
+    fn from(m: &MetricSummary) -> Self {
+        Self {
+            mean: m.summary.mean,
+            ci_low: m.mean_ci.as_ref().map(|c| c.lower),
+            ci_high: m.mean_ci.as_ref().map(|c| c.upper),
+            p50: m.summary.p50,
+            p90: m.summary.p90,
+            p99: m.summary.p99,
+            n: m.summary.n,
+        }
+    }
+}
+
+/// Reads one metric's summary from a unit summary.
+pub type MetricOf = fn(&UnitSummary) -> &Option<MetricSummary>;
+
+/// The per-request metrics of the performance table, in column order.
+pub const PERF_METRICS: &[(&str, MetricOf)] = &[
+    ("ttft_ms", |s| &s.ttft_ms),
+    ("e2e_ms", |s| &s.e2e_ms),
+    ("tpot_ms", |s| &s.tpot_ms),
+    ("itl_ms", |s| &s.itl_ms),
+    ("output_tokens_per_s", |s| &s.output_tokens_per_s),
+    ("decode_tokens_per_s", |s| &s.decode_tokens_per_s),
+    ("prefill_tokens_per_s", |s| &s.prefill_tokens_per_s),
+    ("output_tokens", |s| &s.output_tokens),
+];
+
+/// One run or eval experiment: where and how it was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetupRow {
+    pub id: String,
+    /// "run" or "eval".
+    pub kind: String,
+    pub started: String,
+    pub config_hash: String,
+    /// The experiment config file, when the folder has one.
+    pub config_file: Option<String>,
+    pub edgebench_version: String,
+    pub edgebench_commit: Option<String>,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub physical_cores: Option<usize>,
+    pub logical_cores: usize,
+    pub ram_total_mb: u64,
+    /// Engines or servers used, e.g. "llama.cpp (llama-cpp-sys-2 0.1.161)".
+    pub engines: Vec<String>,
+    pub threads: Option<u32>,
+    pub seed: u64,
+    /// Measured requests per unit (runs) or items scored (evals).
+    pub runs: u32,
+    pub warmup: u32,
+}
+
+/// One model x scenario unit of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerfRow {
+    pub run_id: String,
+    pub config_hash: String,
+    pub model: String,
+    pub publisher: String,
+    pub format: String,
+    pub quantization: String,
+    pub parameters: u64,
+    pub scenario: String,
+    pub target_kind: String,
+    pub engine: String,
+    pub requests: usize,
+    pub successes: usize,
+    pub success_rate: f64,
+    pub success_rate_ci_low: Option<f64>,
+    pub success_rate_ci_high: Option<f64>,
+    /// By name (see [`PERF_METRICS`]); absent when undefined for the unit.
+    pub metrics: BTreeMap<String, MetricStats>,
+    pub peak_rss_mb: Option<f64>,
+    pub mean_cpu_percent: Option<f64>,
+    pub json_valid_rate: Option<f64>,
+    pub model_load_ms: Option<f64>,
+    pub context_tokens: Option<u32>,
+}
+
+/// One task on one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapabilityRow {
+    pub experiment_id: String,
+    pub config_hash: String,
+    pub task: String,
+    pub method: String,
+    pub model: String,
+    pub format: String,
+    pub quantization: String,
+    pub items: usize,
+    pub items_total: usize,
+    pub items_per_s: f64,
+    /// By name: accuracy, macro_f1, invalid_rate, pass_at_1... (fractions in [0, 1]).
+    pub scores: BTreeMap<String, Score>,
+    pub confusions: Vec<Confusion>,
+    pub sandbox: Option<SandboxReport>,
+}
+
+/// A point of the accuracy-vs-speed trade-off: one model on one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradeoffPoint {
+    pub model: String,
+    pub format: String,
+    pub quantization: String,
+    pub task: String,
+    pub accuracy: Score,
+    /// Mean decode rate of the model over all its measured requests (all scenarios).
+    pub decode_tokens_per_s: f64,
+    /// Requests behind the decode rate.
+    pub decode_n: usize,
+}
+
+/// Models compared on the scenarios they share (the first model of the input is the baseline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelComparison {
+    pub baseline: String,
+    pub candidate: String,
+    pub scenarios: Vec<ScenarioComparison>,
+}
+
+/// A figure judged against a threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRow {
+    pub model: String,
+    /// The scenario (performance) or task (capability).
+    pub context: String,
+    pub metric: String,
+    pub value: f64,
+    pub unit: String,
+    pub verdict: Level,
+    pub rule: String,
+}
+
+/// What failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRow {
+    pub run_id: String,
+    pub model: String,
+    pub scenario: String,
+    /// An error kind (failed requests) or "unit failed".
+    pub kind: String,
+    pub count: usize,
+    pub detail: String,
+}
+
+/// The community results row of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommunityRow {
+    pub device: String,
+    pub source: String,
+    pub params_m: f64,
+    pub kv_cache: String,
+    /// Mean output tokens per request.
+    pub gen_tokens: f64,
+    /// Mean decode rate over all measured requests of the model.
+    pub mean_tokens_per_s: f64,
+    /// Peak GPU memory, when measured.
+    pub peak_vram_mib: Option<f64>,
+}
+
+impl CommunityRow {
+    /// The Markdown table header.
+    pub const HEADER: &'static str =
+        "| device | source | params (M) | KV cache | gen_tokens | mean tok/s | peak VRAM MiB |\n|---|---|---:|---|---:|---:|---:|";
+
+    /// The row, ready to paste.
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {:.1} | {} | {:.0} | {:.2} | {} |",
+            self.device,
+            self.source,
+            self.params_m,
+            self.kv_cache,
+            self.gen_tokens,
+            self.mean_tokens_per_s,
+            self.peak_vram_mib
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+        )
+    }
+}
+
+/// Sorted TTFT values of one unit (for the latency CDF).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySeries {
+    pub run_id: String,
+    pub model: String,
+    pub scenario: String,
+    pub ttft_ms: Vec<f64>,
+}
+
+/// Resource samples of one unit: seconds since the unit's first sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub run_id: String,
+    pub model: String,
+    pub scenario: String,
+    pub t_s: Vec<f64>,
+    pub rss_mb: Vec<Option<f64>>,
+    pub cpu_percent: Vec<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// When the report was made (RFC 3339, UTC).
+    pub generated: String,
+    /// The timestamp in the report's file names.
+    pub timestamp: String,
+    pub setup: Vec<SetupRow>,
+    pub performance: Vec<PerfRow>,
+    pub capability: Vec<CapabilityRow>,
+    pub tradeoff: Vec<TradeoffPoint>,
+    pub comparisons: Vec<ModelComparison>,
+    pub verdicts: Vec<VerdictRow>,
+    pub failures: Vec<FailureRow>,
+    pub community: Vec<CommunityRow>,
+    pub latency: Vec<LatencySeries>,
+    pub timelines: Vec<Timeline>,
+    /// The compliance analysis, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<crate::compliance::Compliance>,
+}
+
+/// The label of a model: name and quantization.
+pub fn model_label(name: &str, quantization: &str) -> String {
+    if quantization.is_empty() || quantization == "unknown" || name.contains(quantization) {
+        name.to_string()
+    } else {
+        format!("{name} {quantization}")
+    }
+}
+
+fn setup_rows(input: &ReportInput) -> Vec<SetupRow> {
+    let config_file = |id: &str| {
+        input
+            .configs
+            .iter()
+            .find(|c| c.value.experiment_id == id)
+            .map(|c| c.file.clone())
+    };
+    let mut rows = Vec::new();
+    for r in &input.runs {
+        let r = &r.value;
+        let e = &r.environment;
+        let engines: BTreeSet<String> = r.models.iter().map(|m| m.target.engine.clone()).collect();
+        rows.push(SetupRow {
+            id: r.run_id.clone(),
+            kind: "run".into(),
+            started: r.started.clone(),
+            config_hash: r.config_hash.clone(),
+            config_file: config_file(&r.run_id),
+            edgebench_version: e.edgebench_version.clone(),
+            edgebench_commit: e.edgebench_commit.clone(),
+            os: e.os.clone(),
+            kernel: e.kernel.clone(),
+            cpu_model: e.cpu_model.clone(),
+            physical_cores: e.physical_cores,
+            logical_cores: e.logical_cores,
+            ram_total_mb: e.ram_total_mb,
+            engines: engines.into_iter().collect(),
+            threads: r.models.iter().find_map(|m| m.target.threads),
+            seed: r.plan.seed,
+            runs: r.plan.runs,
+            warmup: r.plan.warmup,
+        });
+    }
+    for ev in &input.evals {
+        let ev = &ev.value;
+        let e = &ev.environment;
+        if rows.iter().any(|r| r.id == ev.experiment_id) {
+            continue;
+        }
+        rows.push(SetupRow {
+            id: ev.experiment_id.clone(),
+            kind: "eval".into(),
+            started: ev.created.clone(),
+            config_hash: ev.config_hash.clone(),
+            config_file: config_file(&ev.experiment_id),
+            edgebench_version: e.edgebench_version.clone(),
+            edgebench_commit: e.edgebench_commit.clone(),
+            os: e.os.clone(),
+            kernel: e.kernel.clone(),
+            cpu_model: e.cpu_model.clone(),
+            physical_cores: e.physical_cores,
+            logical_cores: e.logical_cores,
+            ram_total_mb: e.ram_total_mb,
+            engines: vec![ev.target.engine.clone()],
+            threads: ev.target.threads,
+            seed: ev.seed,
+            runs: u32::try_from(ev.items).unwrap_or(u32::MAX),
+            warmup: 0,
+        });
+    }
+    rows
+}
+
+fn perf_rows(input: &ReportInput) -> Vec<PerfRow> {
+    let mut rows = Vec::new();
+    for r in &input.runs {
+        let r = &r.value;
+        for m in &r.models {
+            for u in &m.units {
+                let s = &u.summary;
+                let metrics = PERF_METRICS
+                    .iter()
+                    .filter_map(|(name, get)| get(s).as_ref().map(|v| (name.to_string(), v.into())))
+                    .collect();
+                rows.push(PerfRow {
+                    run_id: r.run_id.clone(),
+                    config_hash: r.config_hash.clone(),
+                    model: m.model.name.clone(),
+                    publisher: m.model.publisher.clone(),
+                    format: m.model.format.clone(),
+                    quantization: m.model.quantization.clone(),
+                    parameters: m.model.parameters,
+                    scenario: s.scenario.clone(),
+                    target_kind: m.target.kind.clone(),
+                    engine: m.target.engine.clone(),
+                    requests: s.requests,
+                    successes: s.successes,
+                    success_rate: s.success_rate,
+                    success_rate_ci_low: s.success_rate_ci.as_ref().map(|c| c.lower),
+                    success_rate_ci_high: s.success_rate_ci.as_ref().map(|c| c.upper),
+                    metrics,
+                    peak_rss_mb: s.peak_rss_mb.or(u.monitor.peak_rss_mb),
+                    mean_cpu_percent: u.monitor.mean_cpu_percent,
+                    json_valid_rate: s.json_valid_rate,
+                    model_load_ms: m.target.model_load_ms,
+                    context_tokens: u.context_tokens,
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn capability_rows(input: &ReportInput) -> Vec<CapabilityRow> {
+    input
+        .evals
+        .iter()
+        .map(|e| {
+            let e = &e.value;
+            CapabilityRow {
+                experiment_id: e.experiment_id.clone(),
+                config_hash: e.config_hash.clone(),
+                task: e.task.clone(),
+                method: e.method.clone(),
+                model: e.model.name.clone(),
+                format: e.model.format.clone(),
+                quantization: e.model.quantization.clone(),
+                items: e.items,
+                items_total: e.items_total,
+                items_per_s: e.items_per_s,
+                scores: e.scores.clone(),
+                confusions: e.confusions.iter().take(5).cloned().collect(),
+                sandbox: e.sandbox.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The pooled mean of a metric over units: sum of means weighted by their counts.
+fn pooled_mean<'a>(stats: impl Iterator<Item = &'a MetricStats>) -> Option<(f64, usize)> {
+    let (sum, n) = stats.fold((0.0, 0usize), |(s, n), m| {
+        (s + m.mean * m.n as f64, n + m.n)
+    });
+    (n > 0).then(|| (sum / n as f64, n))
+}
+
+fn same_model(row: &PerfRow, name: &str, quantization: &str) -> bool {
+    row.model == name && row.quantization == quantization
+}
+
+fn tradeoff(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<TradeoffPoint> {
+    let mut out = Vec::new();
+    for c in caps {
+        let Some(acc) = c.scores.get("accuracy") else {
+            continue;
+        };
+        let decode = pooled_mean(
+            perf.iter()
+                .filter(|r| same_model(r, &c.model, &c.quantization))
+                .filter_map(|r| r.metrics.get("decode_tokens_per_s")),
+        );
+        if let Some((rate, n)) = decode {
+            out.push(TradeoffPoint {
+                model: c.model.clone(),
+                format: c.format.clone(),
+                quantization: c.quantization.clone(),
+                task: c.task.clone(),
+                accuracy: acc.clone(),
+                decode_tokens_per_s: rate,
+                decode_n: n,
+            });
+        }
+    }
+    out
+}
+
+fn verdicts(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<VerdictRow> {
+    let mut out = Vec::new();
+    for r in perf {
+        for t in verdict::performance() {
+            let value = if t.metric == "peak_rss_mb" {
+                r.peak_rss_mb
+            } else {
+                r.metrics.get(t.metric).map(|m| m.mean)
+            };
+            let Some(value) = value else { continue };
+            if let Some(level) = t.judge(value) {
+                out.push(VerdictRow {
+                    model: model_label(&r.model, &r.quantization),
+                    context: r.scenario.clone(),
+                    metric: t.metric.into(),
+                    value,
+                    unit: t.unit.into(),
+                    verdict: level,
+                    rule: t.rule(),
+                });
+            }
+        }
+    }
+    for c in caps {
+        for t in verdict::for_task(&c.task) {
+            let Some(score) = c.scores.get(t.metric) else {
+                continue;
+            };
+            if let Some(level) = t.judge(score.value) {
+                out.push(VerdictRow {
+                    model: model_label(&c.model, &c.quantization),
+                    context: c.task.clone(),
+                    metric: t.metric.into(),
+                    value: score.value,
+                    unit: t.unit.into(),
+                    verdict: level,
+                    rule: t.rule(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn failures(input: &ReportInput) -> Vec<FailureRow> {
+    let mut out = Vec::new();
+    for r in &input.runs {
+        for m in &r.value.models {
+            for u in &m.units {
+                let s = &u.summary;
+                for (kind, count) in &s.failures {
+                    out.push(FailureRow {
+                        run_id: r.value.run_id.clone(),
+                        model: model_label(&m.model.name, &m.model.quantization),
+                        scenario: s.scenario.clone(),
+                        kind: kind.clone(),
+                        count: *count,
+                        detail: format!("{count} of {} measured requests", s.requests),
+                    });
+                }
+            }
+        }
+    }
+    for f in &input.failed_units {
+        out.push(FailureRow {
+            run_id: f.run_id.clone(),
+            model: f.model.clone(),
+            scenario: f.scenario.clone(),
+            kind: "unit failed".into(),
+            count: 1,
+            detail: f.error.clone(),
+        });
+    }
+    out
+}
+
+fn community(input: &ReportInput, perf: &[PerfRow]) -> Vec<CommunityRow> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in &input.runs {
+        let r = &r.value;
+        for m in &r.models {
+            let key = (m.model.name.clone(), m.model.quantization.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            let rows: Vec<&PerfRow> = perf
+                .iter()
+                .filter(|p| same_model(p, &m.model.name, &m.model.quantization))
+                .collect();
+            let Some((rate, _)) = pooled_mean(
+                rows.iter()
+                    .filter_map(|p| p.metrics.get("decode_tokens_per_s")),
+            ) else {
+                continue;
+            };
+            let gen = pooled_mean(rows.iter().filter_map(|p| p.metrics.get("output_tokens")))
+                .map_or(0.0, |(g, _)| g);
+            out.push(CommunityRow {
+                device: r.environment.cpu_model.clone(),
+                source: format!(
+                    "{}/{} ({} {})",
+                    m.model.publisher, m.model.name, m.model.format, m.model.quantization
+                ),
+                params_m: m.model.parameters as f64 / 1e6,
+                // The embedded engine leaves llama.cpp's default K/V cache type (F16).
+                kv_cache: if m.target.kind == "embedded" {
+                    "f16".into()
+                } else {
+                    "-".into()
+                },
+                gen_tokens: gen,
+                mean_tokens_per_s: rate,
+                peak_vram_mib: None,
+            });
+        }
+    }
+    out
+}
+
+fn comparisons(input: &ReportInput) -> Vec<ModelComparison> {
+    // One side per (run, model), in input order.
+    let mut sides: Vec<(String, ResultSet)> = Vec::new();
+    for r in &input.runs {
+        for m in &r.value.models {
+            let label = model_label(&m.model.name, &m.model.quantization);
+            let lines: Vec<_> = input
+                .lines
+                .iter()
+                .filter(|l| l.run_id == r.value.run_id && l.model == m.model.name)
+                .cloned()
+                .collect();
+            if !lines.iter().any(|l| !l.record.warmup) {
+                continue;
+            }
+            let shown = if sides.iter().any(|(l, _)| *l == label) {
+                format!("{label} (run {})", r.value.run_id)
+            } else {
+                label
+            };
+            sides.push((
+                shown.clone(),
+                ResultSet {
+                    label: shown,
+                    run_id: r.value.run_id.clone(),
+                    lines,
+                    units: m.units.clone(),
+                },
+            ));
+        }
+    }
+    let Some(((_, base), rest)) = sides.split_first() else {
+        return Vec::new();
+    };
+    let opts = CompareOptions::default();
+    rest.iter()
+        .filter_map(|(_, cand)| {
+            let c = compare::compare(base, cand, &Criteria::default(), &opts).ok()?;
+            Some(ModelComparison {
+                baseline: c.baseline,
+                candidate: c.candidate,
+                scenarios: c.scenarios,
+            })
+        })
+        .collect()
+}
+
+fn latency(input: &ReportInput) -> Vec<LatencySeries> {
+    let mut by: BTreeMap<UnitKey, Vec<f64>> = BTreeMap::new();
+    for l in input.lines.iter().filter(|l| !l.record.warmup) {
+        if let Some(t) = l.metrics.ttft_ms.filter(|t| t.is_finite()) {
+            by.entry((l.run_id.clone(), l.model.clone(), l.scenario.clone()))
+                .or_default()
+                .push(t);
+        }
+    }
+    by.into_iter()
+        .map(|((run_id, model, scenario), mut v)| {
+            v.sort_by(f64::total_cmp);
+            LatencySeries {
+                run_id,
+                model,
+                scenario,
+                ttft_ms: v,
+            }
+        })
+        .collect()
+}
+
+/// At most this many points per timeline (evenly thinned).
+const TIMELINE_POINTS: usize = 240;
+
+fn timelines(input: &ReportInput) -> Vec<Timeline> {
+    input
+        .samples
+        .iter()
+        .map(|((run_id, model, scenario), s)| {
+            let step = s.len().div_ceil(TIMELINE_POINTS).max(1);
+            let t0 = s.first().map_or(0, |x| x.t_ns);
+            let kept: Vec<_> = s.iter().step_by(step).collect();
+            Timeline {
+                run_id: run_id.clone(),
+                model: model.clone(),
+                scenario: scenario.clone(),
+                t_s: kept
+                    .iter()
+                    .map(|x| x.t_ns.saturating_sub(t0) as f64 / 1e9)
+                    .collect(),
+                rss_mb: kept.iter().map(|x| x.rss_mb).collect(),
+                cpu_percent: kept.iter().map(|x| f64::from(x.cpu_percent)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Builds the report from what was read; `generated` names the time it was made.
+pub fn build(input: &ReportInput, generated: time::OffsetDateTime) -> Report {
+    let performance = perf_rows(input);
+    let capability = capability_rows(input);
+    let generated = generated.to_offset(time::UtcOffset::UTC);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        generated: generated
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        timestamp: super::files::file_timestamp(generated),
+        setup: setup_rows(input),
+        tradeoff: tradeoff(&performance, &capability),
+        verdicts: verdicts(&performance, &capability),
+        failures: failures(input),
+        community: community(input, &performance),
+        comparisons: comparisons(input),
+        latency: latency(input),
+        timelines: timelines(input),
+        performance,
+        capability,
+        compliance: None,
+    }
+}

@@ -1,0 +1,51 @@
+//! `edgebench report` and `edgebench compliance`: read a results folder, write report files.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use edgebench_core::compliance;
+use edgebench_core::report::{self, markdown};
+
+use crate::args::{ComplianceArgs, ReportArgs};
+
+/// The report's time: `SOURCE_DATE_EPOCH` when set (reproducible outputs), else now.
+fn generated() -> anyhow::Result<time::OffsetDateTime> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => {
+            let secs: i64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?;
+            Ok(time::OffsetDateTime::from_unix_timestamp(secs)?)
+        }
+        Err(_) => Ok(time::OffsetDateTime::now_utc()),
+    }
+}
+
+pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let formats = report::parse_formats(&a.format)?;
+    let input = report::load(&a.input)?;
+    let mut r = report::build(&input, generated()?);
+    if a.compliance {
+        r.compliance = Some(compliance::analyse(&input, &r.generated)?);
+    }
+    for path in report::write(&r, &a.output, &formats)? {
+        eprintln!("wrote {}", path.display());
+    }
+    if a.community {
+        print!("{}", markdown::community_table(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compliance(a: ComplianceArgs) -> anyhow::Result<ExitCode> {
+    let input = report::load(&a.input)?;
+    let now = generated()?;
+    let rfc3339 = now.format(&time::format_description::well_known::Rfc3339)?;
+    let c = compliance::analyse(&input, &rfc3339)?;
+    for path in compliance::write(&c, &a.output, &report::file_timestamp(now))? {
+        eprintln!("wrote {}", path.display());
+    }
+    print!("{}", markdown::compliance_section(&c));
+    Ok(ExitCode::SUCCESS)
+}
