@@ -8,6 +8,7 @@ pub mod clock;
 pub mod compare;
 pub mod compliance;
 pub mod eval;
+pub mod hw;
 pub mod metrics;
 pub mod monitor;
 pub mod record;

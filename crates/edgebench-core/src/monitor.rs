@@ -1,4 +1,5 @@
-//! The resource monitor: samples the serving process's memory and the machine's CPU in the background.
+//! The resource monitor: samples the serving process's memory, the machine's CPU and, where the
+//! platform exposes them, GPU use, VRAM, temperature and energy, in the background.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,13 +11,25 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use crate::clock::Clock;
 
 /// One sample.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub t_ns: u64,
     /// Resident memory of the watched process, MB (10^6 bytes).
     pub rss_mb: Option<f64>,
     /// System-wide CPU use, percent of all cores.
     pub cpu_percent: f32,
+    /// GPU utilisation, percent (highest GPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_util_percent: Option<f64>,
+    /// VRAM in use, MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_mb: Option<f64>,
+    /// Highest CPU/GPU temperature, degrees C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_c: Option<f64>,
+    /// Energy since the monitor started, joules (RAPL and/or NVML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_j: Option<f64>,
 }
 
 /// Peak and mean figures over a set of samples.
@@ -26,6 +39,28 @@ pub struct MonitorSummary {
     pub peak_rss_mb: Option<f64>,
     pub mean_cpu_percent: Option<f64>,
     pub max_cpu_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_vram_mb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gpu_util_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_temp_c: Option<f64>,
+    /// Energy over the sampled span, joules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_j: Option<f64>,
+    /// Energy per output token, joules (set by the runner, which knows the token count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joules_per_output_token: Option<f64>,
+    /// Where energy comes from ("RAPL", "NVML"), or why it is not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_source: Option<String>,
+    /// The sampler's own CPU time as a percent of one core over its lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler_cpu_percent_of_core: Option<f64>,
+}
+
+fn max_of(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    xs.reduce(f64::max)
 }
 
 /// Summarises samples.
@@ -40,7 +75,31 @@ pub fn summarize(samples: &[Sample]) -> MonitorSummary {
         peak_rss_mb: rss,
         mean_cpu_percent: (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64),
         max_cpu_percent: cpu.iter().copied().reduce(f64::max),
+        peak_vram_mb: max_of(samples.iter().filter_map(|s| s.vram_mb)),
+        max_gpu_util_percent: max_of(samples.iter().filter_map(|s| s.gpu_util_percent)),
+        max_temp_c: max_of(samples.iter().filter_map(|s| s.temp_c)),
+        // Energy is cumulative from the monitor's start: the span is last minus first.
+        energy_j: {
+            let mut e = samples.iter().filter_map(|s| s.energy_j);
+            let first = e.next();
+            first.map(|f| e.next_back().map_or(0.0, |l| l - f))
+        },
+        ..MonitorSummary::default()
     }
+}
+
+/// Energy per output token, joules.
+pub fn joules_per_token(energy_j: Option<f64>, output_tokens: u64) -> Option<f64> {
+    energy_j
+        .filter(|_| output_tokens > 0)
+        .map(|e| e / output_tokens as f64)
+}
+
+/// CPU time this thread has used, nanoseconds.
+fn thread_cpu_ns() -> Option<u64> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .ok()
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 /// Resident memory of a process in MB, read now.
@@ -107,7 +166,23 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
 pub struct Monitor {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
-    handle: Option<JoinHandle<()>>,
+    handle: Option<JoinHandle<SamplerCost>>,
+}
+
+/// What the sampler itself cost and what it could measure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplerCost {
+    pub cpu_ns: u64,
+    pub wall_ns: u64,
+    /// "RAPL", "NVML", "RAPL+NVML", or "not measured: <why>".
+    pub energy_source: String,
+}
+
+impl SamplerCost {
+    /// The sampler's CPU time as a percent of one core.
+    pub fn percent_of_core(&self) -> Option<f64> {
+        (self.wall_ns > 0).then(|| self.cpu_ns as f64 / self.wall_ns as f64 * 100.0)
+    }
 }
 
 impl Monitor {
@@ -119,8 +194,26 @@ impl Monitor {
         let handle = std::thread::Builder::new()
             .name("edgebench-monitor".into())
             .spawn(move || {
+                let started = std::time::Instant::now();
+                let cpu0 = thread_cpu_ns();
                 let mut sys = System::new();
                 let pid = pid.map(Pid::from_u32);
+                let mut sensors = crate::hw::sensors::Sensors::open();
+                let energy_source = if sensors.energy_sources.is_empty() {
+                    format!(
+                        "not measured: {}",
+                        sensors.energy_unavailable.clone().unwrap_or_default()
+                    )
+                } else {
+                    sensors.energy_sources.join("+")
+                };
+                let cost = |cpu0: Option<u64>| SamplerCost {
+                    cpu_ns: thread_cpu_ns()
+                        .zip(cpu0)
+                        .map_or(0, |(b, a)| b.saturating_sub(a)),
+                    wall_ns: started.elapsed().as_nanos() as u64,
+                    energy_source: energy_source.clone(),
+                };
                 sys.refresh_cpu_usage();
                 loop {
                     let rss = pid.and_then(|p| {
@@ -132,10 +225,15 @@ impl Monitor {
                         sys.process(p).map(|pr| pr.memory() as f64 / 1e6)
                     });
                     sys.refresh_cpu_usage();
+                    let r = sensors.read();
                     let sample = Sample {
                         t_ns: clock.now_ns(),
                         rss_mb: rss,
                         cpu_percent: sys.global_cpu_usage(),
+                        gpu_util_percent: r.gpu_util_percent,
+                        vram_mb: r.vram_used_mb,
+                        temp_c: r.temp_c,
+                        energy_j: r.energy_j,
                     };
                     if let Ok(mut v) = v2.lock() {
                         v.push(sample);
@@ -144,7 +242,7 @@ impl Monitor {
                     let mut left = interval;
                     while !left.is_zero() {
                         if s2.load(Ordering::Relaxed) {
-                            return;
+                            return cost(cpu0);
                         }
                         let step = left.min(Duration::from_millis(20));
                         std::thread::sleep(step);
@@ -161,15 +259,24 @@ impl Monitor {
     }
 
     /// Stops the sampler and returns every sample taken.
-    pub fn stop(mut self) -> Vec<Sample> {
+    pub fn stop(self) -> Vec<Sample> {
+        self.finish().0
+    }
+
+    /// Stops the sampler and returns its samples and what it cost.
+    pub fn finish(mut self) -> (Vec<Sample>, SamplerCost) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        self.samples
+        let cost = self
+            .handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let samples = self
+            .samples
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (samples, cost)
     }
 }
 
@@ -185,8 +292,11 @@ mod tests {
             Clock::new(),
         );
         std::thread::sleep(Duration::from_millis(60));
-        let s = m.stop();
+        let (s, cost) = m.finish();
         assert!(s.len() >= 2, "{} samples", s.len());
+        assert!(cost.wall_ns >= 50_000_000, "{cost:?}");
+        assert!(cost.percent_of_core().is_some());
+        assert!(!cost.energy_source.is_empty());
         let sum = summarize(&s);
         assert!(sum.peak_rss_mb.unwrap() > 1.0);
         assert!(s.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
@@ -208,22 +318,37 @@ mod tests {
                 t_ns: 0,
                 rss_mb: Some(10.0),
                 cpu_percent: 50.0,
+                energy_j: Some(1.0),
+                temp_c: Some(50.0),
+                ..Sample::default()
             },
             Sample {
                 t_ns: 1,
                 rss_mb: Some(30.0),
                 cpu_percent: 100.0,
+                energy_j: Some(4.5),
+                vram_mb: Some(900.0),
+                ..Sample::default()
             },
             Sample {
                 t_ns: 2,
                 rss_mb: None,
                 cpu_percent: 0.0,
+                energy_j: Some(7.0),
+                temp_c: Some(71.0),
+                ..Sample::default()
             },
         ];
         let m = summarize(&s);
         assert_eq!(m.peak_rss_mb, Some(30.0));
         assert_eq!(m.mean_cpu_percent, Some(50.0));
         assert_eq!(m.max_cpu_percent, Some(100.0));
+        assert_eq!(m.energy_j, Some(6.0));
+        assert_eq!(m.max_temp_c, Some(71.0));
+        assert_eq!(m.peak_vram_mb, Some(900.0));
+        assert_eq!(joules_per_token(m.energy_j, 12), Some(0.5));
+        assert_eq!(joules_per_token(m.energy_j, 0), None);
         assert_eq!(summarize(&[]).peak_rss_mb, None);
+        assert_eq!(summarize(&[]).energy_j, None);
     }
 }

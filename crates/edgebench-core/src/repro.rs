@@ -16,11 +16,14 @@ pub struct Environment {
     pub logical_cores: usize,
     pub ram_total_mb: u64,
     pub ram_available_mb: u64,
+    /// The full hardware description (`edgebench hw detect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<crate::hw::HardwareInfo>,
 }
 
 impl Environment {
-    /// Reads the environment of this machine now.
-    pub fn capture(version: &str, commit: Option<&str>) -> Self {
+    /// Reads the environment of this machine now; `backends` are the llama.cpp backends built in.
+    pub fn capture(version: &str, commit: Option<&str>, backends: &[&str]) -> Self {
         let mut sys = System::new();
         sys.refresh_memory();
         sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
@@ -40,6 +43,7 @@ impl Environment {
             logical_cores: sys.cpus().len(),
             ram_total_mb: sys.total_memory() / 1_000_000,
             ram_available_mb: sys.available_memory() / 1_000_000,
+            hardware: Some(crate::hw::detect(backends)),
         }
     }
 }
@@ -57,10 +61,13 @@ mod tests {
 
     #[test]
     fn capture_reads_this_machine() {
-        let e = Environment::capture("1.2.3", Some("abc"));
+        let e = Environment::capture("1.2.3", Some("abc"), &["CPU"]);
         assert_eq!(e.edgebench_version, "1.2.3");
         assert!(e.logical_cores >= 1);
         assert!(e.ram_total_mb > 0);
+        let hw = e.hardware.unwrap();
+        assert_eq!(hw.backends_built, ["CPU"]);
+        assert_eq!(hw.cpu.logical_cores, e.logical_cores);
         assert!(default_threads() >= 1);
     }
 }

@@ -153,10 +153,12 @@ fn summary_table() {
                     peak_rss_mb: Some(331.25),
                     mean_cpu_percent: Some(95.5),
                     max_cpu_percent: Some(100.0),
+                    ..MonitorSummary::default()
                 },
                 context_tokens: Some(1280),
                 log_pattern_counts: [("fp8 warning".to_string(), 3)].into_iter().collect(),
                 file: None,
+                settle: None,
             }],
         }],
     };

@@ -47,6 +47,7 @@ fn environment() -> Environment {
         logical_cores: 2,
         ram_total_mb: 16_000,
         ram_available_mb: 12_000,
+        hardware: None,
     }
 }
 
@@ -247,6 +248,8 @@ fn eval(task: &str, model: ModelInfo, scores: &[(&str, Score)], created: &str) -
         items_per_s: 1.75,
         duration_s: 114.3,
         options: BTreeMap::new(),
+        monitor: None,
+        settle: None,
     }
 }
 
@@ -363,10 +366,25 @@ fn write_fixtures(dir: &Path) {
                 peak_rss_mb: Some(u.rss),
                 mean_cpu_percent: Some(u.cpu),
                 max_cpu_percent: Some(100.0),
+                ..MonitorSummary::default()
             },
             context_tokens: Some(4096),
             log_pattern_counts: BTreeMap::new(),
             file: Some(PathBuf::from("results").join(&file)),
+            // A compile job was running while Gemma's JSON unit started.
+            settle: (u.model.name.starts_with("gemma") && u.json).then(|| {
+                edgebench_core::hw::settle::SettleReport {
+                    waited_ms: 10_000,
+                    cpu_percent: 96.0,
+                    threshold_percent: 15.0,
+                    settled: false,
+                    busy_processes: vec![edgebench_core::hw::settle::BusyProcess {
+                        pid: 4242,
+                        name: "rustc".into(),
+                        cpu_percent: 190.0,
+                    }],
+                }
+            }),
         };
         match models.iter_mut().find(|m| m.model.name == u.model.name) {
             Some(m) => m.units.push(unit),
@@ -538,6 +556,14 @@ fn report_content_follows_the_inputs() {
         "| AMD EPYC 7B13 | HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1) | 134.5 | f16 | 8 |"
     ));
     assert_eq!(r.latency.len(), 4);
+    let busy: Vec<&str> = r
+        .performance
+        .iter()
+        .filter(|p| p.busy_machine.is_some())
+        .map(|p| p.scenario.as_str())
+        .collect();
+    assert_eq!(busy, ["structured_json_output"]);
+    assert!(markdown::render(&r).contains("**Busy machine** during gemma-3-270m"));
     let c = r.compliance.as_ref().unwrap();
     assert_eq!(c.risk_analysis.risks.len(), 22);
     let lic = |name: &str| {
@@ -641,6 +667,7 @@ fn store_samples_become_timelines() {
             t_ns: 1_000_000_000 + i * 500 * MS,
             rss_mb: Some(300.0 + i as f64),
             cpu_percent: 90.0,
+            ..Sample::default()
         })
         .collect();
     let r = report::files::RunSummary::clone(&report::load(dir.path()).unwrap().runs[0].value);

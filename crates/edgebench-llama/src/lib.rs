@@ -11,3 +11,18 @@ pub use engine::{
 };
 pub use eval::LlamaEvalBackend;
 pub use target::LlamaTarget;
+
+/// The llama.cpp backends this build contains (its cargo features).
+pub fn built_backends() -> Vec<&'static str> {
+    let mut b = vec!["CPU"];
+    if cfg!(feature = "cuda") {
+        b.push("CUDA");
+    }
+    if cfg!(feature = "metal") {
+        b.push("Metal");
+    }
+    if cfg!(feature = "vulkan") {
+        b.push("Vulkan");
+    }
+    b
+}

@@ -41,6 +41,46 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// The machine: detect its hardware, benchmark its compute and memory bandwidth.
+    Hw {
+        #[command(subcommand)]
+        command: HwCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HwCommand {
+    /// OS, CPU (cores, frequencies, caches, SIMD), memory, GPUs, the llama.cpp backend to build
+    /// and which catalog models fit.
+    Detect {
+        #[arg(long)]
+        json: bool,
+    },
+    /// f32 GEMM GFLOPS, memory bandwidth, and each model's decode-speed ceiling next to its
+    /// measured decode rate.
+    Bench(HwBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HwBenchArgs {
+    /// Models for the inference-ceiling line (catalog keys or GGUF paths; default: the default
+    /// model). Their decode rate is measured with the embedded engine.
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Threads for the multi-threaded measurements (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Timed runs per measurement (after one warm-up).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// GEMM sizes.
+    #[arg(long, num_args = 1.., value_delimiter = ',', default_values_t = [512usize, 1024, 2048])]
+    pub sizes: Vec<usize>,
+    /// Skip the decode measurement (ceiling only).
+    #[arg(long)]
+    pub no_decode: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +164,9 @@ pub struct RunArgs {
     /// Seconds to pause after each request.
     #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
     pub cooldown: f64,
+
+    #[command(flatten)]
+    pub machine: MachineArgs,
 
     /// Seed for prompts, sampling and bootstrap resampling.
     #[arg(long, default_value_t = 42)]
@@ -216,6 +259,13 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a percentage between 0 and 100")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// banking77, financial_phrasebank, banking_all, realistic, coding, mmlu, gsm8k or all.
@@ -265,6 +315,8 @@ pub struct EvalArgs {
     /// Run generated code without namespaces when this machine refuses them (coding task).
     #[arg(long)]
     pub unsafe_exec: bool,
+    #[command(flatten)]
+    pub machine: MachineArgs,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Where results go.
@@ -277,6 +329,34 @@ pub struct EvalArgs {
     /// Print the summaries as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Resource monitor and quiet-machine flags, shared by `run` and `eval`.
+#[derive(Debug, Args)]
+pub struct MachineArgs {
+    /// Before each model x scenario (or eval task), wait up to this many seconds for system CPU use to drop
+    /// below --settle-threshold; a machine still busy is flagged in the results (0 = do not wait).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds, env = "EDGEBENCH_SETTLE_TIMEOUT")]
+    pub settle_timeout: f64,
+
+    /// System CPU use, percent of all cores, below which the machine counts as quiet.
+    #[arg(long, default_value_t = 15.0, value_parser = parse_percent)]
+    pub settle_threshold: f64,
+
+    /// Resource monitor sampling interval, milliseconds.
+    #[arg(long = "monitor-interval", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub monitor_interval_ms: u64,
+}
+
+impl MachineArgs {
+    /// The settling policy, or `None` when waiting is turned off.
+    pub fn settle_policy(&self) -> Option<edgebench_core::hw::settle::SettlePolicy> {
+        (self.settle_timeout > 0.0).then(|| edgebench_core::hw::settle::SettlePolicy {
+            threshold_percent: self.settle_threshold,
+            timeout: std::time::Duration::from_secs_f64(self.settle_timeout),
+            ..edgebench_core::hw::settle::SettlePolicy::default()
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@ fn edgebench(args: &[&str]) -> Output {
             "EDGEBENCH_HOME",
             std::env::temp_dir().join("edgebench-cli-test-home"),
         )
+        // Other tests share the cores; do not wait the default 10 s for a quiet machine.
+        .env("EDGEBENCH_SETTLE_TIMEOUT", "1")
         .output()
         .expect("run edgebench")
 }
@@ -287,6 +289,15 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
     assert!(u["decode_tokens_per_s"]["mean"].as_f64().unwrap() > 0.0);
     assert!(u["peak_rss_mb"].as_f64().unwrap() > 50.0);
     assert!(units[1]["json_valid_rate"].is_number());
+    let monitor = &u["monitor"];
+    assert!(monitor["samples"].as_u64().unwrap() >= 1, "{monitor}");
+    let cost = monitor["sampler_cpu_percent_of_core"].as_f64().unwrap();
+    assert!((0.0..5.0).contains(&cost), "sampler cost {cost}% of a core");
+    assert!(monitor["energy_source"].is_string(), "{monitor}");
+    assert!(u["settle"]["threshold_percent"].as_f64().unwrap() > 0.0);
+    assert!(config["environment"]["hardware"]["cpu"]["logical_cores"]
+        .as_u64()
+        .is_some_and(|n| n >= 1));
     assert!(summary["models"][0]["target"]["system_info"]
         .as_str()
         .unwrap()
@@ -495,6 +506,8 @@ fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
             data.to_str().unwrap(),
             "--results",
             results.to_str().unwrap(),
+            "--monitor-interval",
+            "100",
             "--json",
         ];
         v.extend_from_slice(extra);
@@ -516,6 +529,10 @@ fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
         let acc = &s["scores"]["accuracy"];
         assert!(acc["value"].as_f64().unwrap() >= 0.0 && acc["n"] == 12);
         assert!(s["items_per_s"].as_f64().unwrap() > 0.0);
+        let m = &s["monitor"];
+        assert!(m["samples"].as_u64().unwrap() >= 1, "{m}");
+        assert!(m["peak_rss_mb"].as_f64().unwrap() > 50.0, "{m}");
+        assert!(s["settle"]["threshold_percent"].is_number(), "{s}");
     }
     let files = files_in(&results);
     assert!(
@@ -557,4 +574,48 @@ fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
         ]),
         "gsm8k/test.jsonl",
     );
+}
+
+#[test]
+fn hw_detect_and_bench_print_json_and_refuse_bad_sizes() {
+    let o = edgebench(&["hw", "detect", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(d["cpu"]["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(d["memory"]["total_mb"].as_u64().unwrap() > 0);
+    assert!(d["recommendation"]["backend"].is_string(), "{d}");
+    assert_eq!(d["gpu_probes"].as_array().unwrap().len(), 3);
+
+    let o = edgebench(&["hw", "detect"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("CPU") && text.contains("recommended"),
+        "{text}"
+    );
+
+    let _lock = model_lock();
+    let o = edgebench(&[
+        "hw",
+        "bench",
+        "--no-decode",
+        "--sizes",
+        "64",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kernels: Vec<&str> = b["bandwidth"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(kernels, ["read", "write", "copy", "triad"]);
+    assert!(b["gemm"][0]["best_gflops"].as_f64().unwrap() > 0.0, "{b}");
+
+    assert_input_error(&edgebench(&["hw", "bench", "--sizes", "0"]), "--sizes");
+    assert_input_error(&edgebench(&["hw", "bench", "--runs", "0"]), "--runs");
 }

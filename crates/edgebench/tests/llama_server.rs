@@ -56,6 +56,7 @@ fn client_figures_agree_with_llama_server_timings() {
     );
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_edgebench"))
+        .env("EDGEBENCH_SETTLE_TIMEOUT", "1")
         .args(["run", "--serve", &serve, "--endpoint"])
         .arg(format!("http://127.0.0.1:{port}/v1"))
         .args([

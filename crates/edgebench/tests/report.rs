@@ -75,6 +75,7 @@ fn results_with_store(dir: &Path) -> PathBuf {
             t_ns: i * 500_000_000,
             rss_mb: Some(300.0 + (i as f64).sqrt() * 4.0),
             cpu_percent: 80.0 + (i % 5) as f32 * 4.0,
+            ..Sample::default()
         })
         .collect();
     let summary: edgebench_core::report::RunSummary = serde_json::from_slice(

@@ -188,6 +188,7 @@ fn with_counts(mut s: ResultSet, counts: &[(&str, u64)]) -> ResultSet {
         context_tokens: None,
         log_pattern_counts: counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         file: None,
+        settle: None,
     }];
     s
 }

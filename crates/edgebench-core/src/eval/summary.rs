@@ -69,4 +69,10 @@ pub struct EvalSummary {
     /// Task options that change the score (agreement level, shots...).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// What the resource monitor saw while the task ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::monitor::MonitorSummary>,
+    /// How the machine settled before the task (flags a busy machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<crate::hw::settle::SettleReport>,
 }

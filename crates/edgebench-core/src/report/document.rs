@@ -107,6 +107,9 @@ pub struct PerfRow {
     pub json_valid_rate: Option<f64>,
     pub model_load_ms: Option<f64>,
     pub context_tokens: Option<u32>,
+    /// Set when the machine did not settle before the unit (another busy process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_machine: Option<String>,
 }
 
 /// One task on one model.
@@ -360,6 +363,7 @@ fn perf_rows(input: &ReportInput) -> Vec<PerfRow> {
                     json_valid_rate: s.json_valid_rate,
                     model_load_ms: m.target.model_load_ms,
                     context_tokens: u.context_tokens,
+                    busy_machine: u.settle.as_ref().and_then(|s| s.warning()),
                 });
             }
         }

@@ -121,6 +121,9 @@ pub struct UnitReport {
     pub log_pattern_counts: std::collections::BTreeMap<String, u64>,
     /// The unit's JSONL file.
     pub file: Option<PathBuf>,
+    /// How the machine settled before the unit (flags a busy machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<crate::hw::settle::SettleReport>,
 }
 
 /// One model of the run.

@@ -180,6 +180,16 @@ fn performance(out: &mut String, r: &Report) {
         );
     }
     out.push('\n');
+    for row in &r.performance {
+        if let Some(w) = &row.busy_machine {
+            let _ = writeln!(
+                out,
+                "> **Busy machine** during {} / {}: {w}. Its figures may be slow.\n",
+                cell(&model_label(&row.model, &row.quantization)),
+                row.scenario
+            );
+        }
+    }
     let metrics: Vec<&str> = PERF_METRICS.iter().map(|(n, _)| *n).collect();
     let _ = writeln!(
         out,

@@ -36,6 +36,10 @@ pub struct RunPlan {
     /// Open-loop arrivals: requests per second, Poisson (seeded); latency counts from each
     /// request's scheduled arrival, so a slow server cannot hide queueing (no coordinated omission).
     pub rate_per_s: Option<f64>,
+    /// Wait for the machine to go quiet before each unit (and record if it did not). Not part
+    /// of the configuration hash: it decides when a unit starts, not what it measures.
+    #[serde(skip)]
+    pub settle: Option<crate::hw::settle::SettlePolicy>,
 }
 
 impl Default for RunPlan {
@@ -51,6 +55,7 @@ impl Default for RunPlan {
             monitor_interval_ms: 500,
             concurrency: 1,
             rate_per_s: None,
+            settle: None,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct UnitOutcome {
     pub duration: Duration,
     /// The context window the target used for this unit, when it sizes its context.
     pub context_tokens: Option<u32>,
+    /// How the machine settled before the unit, when the plan asks to settle.
+    pub settle: Option<crate::hw::settle::SettleReport>,
 }
 
 /// A flag the runner checks between requests; set it to stop the run early.
@@ -225,6 +232,7 @@ pub async fn run_unit(
     let started = time::OffsetDateTime::now_utc();
     let t0 = Instant::now();
     let pid = target.info().pid;
+    let settle = plan.settle.as_ref().map(crate::hw::settle::settle);
     let mon = Monitor::start(pid, Duration::from_millis(plan.monitor_interval_ms), *clock);
     let total = (unit.warmup.len() + unit.measured.len()) as u32;
     on_event(RunEvent::UnitStarted {
@@ -356,8 +364,13 @@ pub async fn run_unit(
             return Err(e);
         }
     }
-    let samples = mon.stop();
+    let (samples, cost) = mon.finish();
     let mut monitor = monitor::summarize(&samples);
+    monitor.sampler_cpu_percent_of_core = cost.percent_of_core();
+    monitor.energy_source = Some(cost.energy_source);
+    // The sampled span covers warm-ups too, so energy is shared over every token generated.
+    let all_tokens: u64 = records.iter().map(|r| r.output_tokens).sum();
+    monitor.joules_per_output_token = monitor::joules_per_token(monitor.energy_j, all_tokens);
     if let Some(now) = pid.and_then(monitor::rss_mb) {
         monitor.peak_rss_mb = Some(monitor.peak_rss_mb.map_or(now, |p| p.max(now)));
     }
@@ -369,6 +382,7 @@ pub async fn run_unit(
         started,
         duration: t0.elapsed(),
         context_tokens,
+        settle,
     })
 }
 

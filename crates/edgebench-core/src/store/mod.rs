@@ -25,7 +25,8 @@ pub enum StoreError {
 }
 
 /// The schema, one migration per version (applied in order, recorded in `user_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE experiments (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -77,7 +78,14 @@ CREATE TABLE hardware_snapshots (
 );
 CREATE INDEX requests_unit ON requests(unit_id);
 CREATE INDEX samples_unit ON monitor_samples(unit_id);
-"#];
+"#,
+    r#"
+ALTER TABLE monitor_samples ADD COLUMN gpu_util_percent REAL;
+ALTER TABLE monitor_samples ADD COLUMN vram_mb REAL;
+ALTER TABLE monitor_samples ADD COLUMN temp_c REAL;
+ALTER TABLE monitor_samples ADD COLUMN energy_j REAL;
+"#,
+];
 
 /// An experiment as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +237,37 @@ impl Store {
             )
             .map_err(self.sql())?;
         Ok(())
+    }
+
+    /// Records the machine as it was when an invocation of an experiment started.
+    pub fn add_hardware_snapshot(
+        &self,
+        experiment: &str,
+        taken: &str,
+        snapshot_json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO hardware_snapshots (experiment_id, taken, snapshot_json) VALUES (?1, ?2, ?3)",
+                params![experiment, taken, snapshot_json],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// An experiment's hardware snapshots, oldest first: (taken, JSON).
+    pub fn hardware_snapshots(
+        &self,
+        experiment: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT taken, snapshot_json FROM hardware_snapshots WHERE experiment_id = ?1 ORDER BY rowid")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
     }
 
     /// True when an experiment with this id exists.
@@ -450,22 +489,7 @@ impl Store {
         if let Some(l) = last {
             Self::insert_request(&tx, unit, l).map_err(sql)?;
         }
-        {
-            let mut st = tx
-                .prepare(
-                    "INSERT INTO monitor_samples (unit_id, t_ns, rss_mb, cpu_percent) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql)?;
-            for s in samples {
-                st.execute(params![
-                    unit,
-                    i64::try_from(s.t_ns).unwrap_or(i64::MAX),
-                    s.rss_mb,
-                    f64::from(s.cpu_percent)
-                ])
-                .map_err(sql)?;
-            }
-        }
+        Self::insert_samples(&tx, unit, samples).map_err(sql)?;
         tx.execute(
             "UPDATE units SET status = 'done', error = NULL, report_json = ?2, file = ?3 WHERE id = ?1",
             params![
@@ -476,6 +500,30 @@ impl Store {
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)
+    }
+
+    fn insert_samples(
+        tx: &rusqlite::Transaction<'_>,
+        unit: i64,
+        samples: &[Sample],
+    ) -> rusqlite::Result<()> {
+        let mut st = tx.prepare(
+            "INSERT INTO monitor_samples (unit_id, t_ns, rss_mb, cpu_percent, gpu_util_percent, vram_mb, temp_c, energy_j) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for s in samples {
+            st.execute(params![
+                unit,
+                i64::try_from(s.t_ns).unwrap_or(i64::MAX),
+                s.rss_mb,
+                f64::from(s.cpu_percent),
+                s.gpu_util_percent,
+                s.vram_mb,
+                s.temp_c,
+                s.energy_j
+            ])?;
+        }
+        Ok(())
     }
 
     /// Marks a unit failed with its error.
@@ -513,7 +561,10 @@ impl Store {
     pub fn samples(&self, unit: i64) -> Result<Vec<Sample>, StoreError> {
         let mut st = self
             .conn
-            .prepare("SELECT t_ns, rss_mb, cpu_percent FROM monitor_samples WHERE unit_id = ?1 ORDER BY t_ns")
+            .prepare(
+                "SELECT t_ns, rss_mb, cpu_percent, gpu_util_percent, vram_mb, temp_c, energy_j \
+                 FROM monitor_samples WHERE unit_id = ?1 ORDER BY t_ns",
+            )
             .map_err(self.sql())?;
         let rows = st
             .query_map([unit], |r| {
@@ -521,6 +572,10 @@ impl Store {
                     t_ns: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
                     rss_mb: r.get(1)?,
                     cpu_percent: r.get::<_, f64>(2)? as f32,
+                    gpu_util_percent: r.get(3)?,
+                    vram_mb: r.get(4)?,
+                    temp_c: r.get(5)?,
+                    energy_j: r.get(6)?,
                 })
             })
             .map_err(self.sql())?;
@@ -589,20 +644,31 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
     }
 
-    /// Marks a unit done with its report (evals: the items are already committed).
+    /// Marks a unit done with its report and monitor samples, in one transaction (evals: the
+    /// items are already committed).
     pub fn finish_unit_report(
-        &self,
+        &mut self,
         unit: i64,
         report_json: &str,
         file: Option<&Path>,
+        samples: &[Sample],
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE units SET status = 'done', error = NULL, report_json = ?2, file = ?3 WHERE id = ?1",
-                params![unit, report_json, file.map(|f| f.display().to_string())],
-            )
-            .map_err(self.sql())?;
-        Ok(())
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        // A resumed unit keeps only the samples of the pass that finished it.
+        tx.execute("DELETE FROM monitor_samples WHERE unit_id = ?1", [unit])
+            .map_err(sql)?;
+        Self::insert_samples(&tx, unit, samples).map_err(sql)?;
+        tx.execute(
+            "UPDATE units SET status = 'done', error = NULL, report_json = ?2, file = ?3 WHERE id = ?1",
+            params![unit, report_json, file.map(|f| f.display().to_string())],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
     }
 
     /// Gives the space of deleted rows back to the file system.

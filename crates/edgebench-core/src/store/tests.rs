@@ -66,6 +66,7 @@ fn report() -> UnitReport {
         context_tokens: None,
         log_pattern_counts: Default::default(),
         file: Some("results/x.jsonl".into()),
+        settle: None,
     }
 }
 
@@ -147,6 +148,9 @@ fn units_keep_state_and_restart_from_scratch_without_duplicates() {
         t_ns: 5,
         rss_mb: Some(1.5),
         cpu_percent: 50.0,
+        temp_c: Some(64.0),
+        energy_j: Some(2.5),
+        ..Default::default()
     }];
     s.finish_unit(u, Some(&line(2, false)), &samples, &report())
         .unwrap();
@@ -164,6 +168,22 @@ fn units_keep_state_and_restart_from_scratch_without_duplicates() {
     assert_eq!(s.samples(u).unwrap(), samples);
     s.fail_unit(rows[1].id, "boom").unwrap();
     assert_eq!(s.units("e").unwrap()[1].error.as_deref(), Some("boom"));
+
+    // An eval unit finished twice (resumed) keeps the samples of the last pass only.
+    let e = rows[1].id;
+    let pass = |t: u64| crate::monitor::Sample {
+        t_ns: t,
+        cpu_percent: 10.0,
+        ..Default::default()
+    };
+    s.finish_unit_report(e, "{}", None, &[pass(1), pass(2)])
+        .unwrap();
+    s.finish_unit_report(e, "{\"items\":3}", None, &[pass(9)])
+        .unwrap();
+    assert_eq!(s.samples(e).unwrap(), [pass(9)]);
+    let row = &s.units("e").unwrap()[1];
+    assert_eq!((row.status.as_str(), row.error.as_deref()), ("done", None));
+    assert_eq!(row.report_json.as_deref(), Some("{\"items\":3}"));
 }
 
 #[test]
@@ -213,4 +233,35 @@ fn unusable_paths_are_clear_errors() {
     .unwrap();
     let e = Store::open(&not_db).err().unwrap();
     assert!(e.to_string().contains("not.db"), "{e}");
+}
+
+#[test]
+fn a_version_1_database_gains_the_sensor_columns_and_keeps_its_samples() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("edgebench.db");
+    {
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute_batch(
+            "INSERT INTO experiments (id, kind, created, config_hash, config_json, command, status) \
+             VALUES ('e', 'run', '2026-01-01', 'h', '{}', '', 'done'); \
+             INSERT INTO units (id, experiment_id, model, scenario, position, status) \
+             VALUES (1, 'e', 'm', 's', 0, 'done'); \
+             INSERT INTO monitor_samples (unit_id, t_ns, rss_mb, cpu_percent) VALUES (1, 7, 2.0, 30.0);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&p).unwrap();
+    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    let got = s.samples(1).unwrap();
+    assert_eq!(
+        got,
+        [crate::monitor::Sample {
+            t_ns: 7,
+            rss_mb: Some(2.0),
+            cpu_percent: 30.0,
+            ..Default::default()
+        }]
+    );
 }

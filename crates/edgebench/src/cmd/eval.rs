@@ -5,12 +5,16 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use edgebench_core::catalog::{self, ModelInfo};
+use edgebench_core::clock::Clock;
 use edgebench_core::eval::http::HttpEvalBackend;
 use edgebench_core::eval::tasks::{self, Sink};
 use edgebench_core::eval::{EvalBackend, EvalError, EvalSummary, ItemResult, TaskOptions};
+use edgebench_core::hw::settle;
+use edgebench_core::monitor::{self, Monitor};
 use edgebench_core::report::{self, files};
 use edgebench_core::repro::{self, Environment};
 use edgebench_core::store::{ExperimentRow, Store};
@@ -112,6 +116,7 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let environment = Environment::capture(
         env!("CARGO_PKG_VERSION"),
         Some(env!("EDGEBENCH_GIT_COMMIT")).filter(|c| !c.is_empty()),
+        &edgebench_llama::built_backends(),
     );
 
     let db_path = a.results.join("edgebench.db");
@@ -164,6 +169,7 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
             row
         }
     };
+    super::snapshot_hardware(&store, &experiment.id, &environment)?;
     let unit_keys: Vec<(String, String, String)> = models
         .iter()
         .flat_map(|m| {
@@ -243,7 +249,7 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 &model.name,
                 a.api_key.clone(),
                 a.concurrency as usize,
-                None,
+                super::run::local_port(base).and_then(monitor::pid_listening_on),
             )?),
         };
         for task in pending {
@@ -280,6 +286,15 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 pb.set_length(t as u64);
                 pb.set_position(d as u64);
             };
+            let settle = a.machine.settle_policy().map(|p| settle::settle(&p));
+            if let Some(w) = settle.as_ref().and_then(|r| r.warning()) {
+                eprintln!("warning: {task}: {w}");
+            }
+            let mon = Monitor::start(
+                backend.info().pid,
+                Duration::from_millis(a.machine.monitor_interval_ms),
+                Clock::new(),
+            );
             let is_cancelled = || cancelled.load(Ordering::SeqCst);
             let mut sink = Sink {
                 commit: &mut commit,
@@ -288,6 +303,10 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
             };
             let outcome = tasks::run_task(task, backend.as_ref(), &opts, &done, &mut sink).await;
             pb.finish_and_clear();
+            let (samples, cost) = mon.finish();
+            let mut usage = monitor::summarize(&samples);
+            usage.sampler_cpu_percent_of_core = cost.percent_of_core();
+            usage.energy_source = Some(cost.energy_source);
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(EvalError::Interrupted) => {
@@ -344,6 +363,8 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 },
                 duration_s: outcome.elapsed_s,
                 options: outcome.options.clone(),
+                monitor: Some(usage),
+                settle,
             };
             let path = a.results.join(format!(
                 "eval_{task}_{}_{}.json",
@@ -353,7 +374,12 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
             let json = serde_json::to_vec_pretty(&summary)?;
             report::atomic_write(&path, &json)
                 .with_context(|| format!("writing {}", path.display()))?;
-            store.finish_unit_report(unit_id, &String::from_utf8_lossy(&json), Some(&path))?;
+            store.finish_unit_report(
+                unit_id,
+                &String::from_utf8_lossy(&json),
+                Some(&path),
+                &samples,
+            )?;
             eprintln!("{}", render_line(&summary));
             eprintln!("  wrote {}", path.display());
             summaries.push(summary);

@@ -2,6 +2,7 @@
 
 mod compare;
 mod eval;
+mod hw;
 mod models;
 mod report;
 mod results;
@@ -10,6 +11,20 @@ mod run;
 use std::process::ExitCode;
 
 use crate::args::{Cli, Command};
+
+/// Stores the machine as this invocation found it (each resume adds one).
+pub(crate) fn snapshot_hardware(
+    store: &edgebench_core::store::Store,
+    experiment: &str,
+    environment: &edgebench_core::repro::Environment,
+) -> anyhow::Result<()> {
+    let taken = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let json = serde_json::to_string(&environment.hardware)?;
+    store.add_hardware_snapshot(experiment, &taken, &json)?;
+    Ok(())
+}
 
 /// The run was interrupted (Ctrl-C): exit 130.
 #[derive(Debug)]
@@ -29,6 +44,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::eval(*a),
         Command::Compare(a) => compare::compare(a),
         Command::Report(a) => report::report(a),
+        Command::Hw { command } => hw::hw(command),
         Command::Compliance(a) => report::compliance(a),
         Command::Models { command } => models::models(command),
         Command::Results { results, command } => results::results(&results, command),

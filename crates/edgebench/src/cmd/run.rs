@@ -45,7 +45,8 @@ fn plan(a: &RunArgs) -> RunPlan {
         },
         concurrency: a.concurrency,
         rate_per_s: a.rate,
-        ..RunPlan::default()
+        monitor_interval_ms: a.machine.monitor_interval_ms,
+        settle: a.machine.settle_policy(),
     }
 }
 
@@ -88,7 +89,7 @@ fn http_config(a: &RunArgs, base: &str, model: &str) -> HttpConfig {
 }
 
 /// The port of a local base URL (`http://localhost:1234/v1` -> 1234), when the host is local.
-fn local_port(base: &str) -> Option<u16> {
+pub(super) fn local_port(base: &str) -> Option<u16> {
     let rest = base.split_once("://")?.1;
     let host_port = rest.split('/').next()?;
     let (host, port) = host_port.rsplit_once(':')?;
@@ -341,6 +342,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
     let environment = Environment::capture(
         env!("CARGO_PKG_VERSION"),
         Some(env!("EDGEBENCH_GIT_COMMIT")).filter(|c| !c.is_empty()),
+        &edgebench_llama::built_backends(),
     );
     let cancel = CancelFlag::default();
     let engine_cancel = Arc::new(AtomicBool::new(false));
@@ -442,6 +444,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let run_id = experiment_row.id.clone();
+    super::snapshot_hardware(&store, &run_id, &environment)?;
     let persistent = !a.no_checkpoint;
     // Earlier invocations of a resumed experiment recorded the targets they loaded.
     if let Ok(prev) = serde_json::from_str::<ExperimentConfig>(&experiment_row.config_json) {
@@ -784,7 +787,11 @@ async fn run_models(
                 context_tokens: out.context_tokens,
                 log_pattern_counts,
                 file: Some(path.clone()),
+                settle: out.settle.clone(),
             };
+            if let Some(w) = out.settle.as_ref().and_then(|r| r.warning()) {
+                pb.suspend(|| eprintln!("warning: {} × {}: {w}", model.name, unit.scenario.name));
+            }
             store.finish_unit(unit_id, last.as_ref(), &out.samples, &unit_report)?;
             written.push(path);
         }

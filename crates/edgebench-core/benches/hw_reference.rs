@@ -1,0 +1,166 @@
+//! `cargo bench --bench hw_reference`: edgebench's hardware figures side by side with reference
+//! tools on the same machine, in one run, as ratios: f32 GEMM against numpy's matmul (its BLAS),
+//! and memory bandwidth against a STREAM-style C program compiled here with OpenMP.
+//!
+//! Goals (from the hardware issue): GEMM within 20% of the BLAS peak, bandwidth within 20% of
+//! the STREAM-style reference. Set EDGEBENCH_BENCH_THREADS to change the thread count.
+
+use std::path::Path;
+use std::process::Command;
+
+use edgebench_core::hw::{bench, detect};
+
+const NUMPY: &str = r#"
+import sys, time, numpy as np
+n, runs = int(sys.argv[1]), int(sys.argv[2])
+a = (np.arange(n * n, dtype=np.float32) % 17 - 8).reshape(n, n) / 16
+b = (np.arange(n * n, dtype=np.float32) % 13 - 6).reshape(n, n) / 16
+c = a @ b
+best = 0.0
+for _ in range(runs):
+    t = time.perf_counter(); c = a @ b; dt = time.perf_counter() - t
+    best = max(best, 2 * n**3 / dt / 1e9)
+print(best)
+"#;
+
+/// A STREAM-style reference: the four kernels over three arrays, OpenMP static schedule,
+/// parallel first touch, best of the timed runs; prints "kernel GB/s" lines.
+const STREAM_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <omp.h>
+int main(int argc, char **argv) {
+  long n = atol(argv[1]); int runs = atoi(argv[2]);
+  double *a = malloc(n * sizeof(double)), *b = malloc(n * sizeof(double)), *c = malloc(n * sizeof(double));
+  #pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) { a[i] = 1.0; b[i] = 2.0; c[i] = 0.5; }
+  const char *names[4] = {"read", "write", "copy", "triad"};
+  double bytes[4] = {8.0 * n, 8.0 * n, 16.0 * n, 24.0 * n};
+  double best[4] = {0, 0, 0, 0}; volatile double sink = 0;
+  for (int r = 0; r <= runs; r++) {
+    for (int k = 0; k < 4; k++) {
+      double t = omp_get_wtime(), s = 0;
+      if (k == 0) {
+        #pragma omp parallel for schedule(static) reduction(+:s)
+        for (long i = 0; i < n; i++) s += a[i];
+      } else if (k == 1) {
+        #pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) a[i] = 1.5;
+      } else if (k == 2) {
+        #pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) c[i] = a[i];
+      } else {
+        #pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) a[i] = b[i] + 3.0 * c[i];
+      }
+      t = omp_get_wtime() - t; sink += s;
+      if (r > 0 && bytes[k] / t / 1e9 > best[k]) best[k] = bytes[k] / t / 1e9;
+    }
+  }
+  for (int k = 0; k < 4; k++) printf("%s %f\n", names[k], best[k]);
+  return sink == 42.0;
+}
+"#;
+
+fn numpy_gflops(n: usize, threads: usize, runs: usize) -> Option<f64> {
+    let out = Command::new("python3")
+        .args(["-c", NUMPY, &n.to_string(), &runs.to_string()])
+        .env("OPENBLAS_NUM_THREADS", threads.to_string())
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("MKL_NUM_THREADS", threads.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "numpy reference failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn stream_reference(
+    dir: &Path,
+    elems: usize,
+    threads: usize,
+    runs: usize,
+) -> Option<Vec<(String, f64)>> {
+    let src = dir.join("stream_ref.c");
+    let exe = dir.join("stream_ref");
+    std::fs::write(&src, STREAM_C).ok()?;
+    let cc = Command::new("cc")
+        .args(["-O3", "-march=native", "-ffast-math", "-fopenmp", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .ok()?;
+    if !cc.success() {
+        eprintln!("compiling the STREAM-style reference failed (needs cc with OpenMP)");
+        return None;
+    }
+    let out = Command::new(&exe)
+        .args([elems.to_string(), runs.to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("OMP_PROC_BIND", "spread")
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let threads: usize = std::env::var("EDGEBENCH_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| edgebench_core::repro::default_threads() as usize);
+    let runs = 5;
+    let h = detect::detect(&["CPU"]);
+    println!("{} ({} threads)", h.cpu.model, threads);
+    println!("\nf32 GEMM, best of {runs} runs, GFLOPS");
+    println!(
+        "{:>6} {:>8} {:>10} {:>10} {:>8}",
+        "n", "threads", "edgebench", "numpy", "ratio"
+    );
+    for n in [512, 1024, 2048] {
+        for t in [1, threads] {
+            let ours = bench::gemm(n, t, runs).best_gflops;
+            let theirs = numpy_gflops(n, t, runs);
+            println!(
+                "{n:>6} {t:>8} {ours:>10.1} {:>10} {:>8}",
+                theirs.map_or("-".into(), |x| format!("{x:.1}")),
+                theirs.map_or("-".into(), |x| format!("{:.3}", ours / x)),
+            );
+        }
+    }
+    let llc = h.cpu.caches.iter().map(|c| c.size_kb).max();
+    let bytes = bench::bandwidth_array_bytes(llc, h.memory.available_mb);
+    let ours = bench::bandwidth(bytes, threads, runs);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let theirs = stream_reference(dir.path(), bytes / 8, threads, runs).unwrap_or_default();
+    println!(
+        "\nmemory bandwidth, {} MiB per array, {threads} threads, best of {runs}, GB/s",
+        bytes >> 20
+    );
+    println!(
+        "{:>6} {:>10} {:>10} {:>8}",
+        "kernel", "edgebench", "STREAM-C", "ratio"
+    );
+    for b in &ours {
+        let r = theirs.iter().find(|(k, _)| *k == b.kernel).map(|(_, v)| *v);
+        println!(
+            "{:>6} {:>10.1} {:>10} {:>8}",
+            b.kernel,
+            b.best_gb_s,
+            r.map_or("-".into(), |x| format!("{x:.1}")),
+            r.map_or("-".into(), |x| format!("{:.3}", b.best_gb_s / x)),
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! What the machine can do: f32 GEMM GFLOPS (single and multi-thread), memory bandwidth
+//! (read, write, copy, triad) and the decode-speed ceiling that bandwidth implies.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats;
+
+/// One GEMM measurement: C = A x B, n x n f32 matrices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmResult {
+    pub n: usize,
+    pub threads: usize,
+    pub best_gflops: f64,
+    pub median_gflops: f64,
+    /// Every timed run (after the warm-up), GFLOPS.
+    pub runs_gflops: Vec<f64>,
+}
+
+/// One memory-bandwidth kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandwidthResult {
+    /// "read", "write", "copy" or "triad".
+    pub kernel: String,
+    pub threads: usize,
+    /// Bytes each array holds (well beyond the last-level cache).
+    pub array_bytes: usize,
+    pub best_gb_s: f64,
+    pub median_gb_s: f64,
+}
+
+/// The decode-speed bound for a model: memory bandwidth / bytes read per token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ceiling {
+    pub model: String,
+    /// Weights read per generated token (the tensor data of a dense model), bytes.
+    pub bytes_per_token: u64,
+    pub bandwidth_gb_s: f64,
+    pub ceiling_tokens_per_s: f64,
+    /// Decode rate measured on this machine, when measured.
+    pub measured_tokens_per_s: Option<f64>,
+    /// measured / ceiling.
+    pub efficiency: Option<f64>,
+}
+
+/// GFLOPS of an n x n x n GEMM that took `seconds` (2 n^3 floating-point operations).
+pub fn gemm_gflops(n: usize, seconds: f64) -> f64 {
+    2.0 * (n as f64).powi(3) / seconds / 1e9
+}
+
+/// GB/s for `bytes` moved in `seconds`.
+pub fn gb_per_s(bytes: usize, seconds: f64) -> f64 {
+    bytes as f64 / seconds / 1e9
+}
+
+/// Tokens/s a memory-bound decoder cannot exceed.
+pub fn decode_ceiling(bandwidth_gb_s: f64, bytes_per_token: u64) -> f64 {
+    if bytes_per_token == 0 {
+        return 0.0;
+    }
+    bandwidth_gb_s * 1e9 / bytes_per_token as f64
+}
+
+/// Builds the ceiling line for a model.
+pub fn ceiling(
+    model: &str,
+    bytes_per_token: u64,
+    bandwidth_gb_s: f64,
+    measured: Option<f64>,
+) -> Ceiling {
+    let c = decode_ceiling(bandwidth_gb_s, bytes_per_token);
+    Ceiling {
+        model: model.to_string(),
+        bytes_per_token,
+        bandwidth_gb_s,
+        ceiling_tokens_per_s: c,
+        measured_tokens_per_s: measured,
+        efficiency: measured.filter(|_| c > 0.0).map(|m| m / c),
+    }
+}
+
+fn best_and_median(xs: &[f64]) -> (f64, f64) {
+    let best = xs.iter().copied().fold(0.0, f64::max);
+    (best, stats::median(xs).unwrap_or(0.0))
+}
+
+/// Multiplies n x n matrices `runs` times after one warm-up, on `threads` threads.
+pub fn gemm(n: usize, threads: usize, runs: usize) -> GemmResult {
+    let a: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) / 16.0).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| ((i % 13) as f32 - 6.0) / 16.0).collect();
+    let mut c = vec![0f32; n * n];
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..=runs {
+        let t = Instant::now();
+        matmul(n, &a, &b, &mut c, threads);
+        std::hint::black_box(&c);
+        if i > 0 {
+            times.push(gemm_gflops(n, t.elapsed().as_secs_f64()));
+        }
+    }
+    let (best, median) = best_and_median(&times);
+    GemmResult {
+        n,
+        threads,
+        best_gflops: best,
+        median_gflops: median,
+        runs_gflops: times,
+    }
+}
+
+/// C = A x B for row-major n x n matrices, with faer's packed SIMD kernels (AVX2, AVX-512,
+/// NEON, chosen at run time).
+pub fn matmul(n: usize, a: &[f32], b: &[f32], c: &mut [f32], threads: usize) {
+    let par = if threads > 1 {
+        faer::Par::rayon(threads)
+    } else {
+        faer::Par::Seq
+    };
+    faer::linalg::matmul::matmul(
+        faer::MatMut::from_row_major_slice_mut(c, n, n),
+        faer::Accum::Replace,
+        faer::MatRef::from_row_major_slice(a, n, n),
+        faer::MatRef::from_row_major_slice(b, n, n),
+        1.0f32,
+        par,
+    );
+}
+
+/// Splits `len` elements into `threads` contiguous ranges.
+fn ranges(len: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
+    let threads = threads.max(1);
+    let step = len.div_ceil(threads);
+    (0..threads)
+        .map(|t| (t * step).min(len)..((t + 1) * step).min(len))
+        .collect()
+}
+
+fn sum8(x: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+/// Runs `f` on each thread's part of the arrays and returns the elapsed seconds.
+fn timed_parallel<F>(threads: usize, len: usize, f: F) -> f64
+where
+    F: Fn(std::ops::Range<usize>) + Sync,
+{
+    let parts = ranges(len, threads);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for r in parts {
+            let f = &f;
+            s.spawn(move || f(r));
+        }
+    });
+    t.elapsed().as_secs_f64()
+}
+
+/// STREAM-style bandwidth: arrays of `array_bytes` each, `threads` threads, `runs` timed runs
+/// after a warm-up. Each thread first touches its own part (so pages sit near it). Bytes counted
+/// as STREAM does: read 8, write 8, copy 16, triad 24 per element.
+pub fn bandwidth(array_bytes: usize, threads: usize, runs: usize) -> Vec<BandwidthResult> {
+    let len = (array_bytes / 8).max(8);
+    let threads = threads.max(1);
+    let mut a = vec![0f64; len];
+    let mut b = vec![0f64; len];
+    let mut c = vec![0f64; len];
+    // First touch, in parallel, with the same split as the kernels.
+    {
+        let parts = ranges(len, threads);
+        std::thread::scope(|s| {
+            let (mut ra, mut rb, mut rc) = (&mut a[..], &mut b[..], &mut c[..]);
+            for r in &parts {
+                let n = r.len();
+                let (pa, ta) = ra.split_at_mut(n);
+                let (pb, tb) = rb.split_at_mut(n);
+                let (pc, tc) = rc.split_at_mut(n);
+                (ra, rb, rc) = (ta, tb, tc);
+                s.spawn(move || {
+                    pa.fill(1.0);
+                    pb.fill(2.0);
+                    pc.fill(0.5);
+                });
+            }
+        });
+    }
+    let mut out = Vec::new();
+    let kernels: [(&str, usize); 4] = [("read", 8), ("write", 8), ("copy", 16), ("triad", 24)];
+    for (kernel, bytes_per_elem) in kernels {
+        let mut rates = Vec::with_capacity(runs);
+        for i in 0..=runs {
+            let secs = match kernel {
+                "read" => {
+                    let a = &a;
+                    timed_parallel(threads, len, |r| {
+                        std::hint::black_box(sum8(&a[r]));
+                    })
+                }
+                "write" => par_mut(threads, &mut a, |x| x.fill(1.5)),
+                "copy" => par_zip(threads, &mut c, &a, |dst, src| dst.copy_from_slice(src)),
+                _ => {
+                    let (bb, cc) = (&b, &c);
+                    let parts = ranges(len, threads);
+                    let t = Instant::now();
+                    std::thread::scope(|s| {
+                        let mut rest = &mut a[..];
+                        for r in parts {
+                            let (mine, tail) = rest.split_at_mut(r.len());
+                            rest = tail;
+                            let (x, y) = (&bb[r.clone()], &cc[r]);
+                            s.spawn(move || {
+                                for ((o, p), q) in mine.iter_mut().zip(x).zip(y) {
+                                    *o = p + 3.0 * q;
+                                }
+                            });
+                        }
+                    });
+                    t.elapsed().as_secs_f64()
+                }
+            };
+            if i > 0 {
+                rates.push(gb_per_s(len * bytes_per_elem, secs));
+            }
+        }
+        std::hint::black_box((&a, &b, &c));
+        let (best, median) = best_and_median(&rates);
+        out.push(BandwidthResult {
+            kernel: kernel.to_string(),
+            threads,
+            array_bytes: len * 8,
+            best_gb_s: best,
+            median_gb_s: median,
+        });
+    }
+    out
+}
+
+fn par_mut(threads: usize, x: &mut [f64], f: impl Fn(&mut [f64]) + Sync) -> f64 {
+    let parts = ranges(x.len(), threads);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let mut rest = x;
+        for r in parts {
+            let (mine, tail) = rest.split_at_mut(r.len());
+            rest = tail;
+            let f = &f;
+            s.spawn(move || f(mine));
+        }
+    });
+    t.elapsed().as_secs_f64()
+}
+
+fn par_zip(
+    threads: usize,
+    dst: &mut [f64],
+    src: &[f64],
+    f: impl Fn(&mut [f64], &[f64]) + Sync,
+) -> f64 {
+    let parts = ranges(dst.len(), threads);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let mut rest = dst;
+        for r in parts {
+            let (mine, tail) = rest.split_at_mut(r.len());
+            rest = tail;
+            let (f, part) = (&f, &src[r]);
+            s.spawn(move || f(mine, part));
+        }
+    });
+    t.elapsed().as_secs_f64()
+}
+
+/// Array size for the bandwidth test: four times the last-level cache (STREAM's rule), at least
+/// 64 MiB, at most an eighth of available memory.
+pub fn bandwidth_array_bytes(llc_kb: Option<u64>, available_mb: u64) -> usize {
+    let llc = llc_kb.unwrap_or(32 * 1024) as usize * 1024;
+    let want = (4 * llc).max(64 << 20);
+    let cap = (available_mb as usize * 1_000_000 / 8).max(8 << 20);
+    want.min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas() {
+        assert!((gemm_gflops(1000, 1.0) - 2.0).abs() < 1e-12);
+        assert!((gb_per_s(2_000_000_000, 2.0) - 1.0).abs() < 1e-12);
+        assert!((decode_ceiling(100.0, 1_000_000_000) - 100.0).abs() < 1e-9);
+        assert_eq!(decode_ceiling(100.0, 0), 0.0);
+        let c = ceiling("m", 2_000_000_000, 40.0, Some(10.0));
+        assert!((c.ceiling_tokens_per_s - 20.0).abs() < 1e-9);
+        assert!((c.efficiency.unwrap() - 0.5).abs() < 1e-9);
+        assert_eq!(ceiling("m", 1, 1.0, None).efficiency, None);
+    }
+
+    #[test]
+    fn matmul_is_a_matrix_product() {
+        let n = 67;
+        let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 - 2.0).collect();
+        for threads in [1, 2] {
+            let mut c = vec![f32::NAN; n * n];
+            matmul(n, &a, &b, &mut c, threads);
+            for (i, j) in [(0, 0), (3, 60), (66, 66), (40, 1)] {
+                let want: f32 = (0..n).map(|k| a[i * n + k] * b[k * n + j]).sum();
+                assert_eq!(c[i * n + j], want, "({i},{j}) threads {threads}");
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_cover_everything_once() {
+        let r = ranges(10, 3);
+        assert_eq!(r, vec![0..4, 4..8, 8..10]);
+        assert_eq!(ranges(2, 4).iter().map(|r| r.len()).sum::<usize>(), 2);
+        assert!((sum8(&[1.0; 19]) - 19.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bandwidth_runs_every_kernel_and_keeps_the_arrays_right() {
+        let r = bandwidth(1 << 20, 2, 2);
+        let names: Vec<&str> = r.iter().map(|b| b.kernel.as_str()).collect();
+        assert_eq!(names, ["read", "write", "copy", "triad"]);
+        assert!(r
+            .iter()
+            .all(|b| b.best_gb_s > 0.0 && b.best_gb_s >= b.median_gb_s));
+        assert_eq!(bandwidth_array_bytes(Some(1024), 100_000), 64 << 20);
+        assert_eq!(bandwidth_array_bytes(Some(105 * 1024), 100_000), 420 << 20);
+        assert_eq!(bandwidth_array_bytes(None, 80), 10_000_000);
+    }
+
+    #[test]
+    fn gemm_reports_positive_rates() {
+        let g = gemm(64, 1, 3);
+        assert_eq!(g.runs_gflops.len(), 3);
+        assert!(g.best_gflops >= g.median_gflops && g.median_gflops > 0.0);
+    }
+}
