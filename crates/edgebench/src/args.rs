@@ -361,10 +361,16 @@ impl MachineArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The baseline: a run id, a results folder (its newest run) or a perf JSONL file.
+    /// The baseline: a run id, a results folder (its newest run), a perf JSONL file, an eval
+    /// id (eval_...) or an eval_*.json file. With --all: the experiment whose models to compare.
     pub baseline: String,
     /// The candidate, in the same forms.
-    pub candidate: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub candidate: Option<String>,
+    /// Compare every pair of models in BASELINE's experiment (the earlier model as baseline),
+    /// with Holm's correction over the whole family of tests.
+    #[arg(long)]
+    pub all: bool,
     /// Decision rules (TOML); default: the FP8 calibration study's rules (apply under 15%
     /// impact with warnings resolved, monitor under 25%, else keep the baseline).
     #[arg(long, value_name = "FILE")]

@@ -541,6 +541,50 @@ fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
             .any(|f| f.starts_with("eval_banking77_SmolLM2-135M-Instruct_GGUF_Q4_1_")),
         "{files:?}"
     );
+    // An eval compared with itself, item by item from the store: no quality drop.
+    let id = v[0]["experiment_id"].as_str().unwrap();
+    let o = edgebench(&[
+        "compare",
+        id,
+        id,
+        "--results",
+        results.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cmp: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sc = &cmp["scenarios"][0];
+    assert_eq!(sc["scenario"], "eval:banking77");
+    assert_eq!(sc["paired"], true, "{sc}");
+    assert_eq!(sc["metrics"][0]["metric"], "accuracy");
+    assert_eq!(sc["metrics"][0]["n_baseline"], 12);
+    assert_eq!(cmp["decision"]["verdict"], "apply");
+    let summary_file = files
+        .iter()
+        .find(|f| f.starts_with("eval_banking77_"))
+        .unwrap();
+    let o = edgebench(&[
+        "compare",
+        results.join(summary_file).to_str().unwrap(),
+        id,
+        "--results",
+        results.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cmp: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(cmp["scenarios"].as_array().unwrap().len(), 1, "{cmp}");
+    assert_input_error(
+        &edgebench(&[
+            "compare",
+            "--all",
+            id,
+            "--results",
+            results.to_str().unwrap(),
+        ]),
+        "one model",
+    );
+
     // Nothing left to resume: the eval finished.
     let mut r = args(&["--resume"]);
     r.retain(|x| x != "--json");
@@ -618,4 +662,37 @@ fn hw_detect_and_bench_print_json_and_refuse_bad_sizes() {
 
     assert_input_error(&edgebench(&["hw", "bench", "--sizes", "0"]), "--sizes");
     assert_input_error(&edgebench(&["hw", "bench", "--runs", "0"]), "--runs");
+}
+
+#[test]
+fn compare_all_decides_every_pair_of_an_experiment() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../edgebench-core/tests/data/report");
+    let o = edgebench(&[
+        "compare",
+        "--all",
+        "20261124_190305",
+        "--results",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(all["models"].as_array().unwrap().len(), 2);
+    assert_eq!(all["comparisons"].as_array().unwrap().len(), 1);
+    assert!(all["family_tests"].as_u64().unwrap() >= 10, "{all}");
+    let o = edgebench(&[
+        "compare",
+        "--all",
+        "20261124_190305",
+        "--results",
+        data.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("| baseline | candidate | decision | rule |"),
+        "{text}"
+    );
+    // --all takes one experiment; two are a usage error.
+    let o = edgebench(&["compare", "--all", "a", "b"]);
+    assert_eq!(o.status.code(), Some(2));
 }

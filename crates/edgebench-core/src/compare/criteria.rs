@@ -30,7 +30,16 @@ impl Default for Criteria {
             primary_metric: "output_tokens_per_s".into(),
             apply_below: 0.15,
             monitor_below: 0.25,
-            quality_metrics: vec!["success_rate".into(), "json_valid_rate".into()],
+            quality_metrics: [
+                "success_rate",
+                "json_valid_rate",
+                "accuracy",
+                "exact_match",
+                "pass_at_1",
+                "overall",
+            ]
+            .map(String::from)
+            .to_vec(),
             require_warnings_resolved: true,
             alpha: 0.05,
         }

@@ -1,10 +1,13 @@
 //! Loading a result set for a comparison: a perf JSONL file, a results folder (its newest run),
-//! or a run id looked up in the results folder; with the run's summary when it was saved.
+//! or a run id looked up in the results folder, with the run's summary when it was saved; or an
+//! eval (an `eval_*` experiment id or an `eval_*.json` file) with its scored items from the store.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+use crate::eval::{EvalSummary, ItemResult};
 use crate::report::files::{PerfLine, UnitReport};
+use crate::store::Store;
 
 /// Why a result set could not be loaded or compared.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,8 @@ pub enum CompareError {
     },
     #[error("{0}: no measured requests")]
     Empty(String),
+    #[error("{0} holds one model ({1}); --all needs two or more")]
+    OneModel(String, String),
     #[error("the result sets share no scenario (baseline: {baseline}; candidate: {candidate})")]
     NothingInCommon { baseline: String, candidate: String },
     #[error("reading {path}: {reason}")]
@@ -34,6 +39,133 @@ pub struct ResultSet {
     pub lines: Vec<PerfLine>,
     /// Unit summaries from `summary_{run_id}.json`, when present.
     pub units: Vec<UnitReport>,
+    /// Eval tasks (an eval experiment), with their items when the store has them.
+    pub evals: Vec<EvalSide>,
+}
+
+/// One task on one model of an eval.
+#[derive(Debug, Clone)]
+pub struct EvalSide {
+    pub summary: EvalSummary,
+    /// Scored items (from the results database); empty when only the summary file is at hand.
+    pub items: Vec<ItemResult>,
+}
+
+impl ResultSet {
+    /// The models in the set, in order of first appearance.
+    pub fn models(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let names = self
+            .lines
+            .iter()
+            .map(|l| l.model.clone())
+            .chain(self.evals.iter().map(|e| e.summary.model.name.clone()));
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    /// The part of the set that belongs to `model`.
+    pub fn only_model(&self, model: &str) -> ResultSet {
+        ResultSet {
+            label: format!("{model} ({})", self.run_id),
+            run_id: self.run_id.clone(),
+            lines: self
+                .lines
+                .iter()
+                .filter(|l| l.model == model)
+                .cloned()
+                .collect(),
+            units: self
+                .units
+                .iter()
+                .filter(|u| u.summary.model == model)
+                .cloned()
+                .collect(),
+            evals: self
+                .evals
+                .iter()
+                .filter(|e| e.summary.model.name == model)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Loads the tasks of eval experiment `id` from the database in `dir`.
+fn load_eval(spec: &str, id: &str, dir: &Path) -> Result<ResultSet, CompareError> {
+    let db = dir.join("edgebench.db");
+    let not_found = || CompareError::NotFound(spec.to_string(), dir.display().to_string());
+    if !db.is_file() {
+        return Err(not_found());
+    }
+    let store = Store::open(&db).map_err(|e| io(&db, e))?;
+    if store.experiment(id).map_err(|e| io(&db, e))?.is_none() {
+        return Err(not_found());
+    }
+    let mut evals = Vec::new();
+    for u in store.units(id).map_err(|e| io(&db, e))? {
+        let Some(json) = u.report_json.as_deref().filter(|_| u.status == "done") else {
+            continue;
+        };
+        let Ok(summary) = serde_json::from_str::<EvalSummary>(json) else {
+            continue;
+        };
+        let items = store
+            .eval_items(u.id)
+            .map_err(|e| io(&db, e))?
+            .into_iter()
+            .filter_map(|(_, j)| serde_json::from_str::<ItemResult>(&j).ok())
+            .collect();
+        evals.push(EvalSide { summary, items });
+    }
+    if evals.is_empty() {
+        return Err(CompareError::Empty(spec.to_string()));
+    }
+    Ok(ResultSet {
+        label: if spec == id {
+            spec.to_string()
+        } else {
+            format!("{spec} (eval {id})")
+        },
+        run_id: id.to_string(),
+        lines: Vec::new(),
+        units: Vec::new(),
+        evals,
+    })
+}
+
+/// An `eval_*.json` summary file: its experiment from the database beside it, or the file alone.
+fn load_eval_file(path: &Path) -> Result<ResultSet, CompareError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let summary: EvalSummary = serde_json::from_str(&text).map_err(|e| CompareError::Parse {
+        file: path.display().to_string(),
+        line: 1,
+        reason: e.to_string(),
+    })?;
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let spec = path.display().to_string();
+    if let Ok(mut set) = load_eval(&spec, &summary.experiment_id, &dir) {
+        set.evals.retain(|e| {
+            e.summary.task == summary.task && e.summary.model.name == summary.model.name
+        });
+        if !set.evals.is_empty() {
+            return Ok(set);
+        }
+    }
+    Ok(ResultSet {
+        label: spec,
+        run_id: summary.experiment_id.clone(),
+        lines: Vec::new(),
+        units: Vec::new(),
+        evals: vec![EvalSide {
+            summary,
+            items: Vec::new(),
+        }],
+    })
 }
 
 #[derive(Deserialize)]
@@ -94,6 +226,13 @@ fn run_id_of(path: &Path) -> Option<String> {
 /// Loads `spec`: a `.jsonl` file, a results folder (its newest run), or a run id in `results_dir`.
 pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
     let path = Path::new(spec);
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if path.is_file() && file_name.starts_with("eval_") && file_name.ends_with(".json") {
+        return load_eval_file(path);
+    }
+    if !path.exists() && spec.starts_with("eval_") {
+        return load_eval(spec, spec, results_dir);
+    }
     let (dir, files, run_id) = if path.is_file() {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let id = run_id_of(path).unwrap_or_default();
@@ -155,5 +294,6 @@ pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
         run_id,
         lines,
         units,
+        evals: Vec::new(),
     })
 }

@@ -7,11 +7,12 @@ pub mod criteria;
 pub mod load;
 
 pub use criteria::{Criteria, CriteriaError};
-pub use load::{load, CompareError, ResultSet};
+pub use load::{load, CompareError, EvalSide, ResultSet};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::eval::ItemResult;
 use crate::report::files::PerfLine;
 use crate::stats;
 
@@ -293,10 +294,18 @@ pub fn compare(
     let bs = by_scenario(baseline);
     let cs = by_scenario(candidate);
     let common: Vec<&String> = bs.keys().filter(|k| cs.contains_key(*k)).collect();
-    if common.is_empty() {
+    let tasks = common_tasks(baseline, candidate);
+    if common.is_empty() && tasks.is_empty() {
+        let names = |set: &ResultSet, by: &BTreeMap<String, Vec<&PerfLine>>| {
+            by.keys()
+                .cloned()
+                .chain(set.evals.iter().map(|e| format!("eval:{}", e.summary.task)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(CompareError::NothingInCommon {
-            baseline: bs.keys().cloned().collect::<Vec<_>>().join(", "),
-            candidate: cs.keys().cloned().collect::<Vec<_>>().join(", "),
+            baseline: names(baseline, &bs),
+            candidate: names(candidate, &cs),
         });
     }
     let mut scenarios = Vec::new();
@@ -366,19 +375,10 @@ pub fn compare(
             ],
         });
     }
-    // Holm over the whole family of tests.
-    let ps: Vec<f64> = scenarios
-        .iter()
-        .flat_map(|s| s.metrics.iter().filter_map(|m| m.p_value))
-        .collect();
-    if let Ok(adj) = stats::holm(&ps) {
-        let mut it = adj.into_iter();
-        for m in scenarios.iter_mut().flat_map(|s| s.metrics.iter_mut()) {
-            if m.p_value.is_some() {
-                m.p_holm = it.next();
-            }
-        }
+    for (b, c) in tasks {
+        scenarios.push(compare_eval(b, c, opts));
     }
+    holm_adjust(scenarios.iter_mut());
     let decision = decide(&scenarios, criteria);
     Ok(Comparison {
         baseline: baseline.label.clone(),
@@ -387,6 +387,219 @@ pub fn compare(
         criteria: criteria.clone(),
         decision,
     })
+}
+
+/// Holm-Bonferroni over every test of `family` (one comparison, or every pair of `--all`).
+fn holm_adjust<'a>(family: impl Iterator<Item = &'a mut ScenarioComparison>) {
+    let mut tested: Vec<&mut MetricComparison> = family
+        .flat_map(|s| s.metrics.iter_mut())
+        .filter(|m| m.p_value.is_some())
+        .collect();
+    let ps: Vec<f64> = tested.iter().filter_map(|m| m.p_value).collect();
+    if let Ok(adj) = stats::holm(&ps) {
+        for (m, p) in tested.iter_mut().zip(adj) {
+            m.p_holm = Some(p);
+        }
+    }
+}
+
+/// The eval tasks both sides scored on (same task name), baseline first.
+fn common_tasks<'a>(
+    baseline: &'a ResultSet,
+    candidate: &'a ResultSet,
+) -> Vec<(&'a EvalSide, &'a EvalSide)> {
+    baseline
+        .evals
+        .iter()
+        .filter_map(|b| {
+            candidate
+                .evals
+                .iter()
+                .find(|c| c.summary.task == b.summary.task)
+                .map(|c| (b, c))
+        })
+        .collect()
+}
+
+/// One figure of an eval item.
+type ItemFigure = fn(&ItemResult) -> Option<f64>;
+
+/// The item-level figures compared for evals: the item score (accuracy, exact match, pass@1 or
+/// the realistic task's overall score) and whether the answer could be mapped at all.
+const EVAL_METRICS: &[(MetricDef, ItemFigure)] = &[
+    (
+        MetricDef {
+            name: "accuracy",
+            higher_is_better: true,
+            proportion: true,
+            extract: |_| None,
+        },
+        |i| Some(i.score),
+    ),
+    (
+        MetricDef {
+            name: "invalid_rate",
+            higher_is_better: false,
+            proportion: true,
+            extract: |_| None,
+        },
+        |i| Some(if i.predicted.is_none() { 1.0 } else { 0.0 }),
+    ),
+];
+
+/// The test text of eval scores compared from the summaries only.
+const WHOLE_SET: &str = "none: a whole-set score";
+
+/// The name of a task's per-item score, as its summary calls it.
+fn item_score_name(side: &EvalSide) -> &'static str {
+    ITEM_SCORES
+        .iter()
+        .find(|n| side.summary.scores.contains_key(**n))
+        .copied()
+        .unwrap_or("item_score")
+}
+
+/// Per-item scores of the eval tasks, by the names their summaries use.
+pub const ITEM_SCORES: &[&str] = &["accuracy", "exact_match", "pass_at_1", "overall"];
+
+/// One eval task compared item by item (paired by item id when both sides scored the same items),
+/// plus the whole-set scores of the summaries (macro-F1 ...) as values without a test.
+fn compare_eval(b: &EvalSide, c: &EvalSide, opts: &CompareOptions) -> ScenarioComparison {
+    let b_ids: BTreeSet<&str> = b.items.iter().map(|i| i.id.as_str()).collect();
+    let c_ids: BTreeSet<&str> = c.items.iter().map(|i| i.id.as_str()).collect();
+    let paired = !b_ids.is_empty()
+        && b_ids == c_ids
+        && b_ids.len() == b.items.len()
+        && c_ids.len() == c.items.len();
+    let pairing = if b.items.is_empty() || c.items.is_empty() {
+        "summary scores only: the items are not in a results database".to_string()
+    } else if paired {
+        format!(
+            "paired by item: both sides scored the same {} items",
+            b_ids.len()
+        )
+    } else {
+        format!(
+            "unpaired: the sides share {} of {} / {} items (different samples)",
+            b_ids.intersection(&c_ids).count(),
+            b_ids.len(),
+            c_ids.len()
+        )
+    };
+    let mut metrics = Vec::new();
+    if !b.items.is_empty() && !c.items.is_empty() {
+        for (def, get) in EVAL_METRICS {
+            let (xb, xc): (Vec<f64>, Vec<f64>) = if paired {
+                let cmap: BTreeMap<&str, &ItemResult> =
+                    c.items.iter().map(|i| (i.id.as_str(), i)).collect();
+                b.items
+                    .iter()
+                    .filter_map(|i| Some((get(i)?, get(cmap.get(i.id.as_str())?)?)))
+                    .unzip()
+            } else {
+                (
+                    b.items.iter().filter_map(get).collect(),
+                    c.items.iter().filter_map(get).collect(),
+                )
+            };
+            let mut m = test_metric(def, &xb, &xc, paired, opts);
+            if def.name == "accuracy" {
+                m.metric = item_score_name(b).to_string();
+            }
+            metrics.push(m);
+        }
+    }
+    // Whole-set scores (macro-F1 and the rest) as reported by each summary.
+    for (name, sb) in &b.summary.scores {
+        if metrics.iter().any(|m| &m.metric == name) {
+            continue;
+        }
+        let Some(sc) = c.summary.scores.get(name) else {
+            continue;
+        };
+        let higher = !name.contains("invalid");
+        metrics.push(MetricComparison {
+            metric: name.clone(),
+            higher_is_better: higher,
+            baseline: sb.value,
+            candidate: sc.value,
+            n_baseline: sb.n,
+            n_candidate: sc.n,
+            relative_change: (sb.value != 0.0).then(|| sc.value / sb.value - 1.0),
+            change_ci: None,
+            test: format!("{WHOLE_SET}; its 95% CIs are in the eval summaries"),
+            p_value: None,
+            p_holm: None,
+            effect_kind: None,
+            effect_size: None,
+            effect_label: None,
+        });
+    }
+    ScenarioComparison {
+        scenario: format!("eval:{}", b.summary.task),
+        baseline_model: b.summary.model.name.clone(),
+        candidate_model: c.summary.model.name.clone(),
+        paired,
+        pairing,
+        metrics,
+        peak_rss_mb: [
+            b.summary.monitor.as_ref().and_then(|m| m.peak_rss_mb),
+            c.summary.monitor.as_ref().and_then(|m| m.peak_rss_mb),
+        ],
+        log_pattern_counts: [BTreeMap::new(), BTreeMap::new()],
+    }
+}
+
+/// Every pair of models in one result set (`compare --all`), the earlier model as baseline,
+/// with Holm's correction over the whole family of tests and each pair decided again after it.
+pub fn compare_all(
+    set: &ResultSet,
+    criteria: &Criteria,
+    opts: &CompareOptions,
+) -> Result<AllComparison, CompareError> {
+    let models = set.models();
+    if models.len() < 2 {
+        return Err(CompareError::OneModel(
+            set.label.clone(),
+            models.first().cloned().unwrap_or_default(),
+        ));
+    }
+    let sides: Vec<ResultSet> = models.iter().map(|m| set.only_model(m)).collect();
+    let mut pairs = Vec::new();
+    for i in 0..sides.len() {
+        for j in i + 1..sides.len() {
+            match compare(&sides[i], &sides[j], criteria, opts) {
+                Ok(c) => pairs.push(c),
+                Err(CompareError::NothingInCommon { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    holm_adjust(pairs.iter_mut().flat_map(|c| c.scenarios.iter_mut()));
+    for c in &mut pairs {
+        c.decision = decide(&c.scenarios, criteria);
+    }
+    let family_tests = pairs
+        .iter()
+        .flat_map(|c| c.scenarios.iter().flat_map(|s| s.metrics.iter()))
+        .filter(|m| m.p_value.is_some())
+        .count();
+    Ok(AllComparison {
+        source: set.label.clone(),
+        models,
+        family_tests,
+        comparisons: pairs,
+    })
+}
+
+/// Every pair of models of one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllComparison {
+    pub source: String,
+    pub models: Vec<String>,
+    /// Tests in the Holm family (over every pair).
+    pub family_tests: usize,
+    pub comparisons: Vec<Comparison>,
 }
 
 /// Applies the criteria to the scenario comparisons.
@@ -449,6 +662,27 @@ pub fn decide(scenarios: &[ScenarioComparison], c: &Criteria) -> Decision {
     } else {
         "no log patterns counted".to_string()
     };
+    let quality_tested: Vec<String> = scenarios
+        .iter()
+        .filter(|s| s.scenario.starts_with("eval:"))
+        .flat_map(|s| s.metrics.iter())
+        .filter(|m| c.quality_metrics.contains(&m.metric) && !m.test.starts_with(WHOLE_SET))
+        .map(|m| m.metric.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if impact.is_none() && !quality_tested.is_empty() {
+        return Decision {
+            verdict: Verdict::Apply,
+            rule: format!(
+                "no significant quality drop in {} (item by item, Holm p >= {} or no difference); no {} figures, so no performance gate",
+                quality_tested.join(", "),
+                c.alpha,
+                c.primary_metric
+            ),
+            performance_impact: None,
+        };
+    }
     let Some(imp) = impact else {
         return Decision {
             verdict: Verdict::KeepBaseline,

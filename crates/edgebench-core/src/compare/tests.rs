@@ -62,6 +62,7 @@ fn set(label: &str, lines: Vec<PerfLine>) -> ResultSet {
         run_id: label.into(),
         lines,
         units: vec![],
+        evals: vec![],
     }
 }
 
@@ -271,4 +272,164 @@ fn loads_files_folders_and_run_ids() {
     std::fs::write(d.path().join("perf_x_20270101_000000.jsonl"), "{broken\n").unwrap();
     let e = load(d.path().to_str().unwrap(), Path::new("unused")).unwrap_err();
     assert!(e.to_string().contains("line 1"), "{e}");
+}
+
+fn eval_side(
+    model: &str,
+    right: impl Fn(usize) -> bool,
+    invalid: impl Fn(usize) -> bool,
+) -> EvalSide {
+    let mut summary: crate::eval::EvalSummary = serde_json::from_str(include_str!(
+        "../../tests/data/report/eval_banking77_SmolLM2-135M-Instruct_20261124_191000.json"
+    ))
+    .unwrap();
+    summary.model.name = model.into();
+    let items = (0..100)
+        .map(|i| ItemResult {
+            id: format!("item{i}"),
+            group: "card_arrival".into(),
+            gold: "card_arrival".into(),
+            predicted: (!invalid(i)).then(|| "card_arrival".into()),
+            score: if right(i) { 1.0 } else { 0.0 },
+            answer: String::new(),
+            extra: BTreeMap::new(),
+            error: None,
+        })
+        .collect();
+    EvalSide { summary, items }
+}
+
+fn eval_set(label: &str, sides: Vec<EvalSide>) -> ResultSet {
+    ResultSet {
+        label: label.into(),
+        run_id: label.into(),
+        lines: vec![],
+        units: vec![],
+        evals: sides,
+    }
+}
+
+#[test]
+fn evals_are_compared_item_by_item_and_an_accuracy_drop_keeps_the_baseline() {
+    let b = eval_set("b", vec![eval_side("m", |i| i % 5 != 0, |_| false)]);
+    let worse = eval_set("c", vec![eval_side("m", |i| i % 5 < 2, |i| i % 5 == 4)]);
+    let cmp = compare(&b, &worse, &Criteria::default(), &quick()).unwrap();
+    let s = &cmp.scenarios[0];
+    assert_eq!(s.scenario, "eval:banking77");
+    assert!(s.paired, "{}", s.pairing);
+    let acc = s.metrics.iter().find(|m| m.metric == "accuracy").unwrap();
+    assert!((acc.baseline - 0.8).abs() < 1e-9 && (acc.candidate - 0.4).abs() < 1e-9);
+    assert!(acc.p_holm.unwrap() < 0.001, "{acc:?}");
+    assert!(acc.test.starts_with("Wilcoxon"), "{}", acc.test);
+    let inv = s
+        .metrics
+        .iter()
+        .find(|m| m.metric == "invalid_rate")
+        .unwrap();
+    assert!((inv.candidate - 0.2).abs() < 1e-9);
+    // The summaries' whole-set scores ride along without a test.
+    let f1 = s.metrics.iter().find(|m| m.metric == "macro_f1").unwrap();
+    assert!(f1.p_value.is_none() && f1.test.contains("whole-set"));
+    assert_eq!(cmp.decision.verdict, Verdict::KeepBaseline);
+    assert!(
+        cmp.decision.rule.contains("accuracy"),
+        "{}",
+        cmp.decision.rule
+    );
+
+    // The same answers on both sides: no drop, and no speed figures to gate on.
+    let same = eval_set("c", vec![eval_side("m", |i| i % 5 != 0, |_| false)]);
+    let cmp = compare(&b, &same, &Criteria::default(), &quick()).unwrap();
+    assert_eq!(
+        cmp.decision.verdict,
+        Verdict::Apply,
+        "{}",
+        cmp.decision.rule
+    );
+    assert!(cmp.decision.rule.contains("no significant quality drop"));
+
+    // Different samples: unpaired.
+    let mut other = eval_side("m", |i| i % 5 != 0, |_| false);
+    for it in &mut other.items[..50] {
+        it.id = format!("x{}", it.id);
+    }
+    let cmp = compare(
+        &b,
+        &eval_set("c", vec![other]),
+        &Criteria::default(),
+        &quick(),
+    )
+    .unwrap();
+    assert!(!cmp.scenarios[0].paired);
+    assert!(cmp.scenarios[0].pairing.contains("share 50 of 100 / 100"));
+}
+
+#[test]
+fn all_pairs_of_models_share_one_holm_family() {
+    let mut lines = Vec::new();
+    for (model, tps) in [("a", 100.0), ("b", 96.0), ("c", 60.0)] {
+        for i in 0..10 {
+            let mut l = line(&format!("p{i}"), tps + f64::from(i % 3), true, None);
+            l.model = model.into();
+            lines.push(l);
+        }
+    }
+    let mut set = set("run", lines);
+    set.evals = vec![
+        eval_side("a", |i| i % 5 != 0, |_| false),
+        eval_side("c", |i| i % 2 == 0, |_| false),
+    ];
+    let all = compare_all(&set, &Criteria::default(), &quick()).unwrap();
+    assert_eq!(all.models, ["a", "b", "c"]);
+    let pairs: Vec<(&str, &str)> = all
+        .comparisons
+        .iter()
+        .map(|c| {
+            (
+                c.scenarios[0].baseline_model.as_str(),
+                c.scenarios[0].candidate_model.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, [("a", "b"), ("a", "c"), ("b", "c")]);
+    // a vs c also compares the banking77 eval.
+    assert!(all.comparisons[1]
+        .scenarios
+        .iter()
+        .any(|s| s.scenario == "eval:banking77"));
+    let tested: Vec<&MetricComparison> = all
+        .comparisons
+        .iter()
+        .flat_map(|c| c.scenarios.iter().flat_map(|s| s.metrics.iter()))
+        .filter(|m| m.p_value.is_some())
+        .collect();
+    assert_eq!(all.family_tests, tested.len());
+    // Holm over the family: never below the single-pair adjustment.
+    let single = compare(
+        &set.only_model("a"),
+        &set.only_model("b"),
+        &Criteria::default(),
+        &quick(),
+    )
+    .unwrap();
+    for (fam, one) in all.comparisons[0]
+        .scenarios
+        .iter()
+        .flat_map(|s| s.metrics.iter())
+        .zip(single.scenarios.iter().flat_map(|s| s.metrics.iter()))
+    {
+        if let (Some(f), Some(o)) = (fam.p_holm, one.p_holm) {
+            assert!(f >= o - 1e-12, "{} {f} < {o}", fam.metric);
+        }
+    }
+    assert_eq!(all.comparisons[1].decision.verdict, Verdict::KeepBaseline);
+    let md = crate::report::compare_md::render_all(&all);
+    assert!(
+        md.contains(&format!("all {} tests of all pairs", all.family_tests)),
+        "{md}"
+    );
+
+    let one = set.only_model("a");
+    let e = compare_all(&one, &Criteria::default(), &quick()).unwrap_err();
+    assert!(e.to_string().contains("one model (a)"), "{e}");
 }

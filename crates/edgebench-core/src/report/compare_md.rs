@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::compare::{Comparison, MetricComparison};
+use crate::compare::{AllComparison, Comparison, MetricComparison};
 
 fn num(v: f64) -> String {
     if !v.is_finite() {
@@ -53,6 +53,45 @@ fn row(out: &mut String, m: &MetricComparison) {
 
 /// Renders a comparison as Markdown.
 pub fn render(c: &Comparison) -> String {
+    render_one(c, None)
+}
+
+/// Renders every pair of `compare --all`: an overview table of decisions, then each pair.
+pub fn render_all(a: &AllComparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Every pair of models in {}
+
+{} models, {} pairs with something in common; Holm's \
+         correction runs over all {} tests of all pairs.
+",
+        a.source,
+        a.models.len(),
+        a.comparisons.len(),
+        a.family_tests
+    );
+    let _ = writeln!(out, "| baseline | candidate | decision | rule |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for c in &a.comparisons {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            c.baseline,
+            c.candidate,
+            c.decision.verdict,
+            c.decision.rule.replace('|', "\\|")
+        );
+    }
+    out.push('\n');
+    for c in &a.comparisons {
+        out.push_str(&render_one(c, Some(a.family_tests)));
+        out.push('\n');
+    }
+    out
+}
+
+fn render_one(c: &Comparison, family: Option<usize>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## Comparison: {} vs {}\n", c.baseline, c.candidate);
     let _ = writeln!(
@@ -99,13 +138,19 @@ pub fn render(c: &Comparison) -> String {
     let _ = writeln!(
         out,
         "Change = candidate / baseline - 1 with a bootstrap 95% CI; p values are two-sided; Holm \
-         adjusts over all {} tests; effect sizes are positive when the candidate is larger \
+         adjusts over all {} tests{}; effect sizes are positive when the candidate is larger \
          (d_z paired, d pooled, r rank-biserial). Arrows: which direction is better.",
-        c.scenarios
+        family.unwrap_or_else(|| c
+            .scenarios
             .iter()
             .flat_map(|s| &s.metrics)
             .filter(|m| m.p_value.is_some())
-            .count()
+            .count()),
+        if family.is_some() {
+            " of every pair"
+        } else {
+            ""
+        }
     );
     out
 }

@@ -581,6 +581,7 @@ fn comparisons(input: &ReportInput) -> Vec<ModelComparison> {
                     run_id: r.value.run_id.clone(),
                     lines,
                     units: m.units.clone(),
+                    evals: Vec::new(),
                 },
             ));
         }
