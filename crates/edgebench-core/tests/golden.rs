@@ -159,8 +159,10 @@ fn summary_table() {
                 log_pattern_counts: [("fp8 warning".to_string(), 3)].into_iter().collect(),
                 file: None,
                 settle: None,
+                server_metrics: Default::default(),
             }],
         }],
+        sweep: Vec::new(),
     };
     golden("summary.txt", &render_summary(&run));
 }

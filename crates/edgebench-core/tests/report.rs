@@ -385,6 +385,7 @@ fn write_fixtures(dir: &Path) {
                     }],
                 }
             }),
+            server_metrics: BTreeMap::new(),
         };
         match models.iter_mut().find(|m| m.model.name == u.model.name) {
             Some(m) => m.units.push(unit),
@@ -406,6 +407,7 @@ fn write_fixtures(dir: &Path) {
         environment: environment(),
         plan: plan.clone(),
         models: models.clone(),
+        sweep: Vec::new(),
     };
     std::fs::write(
         dir.join(format!("summary_{RUN_ID}.json")),

@@ -197,7 +197,7 @@ pub struct Engine {
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 
-fn backend(verbose: bool) -> Result<&'static LlamaBackend, EngineError> {
+pub(crate) fn backend(verbose: bool) -> Result<&'static LlamaBackend, EngineError> {
     BACKEND
         .get_or_init(|| {
             let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 mod engine;
 mod eval;
 mod target;
+mod tokenizer;
 
 pub use engine::{
     Engine, EngineConfig, EngineError, EngineInfo, GenerateJob, Generation, Prompt,
@@ -11,6 +12,7 @@ pub use engine::{
 };
 pub use eval::LlamaEvalBackend;
 pub use target::LlamaTarget;
+pub use tokenizer::GgufTokenizer;
 
 /// The llama.cpp backends this build contains (its cargo features).
 pub fn built_backends() -> Vec<&'static str> {

@@ -180,3 +180,22 @@ fn missing_and_corrupt_models_fail_to_load_with_the_path() {
         .unwrap();
     assert!(e.to_string().contains("/no/such/model.gguf"), "{e}");
 }
+
+#[tokio::test]
+async fn a_vocab_only_tokenizer_counts_as_the_engine_does() {
+    use edgebench_core::target::TokenCounter;
+    let tok = edgebench_llama::GgufTokenizer::load(&test_model()).unwrap();
+    let engine = Engine::load(EngineConfig::new(test_model(), 2)).unwrap();
+    for text in [
+        "",
+        "Hello, world!",
+        "Your card payment of £42.50 was declined; the merchant's terminal will retry.",
+        "naïve café — 東京 🚀",
+    ] {
+        let want = engine.tokenize(text.to_string()).await.unwrap().len() as u64;
+        assert_eq!(tok.count(text), want, "{text:?}");
+    }
+    assert!(tok.name().ends_with(".gguf"));
+    let e = edgebench_llama::GgufTokenizer::load(Path::new("/nonexistent.gguf")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent.gguf"), "{e}");
+}

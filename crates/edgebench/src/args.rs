@@ -114,6 +114,11 @@ pub struct RunArgs {
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
+    /// With --endpoint: count output tokens with this GGUF file's tokenizer when the server sends
+    /// no `usage` (otherwise streamed chunks are counted, and labelled so).
+    #[arg(long, value_name = "PATH.gguf", requires = "endpoint")]
+    pub tokenizer: Option<PathBuf>,
+
     /// Which API to call on --endpoint.
     #[arg(long, value_enum, default_value = "chat")]
     pub api: ApiArg,
@@ -140,6 +145,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "rate")]
     pub concurrency: u32,
 
+    /// Sweep the load: `concurrency=1,2,4,8` runs each scenario once per level (--runs measured
+    /// requests each), prints throughput vs latency per step, and stops when output tokens/s
+    /// gains less than 10% over the best earlier step or fewer than 90% of requests succeed.
+    #[arg(long, value_name = "concurrency=N,N,...", conflicts_with_all = ["rate", "concurrency"])]
+    pub sweep: Option<String>,
+
     /// Open-loop arrivals, requests per second (Poisson, seeded); latency counts from each
     /// request's scheduled time.
     #[arg(long, value_name = "R", value_parser = parse_rate)]
@@ -156,6 +167,11 @@ pub struct RunArgs {
     /// Measured requests per model x scenario.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+
+    /// Instead of --runs: send measured requests for this many seconds per model x scenario
+    /// (in-flight requests finish; prompts come from a seeded pool sized to the load).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds, conflicts_with = "runs")]
+    pub duration: Option<f64>,
 
     /// Warm-up requests per model x scenario (stored, flagged, left out of statistics).
     #[arg(long, default_value_t = 3)]
@@ -256,6 +272,13 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{s} must be a number of seconds >= 0"))
+    }
+}
+
+fn parse_positive_seconds(s: &str) -> Result<f64, String> {
+    match parse_seconds(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("{s} must be a number of seconds > 0")),
     }
 }
 

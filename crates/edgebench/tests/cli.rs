@@ -696,3 +696,137 @@ fn compare_all_decides_every_pair_of_an_experiment() {
     let o = edgebench(&["compare", "--all", "a", "b"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_concurrency_sweep_runs_steps_in_order_and_tabulates_them() {
+    let _lock = model_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let o = edgebench(&[
+        "run",
+        "--models",
+        test_model().to_str().unwrap(),
+        "--scenarios",
+        "interactive_assistant",
+        "--sweep",
+        "concurrency=1,2,4",
+        "--runs",
+        "4",
+        "--warmup",
+        "0",
+        "--cooldown",
+        "0",
+        "--max-tokens",
+        "8",
+        "--results",
+        results.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = s["sweep"].as_array().unwrap();
+    let levels: Vec<u64> = steps
+        .iter()
+        .map(|r| r["concurrency"].as_u64().unwrap())
+        .collect();
+    // The steps run in order; a sweep may stop early, and says why.
+    assert!(
+        !levels.is_empty() && [1, 2, 4].starts_with(&levels),
+        "{levels:?}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("sweep") && err.contains("output_tok/s"),
+        "{err}"
+    );
+    if levels.len() < 3 {
+        assert!(err.contains("stopping after concurrency"), "{err}");
+    }
+    for r in steps {
+        assert_eq!(r["scenario"], "interactive_assistant");
+        assert_eq!(r["requests"], 4);
+        assert!(r["output_token_throughput_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let files = files_in(&results);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.contains("_interactive_assistant-c1_")),
+        "{files:?}"
+    );
+    assert_input_error(
+        &edgebench(&["run", "--sweep", "concurrency=4,2", "--endpoint", "mock"]),
+        "--sweep",
+    );
+}
+
+#[test]
+fn a_server_without_usage_is_counted_with_the_given_tokenizer() {
+    use edgebench_core::target::mock_server::{MockServer, Response, Step};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(MockServer::start(|req| {
+            if req.path.ends_with("/models") {
+                Response::json(200, &serde_json::json!({"data": [{"id": "served-model"}]}))
+            } else {
+                Response::sse(vec![
+                    Step::content("The card"),
+                    Step::content(" was declined."),
+                    Step::done(),
+                ])
+            }
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--endpoint",
+            &server.base_url(),
+            "--scenarios",
+            "interactive_assistant",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--cooldown",
+            "0",
+            "--results",
+            results.to_str().unwrap(),
+            "--json",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        edgebench(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let model = test_model();
+    let o = run(&["--tokenizer", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = s["models"][0]["units"][0]["file"].as_str().unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["token_count_source"], "tokenizer", "{l}");
+        // "The card was declined." is more tokens than its 2 chunks.
+        assert!(l["output_tokens"].as_u64().unwrap() > 2, "{l}");
+    }
+    // Without a tokenizer: chunks, labelled as such.
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = s["models"][0]["units"][0]["file"].as_str().unwrap();
+    let first = std::fs::read_to_string(file).unwrap();
+    let l: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(l["token_count_source"], "chunks");
+    assert_eq!(l["output_tokens"], 2);
+    assert_input_error(&run(&["--tokenizer", "/nonexistent.gguf"]), "--tokenizer");
+    drop(server);
+}

@@ -50,7 +50,7 @@ fn client_figures_agree_with_llama_server_timings() {
     let port = free_port();
     // --no-repack: the reference build uses AMX kernels that fault on VMs advertising AMX.
     let serve = format!(
-        "exec {} -m {} -t 2 -c 4096 -np 1 --no-repack --host 127.0.0.1 --port {port}",
+        "exec {} -m {} -t 2 -c 4096 -np 1 --no-repack --metrics --host 127.0.0.1 --port {port}",
         server.display(),
         model.display()
     );
@@ -99,6 +99,16 @@ fn client_figures_agree_with_llama_server_timings() {
     assert!(
         u["peak_rss_mb"].as_f64().unwrap() > 50.0,
         "server RSS sampled by port"
+    );
+    // The server's own /metrics over the unit (6 requests of 128 tokens, warm-up included).
+    let sm = &u["server_metrics"];
+    let predicted = sm["llamacpp_predicted_tokens"].as_f64().unwrap_or(0.0);
+    assert!((6.0 * 127.0..=6.0 * 129.0).contains(&predicted), "{sm}");
+    let server_rate = sm["llamacpp_decode_tokens_per_s"].as_f64().unwrap();
+    let client_rate = u["decode_tokens_per_s"]["mean"].as_f64().unwrap();
+    assert!(
+        rel(client_rate, server_rate) < 0.15,
+        "client decode {client_rate} vs /metrics {server_rate} t/s"
     );
     // One timing line per request, the warm-up included (counts cover the whole unit).
     assert_eq!(u["log_pattern_counts"]["prompt eval time"], 6);

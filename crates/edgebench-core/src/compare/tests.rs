@@ -190,6 +190,7 @@ fn with_counts(mut s: ResultSet, counts: &[(&str, u64)]) -> ResultSet {
         log_pattern_counts: counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         file: None,
         settle: None,
+        server_metrics: BTreeMap::new(),
     }];
     s
 }

@@ -124,6 +124,10 @@ pub struct UnitReport {
     /// How the machine settled before the unit (flags a busy machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<crate::hw::settle::SettleReport>,
+    /// Figures from the server's own `/metrics` over the unit (`vllm_mean_ttft_ms`,
+    /// `llamacpp_decode_tokens_per_s` ...), when it exposes them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub server_metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// One model of the run.
@@ -215,6 +219,9 @@ pub struct RunSummary {
     pub environment: Environment,
     pub plan: RunPlan,
     pub models: Vec<ModelReport>,
+    /// `--sweep`: throughput and latency per step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<crate::workload::sweep::SweepStep>,
 }
 
 #[cfg(test)]

@@ -147,5 +147,9 @@ pub fn render_summary(r: &RunSummary) -> String {
             unit(&mut out, u);
         }
     }
+    if !r.sweep.is_empty() {
+        out.push('\n');
+        out.push_str(&crate::workload::sweep::render(&r.sweep));
+    }
     out
 }

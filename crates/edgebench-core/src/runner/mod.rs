@@ -19,6 +19,10 @@ use crate::workload::{self, BuildOptions, BuiltPrompt, PromptRole, Scenario, Sce
 pub struct RunPlan {
     /// Measured requests per unit.
     pub runs: u32,
+    /// Instead of `runs`: send measured requests for this long, seconds (from a prompt pool of
+    /// [`duration_pool`] prompts; requests in flight at the deadline finish and count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
     /// Warm-up requests per unit (stored, flagged, left out of statistics).
     pub warmup: u32,
     /// Pause after each request, seconds.
@@ -46,6 +50,7 @@ impl Default for RunPlan {
     fn default() -> Self {
         Self {
             runs: 20,
+            duration_s: None,
             warmup: 3,
             cooldown_s: 2.0,
             seed: 42,
@@ -177,9 +182,16 @@ pub async fn prepare(
         let warmup =
             workload::build_prompts(file, sc, PromptRole::Warmup, plan.warmup, &opts, target)
                 .await?;
+        let n = match plan.duration_s {
+            Some(d) => duration_pool(
+                d,
+                sc.concurrency.unwrap_or(plan.concurrency),
+                plan.rate_per_s,
+            ),
+            None => plan.runs,
+        };
         let measured =
-            workload::build_prompts(file, sc, PromptRole::Measured, plan.runs, &opts, target)
-                .await?;
+            workload::build_prompts(file, sc, PromptRole::Measured, n, &opts, target).await?;
         if let Some(context) = target.context_tokens() {
             for p in warmup.iter().chain(&measured) {
                 let prompt_tokens = p.prompt_tokens.unwrap_or(0);
@@ -201,6 +213,16 @@ pub async fn prepare(
         });
     }
     Ok(units)
+}
+
+/// Measured prompts prepared for a `--duration` unit: enough for the expected arrivals of an
+/// open loop (1.5x, plus slack), or 64 per stream in a closed loop; at least 256, at most 20,000.
+pub fn duration_pool(duration_s: f64, concurrency: u32, rate_per_s: Option<f64>) -> u32 {
+    let n = match rate_per_s {
+        Some(r) => (r * duration_s * 1.5).ceil() + 16.0,
+        None => 64.0 * f64::from(concurrency.max(1)),
+    };
+    n.clamp(256.0, 20_000.0) as u32
 }
 
 /// Receives run events; an error (for example the store refusing a record) stops the run.
@@ -273,7 +295,8 @@ pub async fn run_unit(
                 message: e.message.clone(),
             })
     };
-    let sequential = plan.concurrency <= 1 && plan.rate_per_s.is_none();
+    let concurrency = unit.scenario.concurrency.unwrap_or(plan.concurrency).max(1);
+    let sequential = concurrency <= 1 && plan.rate_per_s.is_none();
     // Warm-ups always run one at a time; measured requests follow the load shape.
     let serial: Vec<(bool, &BuiltPrompt)> = unit
         .warmup
@@ -286,10 +309,20 @@ pub async fn run_unit(
                 .map(|p| (false, p)),
         )
         .collect();
+    // --duration: measured requests start until this instant (set when the first one starts).
+    let window = plan.duration_s.map(Duration::from_secs_f64);
+    let mut deadline: Option<Instant> = None;
     for (i, (warmup, p)) in serial.into_iter().enumerate() {
         if cancel.is_cancelled() {
             mon.stop();
             return Err(RunError::Interrupted);
+        }
+        if !warmup {
+            let now = Instant::now();
+            let end = *deadline.get_or_insert_with(|| window.map_or(now, |w| now + w));
+            if window.is_some() && now >= end {
+                break;
+            }
         }
         let rec = target
             .generate(request(i, warmup, p, Instant::now()), clock)
@@ -315,14 +348,19 @@ pub async fn run_unit(
             unit.measured.len(),
             Instant::now(),
         );
+        let end = window.map(|w| Instant::now() + w);
         let futs = unit.measured.iter().enumerate().map(|(k, p)| {
             let at = schedule.as_ref().map(|s| s[k]);
             let request = &request;
             async move {
+                let late = |t: Instant| end.is_some_and(|e| t >= e);
+                if at.is_some_and(late) {
+                    return None;
+                }
                 if let Some(at) = at {
                     tokio::time::sleep_until(at.into()).await;
                 }
-                if cancel.is_cancelled() {
+                if cancel.is_cancelled() || late(Instant::now()) {
                     return None;
                 }
                 let scheduled = at.unwrap_or_else(Instant::now);
@@ -336,7 +374,7 @@ pub async fn run_unit(
         let in_flight = if schedule.is_some() {
             unit.measured.len().max(1)
         } else {
-            plan.concurrency as usize
+            concurrency as usize
         };
         let mut stream = futures_util::stream::iter(futs).buffer_unordered(in_flight);
         let mut failure = None;
@@ -566,6 +604,59 @@ mod tests {
         // 0.3 s cool-down + 3 waves of ~20 ms; one at a time with cool-downs would take > 3 s.
         assert!(out.duration < Duration::from_secs(2), "{:?}", out.duration);
         assert!(out.duration >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn duration_sends_requests_until_the_deadline_in_every_load_shape() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        // Each request takes ~20 ms + 4 x 1 ms.
+        let target = MockTarget {
+            ttft: Duration::from_millis(20),
+            ..MockTarget::default()
+        };
+        for (concurrency, rate) in [(1, None), (4, None), (1, Some(100.0))] {
+            let p = RunPlan {
+                duration_s: Some(0.5),
+                warmup: 1,
+                concurrency,
+                rate_per_s: rate,
+                ..plan()
+            };
+            let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+            assert_eq!(units[0].measured.len(), 256, "the smallest pool");
+            let t = Instant::now();
+            let out = run_unit(
+                &p,
+                &units[0],
+                &target,
+                "m",
+                &Clock::new(),
+                &CancelFlag::default(),
+                &|_| Ok(()),
+            )
+            .await
+            .unwrap();
+            let measured = out.records.iter().filter(|r| !r.warmup).count();
+            // ~0.5 s of ~24 ms requests: about 20 one at a time, 80 with 4 streams, 50 at 100/s.
+            let (lo, hi) = match (concurrency, rate) {
+                (1, None) => (8, 25),
+                (4, None) => (35, 100),
+                _ => (25, 75),
+            };
+            assert!(
+                (lo..=hi).contains(&measured),
+                "concurrency {concurrency}, rate {rate:?}: {measured} requests"
+            );
+            let took = t.elapsed();
+            assert!(
+                took >= Duration::from_millis(480) && took < Duration::from_millis(1500),
+                "{took:?}"
+            );
+        }
+        assert_eq!(duration_pool(60.0, 8, None), 512);
+        assert_eq!(duration_pool(100.0, 1, Some(10.0)), 1516);
+        assert_eq!(duration_pool(1e9, 1, Some(10.0)), 20_000);
     }
 
     #[tokio::test]

@@ -108,7 +108,7 @@ pub struct UnitRow {
     pub model: String,
     pub scenario: String,
     pub setting: String,
-    /// "pending", "running", "failed" or "done".
+    /// "pending", "running", "failed", "skipped" or "done".
     pub status: String,
     pub error: Option<String>,
     pub report: Option<UnitReport>,
@@ -523,6 +523,17 @@ impl Store {
                 s.energy_j
             ])?;
         }
+        Ok(())
+    }
+
+    /// Marks a unit skipped (a sweep stopped before it), with the reason.
+    pub fn skip_unit(&self, unit: i64, reason: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE units SET status = 'skipped', error = ?2 WHERE id = ?1",
+                params![unit, reason],
+            )
+            .map_err(self.sql())?;
         Ok(())
     }
 

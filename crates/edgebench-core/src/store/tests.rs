@@ -67,6 +67,7 @@ fn report() -> UnitReport {
         log_pattern_counts: Default::default(),
         file: Some("results/x.jsonl".into()),
         settle: None,
+        server_metrics: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod managed;
 pub mod mock;
 pub mod mock_server;
 pub mod openai;
+pub mod server_metrics;
 pub mod sse;
 
 use async_trait::async_trait;
@@ -92,6 +93,14 @@ pub struct TargetInfo {
     /// A managed server's command and cold start (see `--serve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<managed::LaunchFacts>,
+}
+
+/// Counts the tokens of a text with a model's tokenizer (for servers that send no `usage`).
+pub trait TokenCounter: Send + Sync + std::fmt::Debug {
+    /// Tokens of `text`, without special tokens added.
+    fn count(&self, text: &str) -> u64;
+    /// What the tokenizer is (a file name), for the results.
+    fn name(&self) -> String;
 }
 
 /// Errors a target can report outside a request (requests fail as data, not as errors).

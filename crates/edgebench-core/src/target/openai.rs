@@ -79,6 +79,8 @@ pub struct HttpConfig {
     pub context_tokens: Option<u32>,
     /// The serving process, for memory sampling.
     pub server_pid: Option<u32>,
+    /// Counts output tokens when the server sends no `usage` (else chunks are counted).
+    pub tokenizer: Option<std::sync::Arc<dyn super::TokenCounter>>,
 }
 
 impl HttpConfig {
@@ -95,6 +97,7 @@ impl HttpConfig {
             send_ignore_eos: true,
             context_tokens: None,
             server_pid: None,
+            tokenizer: None,
         }
     }
 }
@@ -140,6 +143,8 @@ pub fn request_body(cfg: &HttpConfig, r: &GenRequest) -> Value {
 struct StreamState {
     chunks: Vec<Chunk>,
     text: String,
+    /// Thinking-model reasoning deltas (kept apart from the answer).
+    reasoning_text: String,
     done: bool,
     finish: Option<String>,
     usage_prompt: Option<u64>,
@@ -196,12 +201,13 @@ impl StreamState {
                 }
                 Api::Completions => (str_field(choice, "text"), None),
             };
-            if reasoning.is_some() {
+            if let Some(r) = reasoning {
                 self.chunks.push(Chunk {
                     t_ns,
                     tokens: 1,
                     reasoning: true,
                 });
+                self.reasoning_text.push_str(r);
             }
             if let Some(a) = answer {
                 self.chunks.push(Chunk {
@@ -476,11 +482,18 @@ impl Target for OpenAiTarget {
                 record.reasoning_tokens = st.usage_reasoning.unwrap_or(reasoning_chunks);
                 record.token_count_source = TokenCountSource::ServerUsage;
             }
-            None => {
-                record.output_tokens = st.chunks.iter().map(|c| u64::from(c.tokens)).sum();
-                record.reasoning_tokens = reasoning_chunks;
-                record.token_count_source = TokenCountSource::Chunks;
-            }
+            None => match &self.cfg.tokenizer {
+                Some(t) => {
+                    record.reasoning_tokens = t.count(&st.reasoning_text);
+                    record.output_tokens = t.count(&st.text) + record.reasoning_tokens;
+                    record.token_count_source = TokenCountSource::Tokenizer;
+                }
+                None => {
+                    record.output_tokens = st.chunks.iter().map(|c| u64::from(c.tokens)).sum();
+                    record.reasoning_tokens = reasoning_chunks;
+                    record.token_count_source = TokenCountSource::Chunks;
+                }
+            },
         }
         record.chunks = st.chunks;
         record.output_text = st.text;
@@ -597,6 +610,53 @@ mod tests {
         assert_eq!(r.output_tokens, 2);
         assert_eq!(r.token_count_source, TokenCountSource::Chunks);
         assert_eq!(r.finish_reason, FinishReason::Length);
+    }
+
+    /// A tokenizer that counts characters.
+    #[derive(Debug)]
+    struct CharCounter;
+
+    impl crate::target::TokenCounter for CharCounter {
+        fn count(&self, text: &str) -> u64 {
+            text.chars().count() as u64
+        }
+        fn name(&self) -> String {
+            "chars".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn without_usage_a_given_tokenizer_counts_and_usage_still_wins() {
+        let steps = vec![
+            Step::data(&json!({"choices": [{"delta": {"reasoning_content": "hmm"}}]})),
+            Step::content("hello"),
+            Step::content(" you"),
+            finish("stop"),
+            Step::done(),
+        ];
+        let server = MockServer::start(move |_| Response::sse(steps.clone()))
+            .await
+            .unwrap();
+        let mut cfg = HttpConfig::new(server.base_url(), "m");
+        cfg.tokenizer = Some(Arc::new(CharCounter));
+        let t = OpenAiTarget::new(cfg).unwrap();
+        let r = t.generate(req(false), &Clock::new()).await;
+        assert_eq!(r.token_count_source, TokenCountSource::Tokenizer);
+        assert_eq!(r.output_tokens, 12, "9 answer + 3 reasoning characters");
+        assert_eq!(r.reasoning_tokens, 3);
+
+        let with_usage = vec![Step::content("hello"), usage(4, 1), Step::done()];
+        let server = MockServer::start(move |_| Response::sse(with_usage.clone()))
+            .await
+            .unwrap();
+        let mut cfg = HttpConfig::new(server.base_url(), "m");
+        cfg.tokenizer = Some(Arc::new(CharCounter));
+        let r = OpenAiTarget::new(cfg)
+            .unwrap()
+            .generate(req(false), &Clock::new())
+            .await;
+        assert_eq!(r.token_count_source, TokenCountSource::ServerUsage);
+        assert_eq!(r.output_tokens, 1);
     }
 
     #[tokio::test]

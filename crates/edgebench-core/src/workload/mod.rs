@@ -1,6 +1,7 @@
 //! Workloads: scenarios loaded from a scenarios file, and the deterministic prompts built from them.
 
 pub mod scenario;
+pub mod sweep;
 
 pub use scenario::{Passage, Scenario, ScenarioFile, WorkloadError, DEFAULT_SCENARIOS_TOML};
 

@@ -38,6 +38,12 @@ pub struct Scenario {
     #[serde(default)]
     pub json: bool,
     pub instructions: Vec<String>,
+    /// Measured requests in flight for this scenario (overrides `--concurrency`; set by sweeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// The scenario this one is a sweep step of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_of: Option<String>,
 }
 
 /// A real-text passage prompts are assembled from (paragraphs separated by blank lines).

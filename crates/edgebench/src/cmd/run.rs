@@ -21,9 +21,10 @@ use edgebench_core::store::{ExperimentRow, Store};
 use edgebench_core::target::managed::{self, ManagedServer};
 use edgebench_core::target::mock::MockTarget;
 use edgebench_core::target::openai::{self, Api, HttpConfig, OpenAiTarget};
-use edgebench_core::target::{Sampling, Target, TargetInfo};
-use edgebench_core::workload::ScenarioFile;
-use edgebench_llama::{EngineConfig, LlamaTarget, ENGINE_NAME};
+use edgebench_core::target::server_metrics;
+use edgebench_core::target::{Sampling, Target, TargetInfo, TokenCounter};
+use edgebench_core::workload::{self, ScenarioFile};
+use edgebench_llama::{EngineConfig, GgufTokenizer, LlamaTarget, ENGINE_NAME};
 
 use super::Interrupted;
 use crate::args::{ApiArg, RunArgs};
@@ -31,6 +32,7 @@ use crate::args::{ApiArg, RunArgs};
 fn plan(a: &RunArgs) -> RunPlan {
     RunPlan {
         runs: a.runs,
+        duration_s: a.duration,
         warmup: a.warmup,
         cooldown_s: a.cooldown,
         seed: a.seed,
@@ -101,6 +103,12 @@ pub(super) fn local_port(base: &str) -> Option<u16> {
 /// With --endpoint: ask the server what it serves, check the requested models against it, and
 /// warn about what cannot be confirmed (LM Studio serves GGUF and MLX under one id).
 async fn http_models(a: &RunArgs, base: &str) -> anyhow::Result<Vec<(ModelInfo, HttpConfig)>> {
+    let tokenizer: Option<Arc<dyn TokenCounter>> = match &a.tokenizer {
+        Some(p) => Some(Arc::new(
+            GgufTokenizer::load(p).with_context(|| format!("--tokenizer {}", p.display()))?,
+        )),
+        None => None,
+    };
     let probe = OpenAiTarget::new(http_config(a, base, ""))?;
     let listed = probe
         .list_models()
@@ -138,7 +146,9 @@ async fn http_models(a: &RunArgs, base: &str) -> anyhow::Result<Vec<(ModelInfo, 
                 unconfirmed.join(" and ")
             );
         }
-        out.push((info, http_config(a, base, &id)));
+        let mut cfg = http_config(a, base, &id);
+        cfg.tokenizer = tokenizer.clone();
+        out.push((info, cfg));
     }
     Ok(out)
 }
@@ -251,7 +261,7 @@ fn checkpoint_summary(
 ) -> anyhow::Result<String> {
     use std::fmt::Write;
     let units = store.units(&e.id)?;
-    let done = units.iter().filter(|u| u.status == "done").count();
+    let done = units.iter().filter(|u| finished(u)).count();
     let mut out = String::new();
     writeln!(out, "\nCHECKPOINT SUMMARY")?;
     writeln!(
@@ -273,7 +283,7 @@ fn checkpoint_summary(
     }
     let remaining: Vec<String> = units
         .iter()
-        .filter(|u| u.status != "done")
+        .filter(|u| !finished(u))
         .map(|u| format!("{} · {}", u.model, u.scenario))
         .collect();
     if remaining.is_empty() {
@@ -290,11 +300,25 @@ fn checkpoint_summary(
 }
 
 async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let file = match &a.scenarios_file {
+    let base_file = match &a.scenarios_file {
         Some(p) => ScenarioFile::load(p)?,
         None => ScenarioFile::default_file()?,
     };
-    let scenarios = file.select(&a.scenarios)?;
+    // A sweep replaces each selected scenario by one step per level.
+    let file = match a.sweep.as_deref() {
+        Some(spec) => {
+            let sweep = workload::sweep::parse(spec)?;
+            let selected = base_file.select(&a.scenarios)?;
+            workload::sweep::expand(&base_file, &selected, &sweep)
+        }
+        None => base_file,
+    };
+    let every = ["all".to_string()];
+    let scenarios = file.select(if a.sweep.is_some() {
+        &every
+    } else {
+        &a.scenarios
+    })?;
     let plan = plan(&a);
     let threads = a.threads.unwrap_or_else(repro::default_threads);
     let started = time::OffsetDateTime::now_utc();
@@ -572,6 +596,18 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
         })
         .collect();
+    let sweep: Vec<workload::sweep::SweepStep> = reports
+        .iter()
+        .flat_map(|m| &m.units)
+        .filter_map(|u| {
+            let sc = scenarios.iter().find(|s| s.name == u.summary.scenario)?;
+            Some(workload::sweep::step_row(
+                sc.sweep_of.as_deref()?,
+                sc.concurrency?,
+                &u.summary,
+            ))
+        })
+        .collect();
     let summary = RunSummary {
         run_id: run_id.clone(),
         config_hash,
@@ -579,6 +615,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         environment,
         plan,
         models: reports,
+        sweep,
     };
     let summary_path = results_dir.join(format!("summary_{run_id}.json"));
     report::atomic_write(&summary_path, &serde_json::to_vec_pretty(&summary)?)
@@ -598,6 +635,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Done, or skipped because its sweep stopped.
+fn finished(u: &edgebench_core::store::UnitRow) -> bool {
+    u.status == "done" || u.status == "skipped"
 }
 
 fn store_row(store: &Store, id: &str) -> anyhow::Result<ExperimentRow> {
@@ -632,7 +674,7 @@ async fn run_models(
         let rows = store.units(run_id)?;
         let pending: Vec<&str> = rows
             .iter()
-            .filter(|u| u.model == key && u.status != "done")
+            .filter(|u| u.model == key && !finished(u))
             .map(|u| u.scenario.as_str())
             .collect();
         if pending.is_empty() {
@@ -662,6 +704,9 @@ async fn run_models(
                 .map(|u| (u.warmup.len() + u.measured.len()) as u64)
                 .sum(),
         );
+        // Sweeps: the best output throughput so far per swept scenario, and why a sweep stopped.
+        let mut sweep_best: std::collections::HashMap<String, f64> = Default::default();
+        let mut sweep_stopped: std::collections::HashMap<String, String> = Default::default();
         for unit in &units {
             let unit_id = rows
                 .iter()
@@ -670,6 +715,16 @@ async fn run_models(
                 .ok_or_else(|| {
                     anyhow!("unit {key} · {} is not in the store", unit.scenario.name)
                 })?;
+            if let Some(why) = unit
+                .scenario
+                .sweep_of
+                .as_ref()
+                .and_then(|b| sweep_stopped.get(b))
+            {
+                store.skip_unit(unit_id, why)?;
+                pb.inc((unit.warmup.len() + unit.measured.len()) as u64);
+                continue;
+            }
             store.start_unit(unit_id)?;
             let line = |r: &edgebench_core::record::RequestRecord| PerfLine {
                 run_id: run_id.to_string(),
@@ -688,6 +743,15 @@ async fn run_models(
                 record: r.clone(),
             };
             let log_before = server.as_ref().map(ManagedServer::pattern_counts);
+            // The server's own /metrics (vLLM, llama-server --metrics, TGI), when it has them.
+            let scraper = match backend {
+                Backend::Http(c) => Some(server_metrics::Scraper::new(&c.base_url)),
+                _ => None,
+            };
+            let metrics_before = match &scraper {
+                Some(sc) => sc.scrape().await,
+                None => None,
+            };
             // Every request is committed as it finishes, except the unit's last, which is
             // committed with the unit's completion.
             let shared = std::sync::Mutex::new((&mut *store, None::<PerfLine>));
@@ -740,6 +804,14 @@ async fn run_models(
                     return Err(e.into());
                 }
             };
+            let server_figures = match (&scraper, &metrics_before) {
+                (Some(sc), Some(before)) => sc
+                    .scrape()
+                    .await
+                    .map(|after| server_metrics::derive(&server_metrics::delta(before, &after)))
+                    .unwrap_or_default(),
+                _ => Default::default(),
+            };
             let log_pattern_counts = match (server.as_ref(), &log_before) {
                 (Some(s), Some(before)) => {
                     // Give the log readers a moment to catch up with the last lines.
@@ -773,6 +845,25 @@ async fn run_models(
                     seed: plan.seed,
                 },
             );
+            if let Some(base) = &unit.scenario.sweep_of {
+                let best = sweep_best.get(base).copied();
+                if let Some(why) = workload::sweep::stop_reason(best, &summary) {
+                    let level = unit.scenario.concurrency.unwrap_or(1);
+                    pb.suspend(|| {
+                        eprintln!(
+                            "sweep {} × {base}: stopping after concurrency {level}: {why}",
+                            model.name
+                        );
+                    });
+                    sweep_stopped.insert(
+                        base.clone(),
+                        format!("not run: the sweep stopped at concurrency {level} ({why})"),
+                    );
+                }
+                if let Some(t) = summary.output_token_throughput_per_s {
+                    sweep_best.insert(base.clone(), best.map_or(t, |b| b.max(t)));
+                }
+            }
             // The export is derived from the store: what was committed, plus the last request.
             let mut lines = store.requests(unit_id)?;
             lines.extend(last.clone());
@@ -788,6 +879,7 @@ async fn run_models(
                 log_pattern_counts,
                 file: Some(path.clone()),
                 settle: out.settle.clone(),
+                server_metrics: server_figures,
             };
             if let Some(w) = out.settle.as_ref().and_then(|r| r.warning()) {
                 pb.suspend(|| eprintln!("warning: {} × {}: {w}", model.name, unit.scenario.name));
