@@ -12,7 +12,7 @@ pub use engine::{
 };
 pub use eval::LlamaEvalBackend;
 pub use target::LlamaTarget;
-pub use tokenizer::GgufTokenizer;
+pub use tokenizer::{open_tokenizer, GgufTokenizer, JsonTokenizer};
 
 /// The llama.cpp backends this build contains (its cargo features).
 pub fn built_backends() -> Vec<&'static str> {

@@ -114,9 +114,10 @@ pub struct RunArgs {
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// With --endpoint: count output tokens with this GGUF file's tokenizer when the server sends
-    /// no `usage` (otherwise streamed chunks are counted, and labelled so).
-    #[arg(long, value_name = "PATH.gguf", requires = "endpoint")]
+    /// With --endpoint: count output tokens with this tokenizer (a GGUF file, or a Hugging Face
+    /// tokenizer.json) when the server sends no `usage` (otherwise streamed chunks are counted,
+    /// and labelled so).
+    #[arg(long, value_name = "PATH.gguf|tokenizer.json", requires = "endpoint")]
     pub tokenizer: Option<PathBuf>,
 
     /// Which API to call on --endpoint.

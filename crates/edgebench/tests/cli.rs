@@ -818,6 +818,17 @@ fn a_server_without_usage_is_counted_with_the_given_tokenizer() {
         // "The card was declined." is more tokens than its 2 chunks.
         assert!(l["output_tokens"].as_u64().unwrap() > 2, "{l}");
     }
+    // A Hugging Face tokenizer.json: "The", "card", "was", "declined", ".".
+    let json_tok = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../edgebench-llama/tests/data/wordlevel_tokenizer.json");
+    let o = run(&["--tokenizer", json_tok.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = s["models"][0]["units"][0]["file"].as_str().unwrap();
+    let first = std::fs::read_to_string(file).unwrap();
+    let l: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(l["token_count_source"], "tokenizer");
+    assert_eq!(l["output_tokens"], 5);
     // Without a tokenizer: chunks, labelled as such.
     let o = run(&[]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -24,7 +24,7 @@ use edgebench_core::target::openai::{self, Api, HttpConfig, OpenAiTarget};
 use edgebench_core::target::server_metrics;
 use edgebench_core::target::{Sampling, Target, TargetInfo, TokenCounter};
 use edgebench_core::workload::{self, ScenarioFile};
-use edgebench_llama::{EngineConfig, GgufTokenizer, LlamaTarget, ENGINE_NAME};
+use edgebench_llama::{open_tokenizer, EngineConfig, LlamaTarget, ENGINE_NAME};
 
 use super::Interrupted;
 use crate::args::{ApiArg, RunArgs};
@@ -104,9 +104,7 @@ pub(super) fn local_port(base: &str) -> Option<u16> {
 /// warn about what cannot be confirmed (LM Studio serves GGUF and MLX under one id).
 async fn http_models(a: &RunArgs, base: &str) -> anyhow::Result<Vec<(ModelInfo, HttpConfig)>> {
     let tokenizer: Option<Arc<dyn TokenCounter>> = match &a.tokenizer {
-        Some(p) => Some(Arc::new(
-            GgufTokenizer::load(p).with_context(|| format!("--tokenizer {}", p.display()))?,
-        )),
+        Some(p) => Some(open_tokenizer(p).with_context(|| format!("--tokenizer {}", p.display()))?),
         None => None,
     };
     let probe = OpenAiTarget::new(http_config(a, base, ""))?;
