@@ -92,6 +92,15 @@ pub enum RunError {
         scenario: String,
         message: String,
     },
+    #[error(
+        "the target went away during {model} × {scenario}: {failures} requests in a row could not connect ({message}); what was measured before is kept (start the server again and --resume)"
+    )]
+    TargetGone {
+        model: String,
+        scenario: String,
+        failures: u32,
+        message: String,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("target: {0}")]
@@ -225,6 +234,9 @@ pub fn duration_pool(duration_s: f64, concurrency: u32, rate_per_s: Option<f64>)
     n.clamp(256.0, 20_000.0) as u32
 }
 
+/// Connection failures in a row after which the target counts as gone.
+pub const GONE_AFTER_CONNECT_FAILURES: u32 = 3;
+
 /// Receives run events; an error (for example the store refusing a record) stops the run.
 pub type EventSink<'a> = dyn Fn(RunEvent) -> Result<(), String> + Send + Sync + 'a;
 
@@ -285,6 +297,23 @@ pub async fn run_unit(
         })
         .map_err(RunError::Storage)
     };
+    // A server that stops answering ends the unit instead of failing every request left.
+    let connect_failures = std::sync::atomic::AtomicU32::new(0);
+    let gone = |rec: &RequestRecord| match &rec.error {
+        Some(e) if e.kind == ErrorKind::Connect => {
+            let n = connect_failures.fetch_add(1, Ordering::SeqCst) + 1;
+            (n >= GONE_AFTER_CONNECT_FAILURES).then(|| RunError::TargetGone {
+                model: model.to_string(),
+                scenario: unit.scenario.name.clone(),
+                failures: n,
+                message: e.message.clone(),
+            })
+        }
+        _ => {
+            connect_failures.store(0, Ordering::SeqCst);
+            None
+        }
+    };
     let no_output = |rec: &RequestRecord| {
         rec.error
             .as_ref()
@@ -335,7 +364,12 @@ pub async fn run_unit(
             mon.stop();
             return Err(e);
         }
+        let went = gone(&rec);
         records.push(rec);
+        if let Some(e) = went {
+            mon.stop();
+            return Err(e);
+        }
         if plan.cooldown_s > 0.0 && (i as u32) + 1 < total {
             sleep_unless_cancelled(Duration::from_secs_f64(plan.cooldown_s), cancel).await;
         }
@@ -381,6 +415,10 @@ pub async fn run_unit(
         while let Some(rec) = stream.next().await {
             let Some(rec) = rec else { continue };
             if let Err(e) = done(&rec) {
+                cancel.cancel();
+                failure.get_or_insert(e);
+            }
+            if let Some(e) = gone(&rec) {
                 cancel.cancel();
                 failure.get_or_insert(e);
             }
@@ -657,6 +695,51 @@ mod tests {
         assert_eq!(duration_pool(60.0, 8, None), 512);
         assert_eq!(duration_pool(100.0, 1, Some(10.0)), 1516);
         assert_eq!(duration_pool(1e9, 1, Some(10.0)), 20_000);
+    }
+
+    #[tokio::test]
+    async fn a_target_that_goes_away_ends_the_unit_with_what_was_measured() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        // A port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = crate::target::openai::OpenAiTarget::new(
+            crate::target::openai::HttpConfig::new(format!("http://127.0.0.1:{port}/v1"), "m"),
+        )
+        .unwrap();
+        for concurrency in [1, 2] {
+            let p = RunPlan {
+                runs: 10,
+                warmup: 0,
+                concurrency,
+                ..plan()
+            };
+            let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+            let seen = Mutex::new(0);
+            let e = run_unit(
+                &p,
+                &units[0],
+                &target,
+                "m",
+                &Clock::new(),
+                &CancelFlag::default(),
+                &|_| {
+                    *seen.lock().unwrap() += 1;
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap_err();
+            assert!(matches!(e, RunError::TargetGone { .. }), "{e}");
+            assert!(e.to_string().contains("--resume"), "{e}");
+            // Every finished request was handed on before the unit ended.
+            let n = *seen.lock().unwrap() - 1;
+            assert!((3..10).contains(&n), "{n} requests recorded");
+        }
     }
 
     #[tokio::test]
