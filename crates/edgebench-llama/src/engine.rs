@@ -762,6 +762,9 @@ impl<'m> Worker<'m> {
                 n_ctx: self.max_ctx,
             });
         }
+        // No more sequences than the model's context holds (it bounds the KV cache's memory).
+        let fit = (self.max_ctx as usize - prefix.len()) / per_seq.max(1);
+        let parallel = parallel.min(fit.max(1));
         let need = (prefix.len() + parallel * per_seq) as u32;
         let n_ctx = need.div_ceil(CTX_STEP).max(1).saturating_mul(CTX_STEP);
         if self.ctx.is_none() || self.ctx_seqs != parallel as u32 + 1 || self.ctx_size < n_ctx {

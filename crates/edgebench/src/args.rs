@@ -330,8 +330,9 @@ pub struct EvalArgs {
     /// Requests in flight (HTTP).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub concurrency: u32,
-    /// Sequences decoded together by the embedded engine.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Sequences decoded together by the embedded engine (fewer when the model's context cannot
+    /// hold them all).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
     /// Threads for the embedded engine (default: physical cores).
     #[arg(long)]
