@@ -109,22 +109,47 @@ pub fn gemm(n: usize, threads: usize, runs: usize) -> GemmResult {
     }
 }
 
+/// The size from which [`matmul`] splits C into bands, one per thread.
+const BAND_SPLIT_MIN_N: usize = 1024;
+
 /// C = A x B for row-major n x n matrices, with faer's packed SIMD kernels (AVX2, AVX-512,
-/// NEON, chosen at run time).
+/// NEON, chosen at run time). With several threads and n >= 1024, each thread computes its own
+/// band of C's rows single-threaded, which scales better than faer's own parallel split on few
+/// cores (2 threads, n = 2048: 0.93 of OpenBLAS against 0.78); smaller products use faer's split.
 pub fn matmul(n: usize, a: &[f32], b: &[f32], c: &mut [f32], threads: usize) {
-    let par = if threads > 1 {
-        faer::Par::rayon(threads)
-    } else {
-        faer::Par::Seq
+    if threads > 1 && n < BAND_SPLIT_MIN_N {
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_row_major_slice_mut(c, n, n),
+            faer::Accum::Replace,
+            faer::MatRef::from_row_major_slice(a, n, n),
+            faer::MatRef::from_row_major_slice(b, n, n),
+            1.0f32,
+            faer::Par::rayon(threads),
+        );
+        return;
+    }
+    let band = |rows: usize, a: &[f32], c: &mut [f32]| {
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_row_major_slice_mut(c, rows, n),
+            faer::Accum::Replace,
+            faer::MatRef::from_row_major_slice(a, rows, n),
+            faer::MatRef::from_row_major_slice(b, n, n),
+            1.0f32,
+            faer::Par::Seq,
+        );
     };
-    faer::linalg::matmul::matmul(
-        faer::MatMut::from_row_major_slice_mut(c, n, n),
-        faer::Accum::Replace,
-        faer::MatRef::from_row_major_slice(a, n, n),
-        faer::MatRef::from_row_major_slice(b, n, n),
-        1.0f32,
-        par,
-    );
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        band(n, a, c);
+        return;
+    }
+    let rows_per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (a_band, c_band) in a.chunks(rows_per * n).zip(c.chunks_mut(rows_per * n)) {
+            let rows = c_band.len() / n;
+            s.spawn(move || band(rows, a_band, c_band));
+        }
+    });
 }
 
 /// Splits `len` elements into `threads` contiguous ranges.
@@ -305,13 +330,21 @@ mod tests {
 
     #[test]
     fn matmul_is_a_matrix_product() {
-        let n = 67;
-        let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
-        let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 - 2.0).collect();
-        for threads in [1, 2] {
+        // 67: faer's own split; 1031: one band per thread, of unequal heights with 2 and 3.
+        for (n, threads) in [(67, 1), (67, 2), (1031, 2), (1031, 3)] {
+            let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 - 2.0).collect();
             let mut c = vec![f32::NAN; n * n];
             matmul(n, &a, &b, &mut c, threads);
-            for (i, j) in [(0, 0), (3, 60), (66, 66), (40, 1)] {
+            assert!(c.iter().all(|x| x.is_finite()), "every row written");
+            for (i, j) in [
+                (0, 0),
+                (3, 60),
+                (66, 66),
+                (40, 1),
+                (n - 1, n - 1),
+                (n / 2, 7),
+            ] {
                 let want: f32 = (0..n).map(|k| a[i * n + k] * b[k * n + j]).sum();
                 assert_eq!(c[i * n + j], want, "({i},{j}) threads {threads}");
             }
