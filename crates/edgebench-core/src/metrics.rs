@@ -164,6 +164,17 @@ pub struct UnitSummary {
     pub peak_rss_mb: Option<f64>,
     /// Wall time of the unit, warm-ups included.
     pub duration_s: f64,
+    /// Where the successful requests' output-token counts came from, per source (`engine`,
+    /// `server_usage`, `tokenizer`, or `chunks`: one token per streamed chunk, an estimate).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub token_count_sources: BTreeMap<String, usize>,
+    /// Thinking models: reasoning tokens per request (part of `output_tokens`), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<MetricSummary>,
+    /// Thinking models: scheduled time to the first answer (non-reasoning) text, when any
+    /// request reasoned first (`ttft_ms` counts reasoning text too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_answer_ms: Option<MetricSummary>,
 }
 
 /// Inputs to a unit summary besides the records.
@@ -213,6 +224,13 @@ pub fn summarize_unit(records: &[RequestRecord], cx: &UnitContext<'_>) -> UnitSu
         _ => None,
     };
     let ok_tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
+    let mut token_count_sources = BTreeMap::new();
+    for r in &ok {
+        *token_count_sources
+            .entry(r.token_count_source.as_str().to_string())
+            .or_insert(0) += 1;
+    }
+    let reasoned = ok.iter().any(|r| r.reasoning_tokens > 0);
     UnitSummary {
         model: cx.model.to_string(),
         scenario: cx.scenario.to_string(),
@@ -259,6 +277,20 @@ pub fn summarize_unit(records: &[RequestRecord], cx: &UnitContext<'_>) -> UnitSu
         output_token_throughput_per_s: window_s.map(|w| ok_tokens as f64 / w),
         peak_rss_mb: cx.peak_rss_mb,
         duration_s: cx.duration_s,
+        token_count_sources,
+        reasoning_tokens: reasoned
+            .then(|| {
+                summarize_metric(
+                    &ok.iter()
+                        .map(|r| r.reasoning_tokens as f64)
+                        .collect::<Vec<_>>(),
+                    seed,
+                )
+            })
+            .flatten(),
+        first_answer_ms: reasoned
+            .then(|| summarize_metric(&collect(&|m| m.first_answer_ms), seed))
+            .flatten(),
     }
 }
 
@@ -345,6 +377,41 @@ mod tests {
         assert!(close(m.tpot_ms.unwrap(), 40.0 / 7.0));
         assert!(close(m.ttft_ms.unwrap(), 100.0));
         assert!(close(m.first_answer_ms.unwrap(), 120.0));
+    }
+
+    #[test]
+    fn summaries_report_reasoning_apart_and_name_token_count_sources() {
+        let cx = UnitContext {
+            model: "m",
+            scenario: "s",
+            json: false,
+            peak_rss_mb: None,
+            duration_s: 1.0,
+            seed: 1,
+        };
+        let plain = summarize_unit(&[record(0, 0, vec![chunk(10, 1), chunk(20, 1)], 20)], &cx);
+        assert_eq!(plain.reasoning_tokens, None);
+        assert_eq!(plain.first_answer_ms, None);
+        assert_eq!(
+            plain.token_count_sources,
+            BTreeMap::from([("engine".to_string(), 1)])
+        );
+
+        let mut thinking = record(0, 0, vec![chunk(100, 1), chunk(120, 1), chunk(140, 1)], 140);
+        thinking.chunks[0].reasoning = true;
+        thinking.chunks[1].reasoning = true;
+        thinking.reasoning_tokens = 2;
+        thinking.token_count_source = TokenCountSource::Chunks;
+        let mut usage = thinking.clone();
+        usage.token_count_source = TokenCountSource::ServerUsage;
+        let s = summarize_unit(&[thinking, usage], &cx);
+        assert!(close(s.reasoning_tokens.unwrap().summary.mean, 2.0));
+        assert!(close(s.first_answer_ms.unwrap().summary.mean, 140.0));
+        assert!(close(s.ttft_ms.unwrap().summary.mean, 100.0));
+        assert_eq!(
+            s.token_count_sources,
+            BTreeMap::from([("chunks".to_string(), 1), ("server_usage".to_string(), 1)])
+        );
     }
 
     #[test]

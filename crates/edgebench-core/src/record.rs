@@ -16,6 +16,18 @@ pub enum TokenCountSource {
     Chunks,
 }
 
+impl TokenCountSource {
+    /// The snake_case name used in files and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Engine => "engine",
+            Self::ServerUsage => "server_usage",
+            Self::Tokenizer => "tokenizer",
+            Self::Chunks => "chunks",
+        }
+    }
+}
+
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,7 +54,11 @@ pub enum ErrorKind {
     Engine,
     /// The target could not be reached.
     Connect,
-    /// A timeout expired.
+    /// The connection could not be set up in time (`--connect-timeout`).
+    ConnectTimeout,
+    /// No generated text arrived in time (`--first-token-timeout`).
+    FirstTokenTimeout,
+    /// The response did not complete in time (`--timeout`).
     Timeout,
     /// The server answered with an HTTP error status (or an error object in the stream).
     Http,
@@ -64,6 +80,8 @@ impl ErrorKind {
             Self::NoOutput => "no_output",
             Self::Engine => "engine",
             Self::Connect => "connect",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::FirstTokenTimeout => "first_token_timeout",
             Self::Timeout => "timeout",
             Self::Http => "http",
             Self::RateLimited => "rate_limited",

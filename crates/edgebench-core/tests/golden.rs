@@ -145,6 +145,7 @@ fn summary_table() {
                 rss_after_load_mb: Some(313.6),
                 pid: Some(1),
                 launch: None,
+                server: None,
             },
             units: vec![UnitReport {
                 summary,

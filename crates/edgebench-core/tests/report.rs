@@ -96,6 +96,7 @@ fn target(load_ms: f64) -> TargetInfo {
         rss_after_load_mb: Some(300.0),
         pid: None,
         launch: None,
+        server: None,
     }
 }
 

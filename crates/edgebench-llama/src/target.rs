@@ -55,6 +55,7 @@ impl Target for LlamaTarget {
             rss_after_load_mb: self.rss_after_load_mb,
             pid: Some(std::process::id()),
             launch: None,
+            server: None,
         }
     }
 

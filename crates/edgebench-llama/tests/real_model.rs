@@ -199,3 +199,34 @@ async fn a_vocab_only_tokenizer_counts_as_the_engine_does() {
     let e = edgebench_llama::GgufTokenizer::load(Path::new("/nonexistent.gguf")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent.gguf"), "{e}");
 }
+
+#[tokio::test]
+async fn default_scenario_prompts_fall_in_their_token_ranges_with_the_real_tokenizer() {
+    use edgebench_core::runner::{prepare, RunPlan};
+    use edgebench_core::workload::ScenarioFile;
+    let target = LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap();
+    let file = ScenarioFile::default_file().unwrap();
+    let scenarios = file.select(&["all".into()]).unwrap();
+    let plan = RunPlan {
+        runs: 8,
+        warmup: 2,
+        ..RunPlan::default()
+    };
+    let units = prepare(&plan, &file, &scenarios, &target, "m")
+        .await
+        .unwrap();
+    assert_eq!(units.len(), 3);
+    for u in &units {
+        let [lo, hi] = u.scenario.prompt_tokens;
+        let [olo, ohi] = u.scenario.output_tokens;
+        for p in u.warmup.iter().chain(&u.measured) {
+            let n = p.prompt_tokens.expect("the engine counts prompt tokens");
+            assert!(
+                (u64::from(lo)..=u64::from(hi)).contains(&n),
+                "{}: {n} prompt tokens, outside {lo}..={hi}",
+                u.scenario.name
+            );
+            assert!((olo..=ohi).contains(&p.max_tokens), "{}", u.scenario.name);
+        }
+    }
+}

@@ -134,6 +134,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_ignore_eos: bool,
 
+    /// Seconds to set up a connection to --endpoint before a request fails (kind
+    /// `connect_timeout`; three in a row end the run like refused connections).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_positive_seconds)]
+    pub connect_timeout: f64,
+
     /// Seconds from the send to the first response chunk before a request fails.
     #[arg(long, default_value_t = 120.0, value_parser = parse_seconds)]
     pub first_token_timeout: f64,

@@ -48,6 +48,7 @@ fn sigkill_at_random_points_then_resume_loses_and_doubles_nothing() {
         state
     };
     let (mut kills, mut resume) = (0, false);
+    let (mut mid_unit, mut after_unit) = (0usize, 0usize);
     for attempt in 0.. {
         assert!(attempt < 300, "never finished");
         let mut child = start(&results, resume);
@@ -68,6 +69,19 @@ fn sigkill_at_random_points_then_resume_loses_and_doubles_nothing() {
                 child.wait().unwrap();
                 kills += 1;
                 resume = true;
+                // Where did it die? Count kills inside a unit (some requests of an unfinished
+                // unit committed) and after a finished unit, so the test shows it resumed both.
+                if let Ok(st) = Store::open(&results.join("edgebench.db")) {
+                    for e in st.experiments().unwrap() {
+                        let units = st.units(&e.id).unwrap();
+                        mid_unit +=
+                            usize::from(units.iter().any(|u| u.status != "done" && u.requests > 0));
+                        after_unit += usize::from(
+                            units.iter().any(|u| u.status == "done")
+                                && units.iter().any(|u| u.status != "done"),
+                        );
+                    }
+                }
             }
             Some(s) if s.success() => break,
             Some(s) => {
@@ -80,6 +94,10 @@ fn sigkill_at_random_points_then_resume_loses_and_doubles_nothing() {
         }
     }
     assert!(kills >= 5, "only {kills} kills");
+    assert!(
+        mid_unit >= 1 && after_unit >= 1,
+        "{kills} kills: {mid_unit} inside a unit, {after_unit} between units"
+    );
 
     let store = Store::open(&results.join("edgebench.db")).unwrap();
     assert!(store.integrity_ok().unwrap());
@@ -146,16 +164,25 @@ fn ctrl_c_saves_the_checkpoint_and_exits_130() {
         "{err}"
     );
     assert!(err.contains("CHECKPOINT SUMMARY"), "{err}");
-    assert!(
-        err.contains("to finish:  edgebench run --endpoint mock"),
-        "{err}"
-    );
-    assert!(err.contains("--resume 20"), "{err}");
-    // Resuming finishes the experiment.
-    let out = start(&results, true).wait_with_output().unwrap();
+    let finish = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("to finish:"))
+        .unwrap_or_else(|| panic!("no command to finish: {err}"))
+        .trim()
+        .to_string();
+    assert!(finish.contains("edgebench run --endpoint mock"), "{finish}");
+    assert!(finish.contains("--resume 20"), "{finish}");
+    // The printed command, run as printed from another folder, finishes the experiment.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&finish)
+        .current_dir(std::env::temp_dir())
+        .env("EDGEBENCH_SETTLE_TIMEOUT", "0")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{finish}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("3/3 units done"));

@@ -94,12 +94,27 @@ fn bad_input_exits_2_naming_the_thing_and_writes_nothing() {
     ]);
     assert_input_error(&o, "/no/such/scenarios.toml");
 
-    let o = edgebench(&["run", "--runs", "0", "--results", r]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--runs"));
-
-    let o = edgebench(&["run", "--cooldown", "-1", "--results", r]);
-    assert_eq!(o.status.code(), Some(2));
+    // Usage errors are one line naming the flag, nothing else.
+    for (args, flag) in [
+        (&["run", "--runs", "0", "--results", r][..], "--runs"),
+        (
+            &["run", "--cooldown", "-1", "--results", r][..],
+            "--cooldown",
+        ),
+        (
+            &["run", "--no-such-flag", "--results", r][..],
+            "--no-such-flag",
+        ),
+    ] {
+        let o = edgebench(args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(flag), "{err}");
+    }
+    let o = edgebench(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--runs"));
 
     let o = edgebench(&["models", "info", "/no/such/model.gguf"]);
     assert_input_error(&o, "/no/such/model.gguf");
@@ -267,6 +282,14 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
             assert!(l["t_sent_ns"].as_u64().unwrap() > 0 || l["index"] == 0);
             assert!(l["metrics"]["ttft_ms"].as_f64().unwrap() > 0.0);
             assert!(l["engine_timings"]["prompt_tokens"].as_u64().unwrap() > 100);
+            // The model's own tokenizer puts each prompt in its scenario's range.
+            let p = l["prompt_tokens"].as_u64().unwrap();
+            let range = if sc == "interactive_assistant" {
+                200..=400
+            } else {
+                500..=1000
+            };
+            assert!(range.contains(&p), "{sc}: {p} prompt tokens");
             if sc == "structured_json_output" {
                 assert!(l["json_valid"].is_boolean());
             }

@@ -44,6 +44,11 @@ pub struct RunPlan {
     /// of the configuration hash: it decides when a unit starts, not what it measures.
     #[serde(skip)]
     pub settle: Option<crate::hw::settle::SettlePolicy>,
+    /// Target settings that change what is measured (context size, API, timeouts, the
+    /// tokenizer that counts tokens ...), by name; part of the configuration hash, so a resumed
+    /// or compared run with other settings is told apart.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub target_options: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for RunPlan {
@@ -61,6 +66,7 @@ impl Default for RunPlan {
             concurrency: 1,
             rate_per_s: None,
             settle: None,
+            target_options: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -234,7 +240,16 @@ pub fn duration_pool(duration_s: f64, concurrency: u32, rate_per_s: Option<f64>)
     n.clamp(256.0, 20_000.0) as u32
 }
 
-/// Connection failures in a row after which the target counts as gone.
+/// Called once per unit between the warm-ups and the first measured request, so figures taken
+/// around a unit (a server's `/metrics`, its log-pattern counts) cover the measured requests only.
+#[async_trait::async_trait]
+pub trait PhaseHook: Send + Sync {
+    /// The warm-ups are done; the first measured request is about to be sent.
+    async fn measured_starting(&self);
+}
+
+/// Connection failures in a row (refused, unreachable, or timed out while connecting) after
+/// which the target counts as gone.
 pub const GONE_AFTER_CONNECT_FAILURES: u32 = 3;
 
 /// Receives run events; an error (for example the store refusing a record) stops the run.
@@ -252,6 +267,7 @@ pub async fn run_unit(
     clock: &Clock,
     cancel: &CancelFlag,
     on_event: &EventSink<'_>,
+    hook: Option<&dyn PhaseHook>,
 ) -> Result<UnitOutcome, RunError> {
     let need = unit
         .warmup
@@ -300,7 +316,7 @@ pub async fn run_unit(
     // A server that stops answering ends the unit instead of failing every request left.
     let connect_failures = std::sync::atomic::AtomicU32::new(0);
     let gone = |rec: &RequestRecord| match &rec.error {
-        Some(e) if e.kind == ErrorKind::Connect => {
+        Some(e) if matches!(e.kind, ErrorKind::Connect | ErrorKind::ConnectTimeout) => {
             let n = connect_failures.fetch_add(1, Ordering::SeqCst) + 1;
             (n >= GONE_AFTER_CONNECT_FAILURES).then(|| RunError::TargetGone {
                 model: model.to_string(),
@@ -326,87 +342,117 @@ pub async fn run_unit(
     };
     let concurrency = unit.scenario.concurrency.unwrap_or(plan.concurrency).max(1);
     let sequential = concurrency <= 1 && plan.rate_per_s.is_none();
-    // Warm-ups always run one at a time; measured requests follow the load shape.
-    let serial: Vec<(bool, &BuiltPrompt)> = unit
-        .warmup
-        .iter()
-        .map(|p| (true, p))
-        .chain(
-            unit.measured
-                .iter()
-                .filter(|_| sequential)
-                .map(|p| (false, p)),
-        )
-        .collect();
-    // --duration: measured requests start until this instant (set when the first one starts).
+    // --duration: measured requests start until the window closes (it opens with the first);
+    // a pool that runs out is sent again behind fresh lead-ins (see `workload::reuse`).
     let window = plan.duration_s.map(Duration::from_secs_f64);
-    let mut deadline: Option<Instant> = None;
-    for (i, (warmup, p)) in serial.into_iter().enumerate() {
-        if cancel.is_cancelled() {
-            mon.stop();
-            return Err(RunError::Interrupted);
+    let pool = unit.measured.len();
+    let measured_prompt = |k: usize| -> Option<std::borrow::Cow<'_, BuiltPrompt>> {
+        let p = unit.measured.get(k % pool.max(1))?;
+        match k / pool.max(1) {
+            0 => Some(std::borrow::Cow::Borrowed(p)),
+            _ if window.is_none() => None,
+            round => Some(std::borrow::Cow::Owned(workload::reuse(
+                p,
+                u32::try_from(round).unwrap_or(u32::MAX),
+            ))),
         }
-        if !warmup {
-            let now = Instant::now();
-            let end = *deadline.get_or_insert_with(|| window.map_or(now, |w| now + w));
-            if window.is_some() && now >= end {
-                break;
+    };
+    // Warm-ups always run one at a time; measured requests follow the load shape.
+    let mut index = 0usize;
+    for p in &unit.warmup {
+        let rec = tokio::select! {
+            rec = target.generate(request(index, true, p, Instant::now()), clock) => rec,
+            _ = cancelled(cancel) => {
+                mon.stop();
+                return Err(RunError::Interrupted);
             }
-        }
-        let rec = target
-            .generate(request(i, warmup, p, Instant::now()), clock)
-            .await;
-        if let Some(e) = no_output(&rec) {
+        };
+        index += 1;
+        if let Err(e) = step(&rec, &no_output, &done, &gone) {
             mon.stop();
             return Err(e);
         }
-        if let Err(e) = done(&rec) {
-            mon.stop();
-            return Err(e);
-        }
-        let went = gone(&rec);
         records.push(rec);
-        if let Some(e) = went {
-            mon.stop();
-            return Err(e);
-        }
-        if plan.cooldown_s > 0.0 && (i as u32) + 1 < total {
+        if plan.cooldown_s > 0.0 && (index as u32) < total {
             sleep_unless_cancelled(Duration::from_secs_f64(plan.cooldown_s), cancel).await;
         }
     }
-    if !sequential {
-        let base = unit.warmup.len();
-        let schedule = arrival_schedule(
-            plan,
-            &unit.scenario.name,
-            unit.measured.len(),
-            Instant::now(),
-        );
+    if cancel.is_cancelled() {
+        mon.stop();
+        return Err(RunError::Interrupted);
+    }
+    if let Some(h) = hook {
+        h.measured_starting().await;
+    }
+    let base = index;
+    if sequential {
         let end = window.map(|w| Instant::now() + w);
-        let futs = unit.measured.iter().enumerate().map(|(k, p)| {
-            let at = schedule.as_ref().map(|s| s[k]);
-            let request = &request;
-            async move {
-                let late = |t: Instant| end.is_some_and(|e| t >= e);
-                if at.is_some_and(late) {
-                    return None;
-                }
-                if let Some(at) = at {
-                    tokio::time::sleep_until(at.into()).await;
-                }
-                if cancel.is_cancelled() || late(Instant::now()) {
-                    return None;
-                }
-                let scheduled = at.unwrap_or_else(Instant::now);
-                Some(
-                    target
-                        .generate(request(base + k, false, p, scheduled), clock)
-                        .await,
-                )
+        for k in 0.. {
+            if cancel.is_cancelled() {
+                mon.stop();
+                return Err(RunError::Interrupted);
             }
-        });
+            if end.is_some_and(|e| Instant::now() >= e) {
+                break;
+            }
+            let Some(p) = measured_prompt(k) else { break };
+            let rec = tokio::select! {
+                rec = target.generate(request(base + k, false, &p, Instant::now()), clock) => rec,
+                _ = cancelled(cancel) => {
+                    mon.stop();
+                    return Err(RunError::Interrupted);
+                }
+            };
+            if let Err(e) = step(&rec, &no_output, &done, &gone) {
+                mon.stop();
+                return Err(e);
+            }
+            records.push(rec);
+            let more = end.is_some() || k + 1 < pool;
+            if plan.cooldown_s > 0.0 && more {
+                sleep_unless_cancelled(Duration::from_secs_f64(plan.cooldown_s), cancel).await;
+            }
+        }
+    } else {
+        let schedule = arrival_schedule(plan, &unit.scenario.name, pool, Instant::now());
+        let end = window.map(|w| Instant::now() + w);
+        let late = move |t: Instant| end.is_some_and(|e| t >= e);
+        // Open loop: one request per scheduled arrival. Closed loop: the next prompt is taken
+        // when a stream frees up, until the runs are sent or the window closes.
+        let count = if schedule.is_some() || end.is_none() {
+            pool
+        } else {
+            usize::MAX
+        };
+        let futs = (0..count)
+            .map_while(|k| {
+                if schedule.is_none() && late(Instant::now()) {
+                    return None;
+                }
+                Some((k, measured_prompt(k)?))
+            })
+            .map(|(k, p)| {
+                let at = schedule.as_ref().map(|s| s[k]);
+                let request = &request;
+                async move {
+                    if at.is_some_and(late) {
+                        return None;
+                    }
+                    if let Some(at) = at {
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                    if cancel.is_cancelled() || late(Instant::now()) {
+                        return None;
+                    }
+                    let scheduled = at.unwrap_or_else(Instant::now);
+                    tokio::select! {
+                        rec = target.generate(request(base + k, false, &p, scheduled), clock) => Some(rec),
+                        _ = cancelled(cancel) => None,
+                    }
+                }
+            });
         let in_flight = if schedule.is_some() {
-            unit.measured.len().max(1)
+            pool.max(1)
         } else {
             concurrency as usize
         };
@@ -424,21 +470,27 @@ pub async fn run_unit(
             }
             records.push(rec);
         }
+        drop(stream);
         if let Some(e) = failure {
-            drop(stream);
             mon.stop();
             return Err(e);
-        }
-        drop(stream);
-        if cancel.is_cancelled() {
-            mon.stop();
-            return Err(RunError::Interrupted);
         }
         records.sort_by_key(|r| r.index);
         if let Some(e) = records.iter().find_map(no_output) {
             mon.stop();
             return Err(e);
         }
+    }
+    // A request cut short by Ctrl-C is not a measurement: the unit stays unfinished.
+    if cancel.is_cancelled()
+        || records.iter().any(|r| {
+            r.error
+                .as_ref()
+                .is_some_and(|e| e.kind == ErrorKind::Cancelled)
+        })
+    {
+        mon.stop();
+        return Err(RunError::Interrupted);
     }
     let (samples, cost) = mon.finish();
     let mut monitor = monitor::summarize(&samples);
@@ -488,6 +540,27 @@ pub fn arrival_schedule(
     )
 }
 
+/// One finished sequential request: the no-output check, the event, the gone check.
+fn step(
+    rec: &RequestRecord,
+    no_output: &dyn Fn(&RequestRecord) -> Option<RunError>,
+    done: &dyn Fn(&RequestRecord) -> Result<(), RunError>,
+    gone: &dyn Fn(&RequestRecord) -> Option<RunError>,
+) -> Result<(), RunError> {
+    if let Some(e) = no_output(rec) {
+        return Err(e);
+    }
+    done(rec)?;
+    gone(rec).map_or(Ok(()), Err)
+}
+
+/// Resolves once the run is cancelled (polled every 50 ms).
+async fn cancelled(cancel: &CancelFlag) {
+    while !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn sleep_unless_cancelled(d: Duration, cancel: &CancelFlag) {
     let end = Instant::now() + d;
     while Instant::now() < end && !cancel.is_cancelled() {
@@ -514,6 +587,200 @@ mod tests {
         }
     }
 
+    struct Marker(Mutex<Vec<&'static str>>);
+
+    #[async_trait::async_trait]
+    impl PhaseHook for Marker {
+        async fn measured_starting(&self) {
+            self.0.lock().unwrap().push("hook");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_phase_hook_runs_between_warmups_and_measured_requests() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget::default();
+        for concurrency in [1, 3] {
+            let p = RunPlan {
+                concurrency,
+                ..plan()
+            };
+            let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+            let marker = Marker(Mutex::new(Vec::new()));
+            run_unit(
+                &p,
+                &units[0],
+                &target,
+                "m",
+                &Clock::new(),
+                &CancelFlag::default(),
+                &|e| {
+                    if let RunEvent::RequestDone { record, .. } = e {
+                        marker.0.lock().unwrap().push(if record.warmup {
+                            "warmup"
+                        } else {
+                            "measured"
+                        });
+                    }
+                    Ok(())
+                },
+                Some(&marker),
+            )
+            .await
+            .unwrap();
+            let seen = marker.0.into_inner().unwrap();
+            assert_eq!(
+                seen,
+                ["warmup", "warmup", "hook", "measured", "measured", "measured", "measured"],
+                "concurrency {concurrency}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_duration_unit_reuses_its_pool_behind_fresh_lead_ins() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget {
+            ttft: Duration::ZERO,
+            itl: Duration::ZERO,
+            ..MockTarget::default()
+        };
+        for concurrency in [1, 4] {
+            let p = RunPlan {
+                duration_s: Some(1.5),
+                warmup: 0,
+                concurrency,
+                max_tokens: Some(1),
+                ..plan()
+            };
+            let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+            let pool = units[0].measured.len();
+            let out = run_unit(
+                &p,
+                &units[0],
+                &target,
+                "m",
+                &Clock::new(),
+                &CancelFlag::default(),
+                &|_| Ok(()),
+                None,
+            )
+            .await
+            .unwrap();
+            assert!(
+                out.records.len() > pool,
+                "concurrency {concurrency}: {} requests from a pool of {pool}",
+                out.records.len()
+            );
+            let ids: std::collections::HashSet<_> =
+                out.records.iter().map(|r| r.prompt_id.clone()).collect();
+            assert_eq!(ids.len(), out.records.len(), "every prompt is unique");
+            let mut idx: Vec<u32> = out.records.iter().map(|r| r.index).collect();
+            idx.dedup();
+            assert_eq!(idx.len(), out.records.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn ctrl_c_during_the_last_request_leaves_the_unit_unfinished() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let target = MockTarget {
+            itl: Duration::from_millis(20),
+            ..MockTarget::default()
+        };
+        let p = RunPlan {
+            runs: 1,
+            warmup: 0,
+            max_tokens: Some(200),
+            ..plan()
+        };
+        let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+        let cancel = CancelFlag::default();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.cancel();
+        });
+        let t = Instant::now();
+        let e = run_unit(
+            &p,
+            &units[0],
+            &target,
+            "m",
+            &Clock::new(),
+            &cancel,
+            &|_| Ok(()),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RunError::Interrupted), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the request in flight was not cut short"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_goes_away_mid_run_ends_the_unit_with_what_it_measured() {
+        use crate::target::mock_server::{MockServer, Response, Step};
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = file.select(&["interactive_assistant".into()]).unwrap();
+        let server = MockServer::start(|_| {
+            Response::sse(vec![
+                Step::content("a"),
+                Step::content("b"),
+                Step::data(&serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})),
+                Step::done(),
+            ])
+        })
+        .await
+        .unwrap();
+        let target = crate::target::openai::OpenAiTarget::new(
+            crate::target::openai::HttpConfig::new(server.base_url(), "m"),
+        )
+        .unwrap();
+        let p = RunPlan {
+            runs: 12,
+            warmup: 0,
+            ..plan()
+        };
+        let units = prepare(&p, &file, &sc, &target, "m").await.unwrap();
+        let server = Mutex::new(Some(server));
+        let ok = Mutex::new(0);
+        let e = run_unit(
+            &p,
+            &units[0],
+            &target,
+            "m",
+            &Clock::new(),
+            &CancelFlag::default(),
+            &|e| {
+                if let RunEvent::RequestDone { record, .. } = e {
+                    let mut n = ok.lock().unwrap();
+                    *n += usize::from(record.ok());
+                    if *n == 4 {
+                        // The server goes away, open connections and all.
+                        server.lock().unwrap().take();
+                    }
+                }
+                Ok(())
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RunError::TargetGone { .. }), "{e}");
+        assert_eq!(
+            *ok.lock().unwrap(),
+            4,
+            "the requests before it went away were measured"
+        );
+    }
+
     #[tokio::test]
     async fn runs_warmups_then_measured_and_keeps_failures() {
         let file = ScenarioFile::default_file().unwrap();
@@ -537,6 +804,7 @@ mod tests {
                 }
                 Ok(())
             },
+            None,
         )
         .await
         .unwrap();
@@ -601,6 +869,7 @@ mod tests {
             &Clock::new(),
             &CancelFlag::default(),
             &|_| Ok(()),
+            None,
         )
         .await
         .unwrap_err();
@@ -633,6 +902,7 @@ mod tests {
             &Clock::new(),
             &CancelFlag::default(),
             &|_| Ok(()),
+            None,
         )
         .await
         .unwrap();
@@ -672,6 +942,7 @@ mod tests {
                 &Clock::new(),
                 &CancelFlag::default(),
                 &|_| Ok(()),
+                None,
             )
             .await
             .unwrap();
@@ -731,6 +1002,7 @@ mod tests {
                     *seen.lock().unwrap() += 1;
                     Ok(())
                 },
+                None,
             )
             .await
             .unwrap_err();
@@ -777,6 +1049,7 @@ mod tests {
             &Clock::new(),
             &CancelFlag::default(),
             &|_| Ok(()),
+            None,
         )
         .await
         .unwrap();
@@ -812,6 +1085,7 @@ mod tests {
             &Clock::new(),
             &cancel,
             &|_| Ok(()),
+            None,
         )
         .await
         .unwrap_err();

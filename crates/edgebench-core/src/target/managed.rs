@@ -66,8 +66,8 @@ fn reader(
 
 impl ManagedServer {
     /// Starts `command` with `sh -c` in its own process group, writing its output to `log_file`,
-    /// then polls `health_url` until it answers 200 (the process exiting or `timeout` passing is
-    /// an error naming the command and the log file).
+    /// then polls `health_url` until it answers 200, or 401/403 (up, behind an API key); the
+    /// process exiting or `timeout` passing is an error naming the command and the log file.
     pub async fn start(
         command: &str,
         health_url: &str,
@@ -143,7 +143,8 @@ impl ManagedServer {
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success());
+                // 401/403: up, and guarding its API with a key (vLLM --api-key); 503: still loading.
+                .is_ok_and(|r| r.status().is_success() || matches!(r.status().as_u16(), 401 | 403));
             if ok {
                 break;
             }

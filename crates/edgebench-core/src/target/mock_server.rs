@@ -93,16 +93,22 @@ pub struct Request {
 type Responder = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 type WriteLog = Arc<std::sync::Mutex<Vec<Write>>>;
 
-/// A running mock server; it stops when dropped.
+/// A running mock server; it stops when dropped, open connections included (so a test can
+/// make a server go away mid-run).
 pub struct MockServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
     writes: WriteLog,
+    received: WriteLog,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Drop for MockServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(c) = self.connections.lock() {
+            c.iter().for_each(tokio::task::AbortHandle::abort);
+        }
     }
 }
 
@@ -115,22 +121,41 @@ impl MockServer {
         let addr = listener.local_addr()?;
         let respond: Responder = Arc::new(respond);
         let writes: WriteLog = Arc::default();
+        let received: WriteLog = Arc::default();
         let log = writes.clone();
+        let got = received.clone();
+        let connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let conns = connections.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let _ = sock.set_nodelay(true);
-                let (r, log) = (respond.clone(), log.clone());
-                tokio::spawn(async move {
-                    let _ = serve(sock, r, log).await;
+                let (r, log, got) = (respond.clone(), log.clone(), got.clone());
+                let conn = tokio::spawn(async move {
+                    let _ = serve(sock, r, log, got).await;
                 });
+                if let Ok(mut c) = conns.lock() {
+                    c.retain(|h| !h.is_finished());
+                    c.push(conn.abort_handle());
+                }
             }
         });
-        Ok(Self { addr, task, writes })
+        Ok(Self {
+            addr,
+            task,
+            writes,
+            received,
+            connections,
+        })
     }
 
     /// Every logged write so far (responses with a `tag`), in write order.
     pub fn writes(&self) -> Vec<Write> {
         self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// When each tagged request had been read in full (`seq` 0), in arrival order.
+    pub fn received(&self) -> Vec<Write> {
+        self.received.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:PORT/v1`.
@@ -183,10 +208,23 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resul
     }))
 }
 
-async fn serve(mut sock: TcpStream, respond: Responder, log: WriteLog) -> std::io::Result<()> {
+async fn serve(
+    mut sock: TcpStream,
+    respond: Responder,
+    log: WriteLog,
+    received: WriteLog,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await? {
+        let read_at = std::time::Instant::now();
         let resp = respond(&req);
+        if let (Some(tag), Ok(mut w)) = (&resp.tag, received.lock()) {
+            w.push(Write {
+                tag: tag.clone(),
+                seq: 0,
+                at: read_at,
+            });
+        }
         let mut head = format!(
             "HTTP/1.1 {} X\r\nTransfer-Encoding: chunked\r\n",
             resp.status

@@ -93,6 +93,32 @@ pub struct TargetInfo {
     /// A managed server's command and cold start (see `--serve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<managed::LaunchFacts>,
+    /// What an HTTP server says about itself: version, the model it answers as, its format and
+    /// quantization where it tells them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFacts>,
+}
+
+/// What an OpenAI-compatible server reports about itself (each field where it says so).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerFacts {
+    /// The server's name and version, e.g. "llama-server b6500" or "vLLM 0.11.0".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Where the version came from (`GET /props`, `/version`, `/api/version`, `/info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_source: Option<String>,
+    /// The model ids the server's responses named (the `model` field of the stream).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub served_models: Vec<String>,
+    /// Format and quantization of the requested model as the server reports them (LM Studio's
+    /// `GET /api/v0/models`), and whether it is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
 }
 
 /// Counts the tokens of a text with a model's tokenizer (for servers that send no `usage`).

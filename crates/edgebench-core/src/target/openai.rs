@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 use super::sse::{SseEvent, SseParser};
-use super::{ChatMessage, GenRequest, Target, TargetError, TargetInfo};
+use super::{ChatMessage, GenRequest, ServerFacts, Target, TargetError, TargetInfo};
 use crate::clock::Clock;
 use crate::record::{
     Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
@@ -106,6 +106,9 @@ impl HttpConfig {
 pub struct OpenAiTarget {
     cfg: HttpConfig,
     client: reqwest::Client,
+    /// What the server said about itself ([`OpenAiTarget::probe`]) and the model ids its
+    /// responses named.
+    facts: std::sync::Mutex<ServerFacts>,
 }
 
 /// Builds the JSON body of a streaming request.
@@ -152,6 +155,8 @@ struct StreamState {
     usage_reasoning: Option<u64>,
     timings: Option<EngineTimings>,
     error: Option<RequestError>,
+    /// The `model` field of the chunks: the model the server answered with.
+    model: Option<String>,
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -189,6 +194,9 @@ impl StreamState {
                 message: format!("server error in the stream: {msg}"),
             });
             return;
+        }
+        if self.model.is_none() {
+            self.model = str_field(&v, "model").map(str::to_string);
         }
         if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
             let (answer, reasoning) = match api {
@@ -258,7 +266,111 @@ impl OpenAiTarget {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| TargetError::Unavailable(e.to_string()))?;
-        Ok(Self { cfg, client })
+        Ok(Self {
+            cfg,
+            client,
+            facts: std::sync::Mutex::default(),
+        })
+    }
+
+    /// The server root (the base URL without its `/v1`).
+    fn root(&self) -> &str {
+        self.cfg
+            .base_url
+            .strip_suffix("/v1")
+            .unwrap_or(&self.cfg.base_url)
+    }
+
+    /// A GET of `url` answered with JSON, within the connect timeout plus 5 s.
+    async fn get_json(&self, url: &str) -> Option<Value> {
+        let resp = self
+            .auth(self.client.get(url))
+            .timeout(self.cfg.connect_timeout + Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    /// Asks the server what it is and what it serves: its version (llama-server `GET /props`,
+    /// vLLM `GET /version`, Ollama `GET /api/version`, TGI `GET /info`) and, from LM Studio's
+    /// `GET /api/v0/models`, the requested model's format, quantization and whether it is
+    /// loaded. Anything a server does not answer stays unknown; the facts go into
+    /// [`Target::info`].
+    pub async fn probe(&self) -> ServerFacts {
+        let root = self.root().to_string();
+        let mut f = ServerFacts::default();
+        if let Some(v) = self.get_json(&format!("{root}/props")).await {
+            let build = v.get("build_info").and_then(Value::as_str);
+            if let Some(b) = build {
+                f.version = Some(format!("llama-server {b}"));
+                f.version_source = Some("GET /props".into());
+            }
+        }
+        if f.version.is_none() {
+            for (path, name) in [
+                ("version", "vLLM"),
+                ("api/version", "Ollama"),
+                ("info", "TGI"),
+            ] {
+                let Some(v) = self.get_json(&format!("{root}/{path}")).await else {
+                    continue;
+                };
+                if let Some(ver) = v.get("version").and_then(Value::as_str) {
+                    let who = if path == "info" && v.get("model_id").is_none() {
+                        "server"
+                    } else {
+                        name
+                    };
+                    f.version = Some(format!("{who} {ver}"));
+                    f.version_source = Some(format!("GET /{path}"));
+                    break;
+                }
+            }
+        }
+        if let Some(v) = self.get_json(&format!("{root}/api/v0/models")).await {
+            let entry = v.get("data").and_then(Value::as_array).and_then(|a| {
+                a.iter()
+                    .find(|m| str_field(m, "id") == Some(&self.cfg.model))
+            });
+            if let Some(m) = entry {
+                f.format = str_field(m, "compatibility_type").map(str::to_ascii_uppercase);
+                f.quantization = str_field(m, "quantization").map(str::to_string);
+                f.loaded = str_field(m, "state").map(|s| s == "loaded");
+                if f.version.is_none() {
+                    f.version = Some("LM Studio".into());
+                    f.version_source = Some("GET /api/v0/models".into());
+                }
+            }
+        }
+        if let Ok(mut g) = self.facts.lock() {
+            let served = std::mem::take(&mut g.served_models);
+            *g = ServerFacts {
+                served_models: served,
+                ..f.clone()
+            };
+        }
+        f
+    }
+
+    /// The model ids the server's responses named so far.
+    pub fn served_models(&self) -> Vec<String> {
+        self.facts
+            .lock()
+            .map(|g| g.served_models.clone())
+            .unwrap_or_default()
+    }
+
+    fn saw_model(&self, model: Option<String>) {
+        let Some(m) = model else { return };
+        if let Ok(mut g) = self.facts.lock() {
+            if !g.served_models.contains(&m) {
+                g.served_models.push(m);
+            }
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -319,13 +431,14 @@ fn describe(e: &reqwest::Error) -> String {
     s
 }
 
+/// The kind of a failed send: connect errors (refused, unreachable) and connect timeouts are
+/// told apart from a connection lost later.
 fn error_kind(e: &reqwest::Error) -> ErrorKind {
-    if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_connect() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Disconnected
+    match (e.is_connect(), e.is_timeout()) {
+        (true, true) => ErrorKind::ConnectTimeout,
+        (true, false) => ErrorKind::Connect,
+        (false, true) => ErrorKind::Timeout,
+        (false, false) => ErrorKind::Disconnected,
     }
 }
 
@@ -337,6 +450,12 @@ impl Target for OpenAiTarget {
             engine: format!("OpenAI-compatible server at {}", self.cfg.base_url),
             context_tokens: self.cfg.context_tokens,
             pid: self.cfg.server_pid,
+            server: self
+                .facts
+                .lock()
+                .ok()
+                .map(|g| g.clone())
+                .filter(|f| *f != ServerFacts::default()),
             ..TargetInfo::default()
         }
     }
@@ -390,7 +509,7 @@ impl Target for OpenAiTarget {
             Err(_) => {
                 return fail(
                     record,
-                    ErrorKind::Timeout,
+                    ErrorKind::FirstTokenTimeout,
                     format!(
                         "no response within {:.1} s",
                         self.cfg.first_token_timeout.as_secs_f64()
@@ -407,7 +526,12 @@ impl Target for OpenAiTarget {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let text = resp.text().await.unwrap_or_default();
+            // The error body gets what is left of the total timeout, not forever.
+            let text = tokio::time::timeout_at(deadline.into(), resp.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             let short: String = text.chars().take(300).collect();
             let kind = if status.as_u16() == 429 {
                 ErrorKind::RateLimited
@@ -416,6 +540,20 @@ impl Target for OpenAiTarget {
             };
             let retry = retry_after.map_or_else(String::new, |r| format!(" (Retry-After: {r})"));
             return fail(record, kind, format!("HTTP {status}{retry}: {short}"));
+        }
+        // A server that ignores `stream: true` answers with one JSON document.
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/json") {
+            return fail(
+                record,
+                ErrorKind::Protocol,
+                format!("the server answered with {content_type}, not an event stream: it does not stream this request"),
+            );
         }
         let mut stream = resp.bytes_stream();
         let mut parser = SseParser::new();
@@ -429,14 +567,14 @@ impl Target for OpenAiTarget {
             };
             let next = match tokio::time::timeout_at(limit.into(), stream.next()).await {
                 Err(_) => {
-                    let what = if st.chunks.is_empty() {
-                        "no token"
+                    let (what, kind) = if st.chunks.is_empty() {
+                        ("no token", ErrorKind::FirstTokenTimeout)
                     } else {
-                        "response not complete"
+                        ("response not complete", ErrorKind::Timeout)
                     };
                     let waited = limit.saturating_duration_since(sent).as_secs_f64();
                     st.error.get_or_insert(RequestError {
-                        kind: ErrorKind::Timeout,
+                        kind,
                         message: format!("{what} within {waited:.1} s"),
                     });
                     break;
@@ -474,6 +612,7 @@ impl Target for OpenAiTarget {
             }
         }
         record.t_end_ns = clock.now_ns();
+        self.saw_model(st.model.take());
         record.prompt_tokens = st.usage_prompt;
         let reasoning_chunks = st.chunks.iter().filter(|c| c.reasoning).count() as u64;
         match st.usage_completion {
@@ -739,6 +878,20 @@ mod tests {
                 let mut resp = Response::json(429, &json!({"error": "slow down"}));
                 resp.headers.push(("Retry-After".into(), "7".into()));
                 resp
+            } else if r.body["model"] == "stalls" {
+                Response::sse(vec![
+                    Step::content("a"),
+                    Step::Sleep(Duration::from_secs(5)),
+                ])
+            } else if r.body["model"] == "stuck-body" {
+                let mut resp = Response::json(503, &json!({"error": "x"}));
+                resp.steps = vec![
+                    Step::Bytes(b"{\"error\": ".to_vec()),
+                    Step::Sleep(Duration::from_secs(5)),
+                ];
+                resp
+            } else if r.body["model"] == "no-stream" {
+                Response::json(200, &json!({"choices": [{"message": {"content": "hi"}}]}))
             } else if r.body["model"] == "slow" {
                 Response::sse(vec![
                     Step::Sleep(Duration::from_millis(400)),
@@ -773,8 +926,35 @@ mod tests {
             .generate(req(false), &clock)
             .await;
         let e = r.error.unwrap();
-        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert_eq!(e.kind, ErrorKind::FirstTokenTimeout);
         assert!(ms_between_ok(r.t_sent_ns, r.t_end_ns, 90.0, 350.0));
+
+        // A total timeout after the first token is a timeout of its own kind.
+        let mut cfg = HttpConfig::new(server.base_url(), "stalls");
+        cfg.total_timeout = Duration::from_millis(250);
+        let r = OpenAiTarget::new(cfg)
+            .unwrap()
+            .generate(req(false), &clock)
+            .await;
+        assert_eq!(r.error.as_ref().unwrap().kind, ErrorKind::Timeout, "{r:?}");
+        assert_eq!(r.chunks.len(), 1);
+        assert!(ms_between_ok(r.t_sent_ns, r.t_end_ns, 200.0, 600.0));
+
+        // An error whose body never ends fails at the total timeout, not never.
+        let mut cfg = HttpConfig::new(server.base_url(), "stuck-body");
+        cfg.total_timeout = Duration::from_millis(300);
+        let r = OpenAiTarget::new(cfg)
+            .unwrap()
+            .generate(req(false), &clock)
+            .await;
+        assert_eq!(r.error.as_ref().unwrap().kind, ErrorKind::Http, "{r:?}");
+        assert!(ms_between_ok(r.t_sent_ns, r.t_end_ns, 250.0, 1500.0));
+
+        // A server that ignores `stream: true`.
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "no-stream")).unwrap();
+        let e = t.generate(req(false), &clock).await.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert!(e.message.contains("not an event stream"), "{}", e.message);
 
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -857,5 +1037,72 @@ mod tests {
             .to_string()
             .contains("nonsense"));
         assert!(resolve_endpoint("ftp://h/v1").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_model_a_server_answers_with_is_recorded() {
+        let server = MockServer::start(|_| {
+            Response::sse(vec![
+                Step::data(&json!({"model": "other-model", "choices": [{"index": 0, "delta": {"content": "x"}}]})),
+                finish("stop"),
+                Step::done(),
+            ])
+        })
+        .await
+        .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "asked-for")).unwrap();
+        assert!(t.generate(req(false), &Clock::new()).await.ok());
+        assert_eq!(t.served_models(), ["other-model"]);
+        assert_eq!(
+            t.info().server.unwrap().served_models,
+            ["other-model".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn probes_server_versions_and_lm_studio_model_facts() {
+        let server = MockServer::start(|r| match r.path.as_str() {
+            "/props" => Response::json(200, &json!({"build_info": "b6500-abc"})),
+            _ => Response::json(404, &json!({"error": "no"})),
+        })
+        .await
+        .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
+        let f = t.probe().await;
+        assert_eq!(f.version.as_deref(), Some("llama-server b6500-abc"));
+        assert_eq!(f.version_source.as_deref(), Some("GET /props"));
+        assert_eq!(f.format, None);
+
+        let server = MockServer::start(|r| match r.path.as_str() {
+            "/version" => Response::json(200, &json!({"version": "0.11.0"})),
+            _ => Response::json(404, &json!({"error": "no"})),
+        })
+        .await
+        .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
+        assert_eq!(t.probe().await.version.as_deref(), Some("vLLM 0.11.0"));
+
+        let server = MockServer::start(|r| match r.path.as_str() {
+            "/api/v0/models" => Response::json(
+                200,
+                &json!({"data": [
+                    {"id": "qwen3-8b", "compatibility_type": "mlx", "quantization": "4bit", "state": "loaded"},
+                    {"id": "other", "compatibility_type": "gguf", "quantization": "Q4_K_M", "state": "not-loaded"}
+                ]}),
+            ),
+            _ => Response::json(404, &json!({"error": "no"})),
+        })
+        .await
+        .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "qwen3-8b")).unwrap();
+        let f = t.probe().await;
+        assert_eq!(f.format.as_deref(), Some("MLX"));
+        assert_eq!(f.quantization.as_deref(), Some("4bit"));
+        assert_eq!(f.loaded, Some(true));
+        assert_eq!(f.version.as_deref(), Some("LM Studio"));
+        assert_eq!(
+            t.info().server.unwrap().quantization.as_deref(),
+            Some("4bit")
+        );
     }
 }

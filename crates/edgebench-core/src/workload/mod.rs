@@ -180,6 +180,37 @@ pub async fn build_prompts(
     Ok(out)
 }
 
+/// The `round`-th reuse of a prompt when a `--duration` unit has sent its whole pool: the same
+/// documents and instruction behind a fresh lead-in (when prompts get unique lead-ins), so a
+/// prefix cache still cannot serve it; round 0 is the prompt itself.
+pub fn reuse(p: &BuiltPrompt, round: u32) -> BuiltPrompt {
+    let mut out = p.clone();
+    if round == 0 {
+        return out;
+    }
+    if let Some(first) = out.messages.first_mut() {
+        let lead = first
+            .content
+            .strip_prefix("Session ")
+            .and_then(|rest| rest.get(..16).zip(rest.get(16..)))
+            .filter(|(hex, rest)| {
+                rest.starts_with('.') && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+        if let Some((hex, rest)) = lead {
+            let old = u64::from_str_radix(hex, 16).unwrap_or(0);
+            let mut h = Sha256::new();
+            h.update(old.to_le_bytes());
+            h.update(round.to_le_bytes());
+            let d = h.finalize();
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d[..8]);
+            first.content = format!("Session {:016x}{rest}", u64::from_le_bytes(b));
+        }
+    }
+    out.prompt_id = prompt_id(&out.messages);
+    out
+}
+
 /// A short content hash of a prompt's messages.
 pub fn prompt_id(messages: &[ChatMessage]) -> String {
     let mut h = Sha256::new();
@@ -232,6 +263,31 @@ async fn count_text(
 mod tests {
     use super::*;
     use crate::target::mock::MockTarget;
+
+    #[tokio::test]
+    async fn reused_prompts_get_a_fresh_lead_in() {
+        let file = ScenarioFile::default_file().unwrap();
+        let sc = &file.select(&["interactive_assistant".into()]).unwrap()[0].clone();
+        let ps = build_prompts(
+            &file,
+            sc,
+            PromptRole::Measured,
+            1,
+            &opts(42),
+            &MockTarget::default(),
+        )
+        .await
+        .unwrap();
+        let p = &ps[0];
+        assert_eq!(&reuse(p, 0), p);
+        let (r1, r2) = (reuse(p, 1), reuse(p, 2));
+        assert_ne!(r1.prompt_id, p.prompt_id);
+        assert_ne!(r1.prompt_id, r2.prompt_id);
+        assert_ne!(r1.messages[0].content[..25], p.messages[0].content[..25]);
+        assert_eq!(r1.messages[0].content[25..], p.messages[0].content[25..]);
+        assert_eq!(r1.messages[1], p.messages[1]);
+        assert_eq!(r1.messages[0].content.len(), p.messages[0].content.len());
+    }
 
     fn opts(seed: u64) -> BuildOptions {
         BuildOptions {

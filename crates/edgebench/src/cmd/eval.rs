@@ -22,7 +22,9 @@ use edgebench_core::target::openai::{self, HttpConfig, OpenAiTarget};
 use edgebench_llama::{EngineConfig, LlamaEvalBackend, LlamaTarget};
 use serde::Serialize;
 
-use super::run::{base_command, progress_bar, resolve_models, unit_model_key};
+use super::run::{
+    base_command, checkpoint_summary, progress_bar, resolve_models, store_row, unit_model_key,
+};
 use super::Interrupted;
 use crate::args::EvalArgs;
 
@@ -312,14 +314,9 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 Err(EvalError::Interrupted) => {
                     store.set_status(&experiment.id, "interrupted")?;
                     eprintln!("[Interrupted] Checkpoint saved. Use --resume to continue.");
-                    eprintln!(
-                        "  experiment: {} (eval, config {})",
-                        experiment.id,
-                        &config_hash[..12]
-                    );
-                    eprintln!(
-                        "  to finish:  {} --resume {}",
-                        experiment.command, experiment.id
+                    eprint!(
+                        "{}",
+                        checkpoint_summary(&store, &store_row(&store, &experiment.id)?, true)?
                     );
                     return Err(Interrupted.into());
                 }
@@ -331,6 +328,10 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 ) => {
                     store.fail_unit(unit_id, &e.to_string())?;
                     store.set_status(&experiment.id, "failed")?;
+                    eprint!(
+                        "{}",
+                        checkpoint_summary(&store, &store_row(&store, &experiment.id)?, true)?
+                    );
                     return Err(e.into());
                 }
                 Err(e) => {
@@ -389,6 +390,10 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
         &experiment.id,
         if failures == 0 { "done" } else { "failed" },
     )?;
+    eprint!(
+        "{}",
+        checkpoint_summary(&store, &store_row(&store, &experiment.id)?, true)?
+    );
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
     }

@@ -52,10 +52,66 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints a one-line error and returns its exit code.
+/// A command line clap refused: one line naming the flag or value, exit 2 (help and version
+/// print as usual and exit 0).
+pub fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    eprintln!("{}", usage_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's message on one line: its first line (`error: ...`) with the usage and the help hint
+/// dropped, and any tip folded in.
+fn usage_line(rendered: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        if line.starts_with("Usage:") {
+            break;
+        }
+        parts.push(line);
+    }
+    parts.join(" ")
+}
+
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
     if e.downcast_ref::<Interrupted>().is_some() {
         return ExitCode::from(130);
     }
     eprintln!("error: {e:#}");
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_line;
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let rendered = "error: invalid value '0' for '--runs <RUNS>': 0 is not in 1..=4294967295\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_line(rendered),
+            "error: invalid value '0' for '--runs <RUNS>': 0 is not in 1..=4294967295"
+        );
+        let rendered = "error: unexpected argument '--nope' found\n\n  tip: to pass '--nope' as a value, use '-- --nope'\n\nUsage: edgebench run [OPTIONS]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_line(rendered),
+            "error: unexpected argument '--nope' found tip: to pass '--nope' as a value, use '-- --nope'"
+        );
+    }
 }

@@ -49,7 +49,37 @@ fn plan(a: &RunArgs) -> RunPlan {
         rate_per_s: a.rate,
         monitor_interval_ms: a.machine.monitor_interval_ms,
         settle: a.machine.settle_policy(),
+        target_options: target_options(a),
     }
+}
+
+/// The target settings that change what is measured, for the configuration hash and the
+/// experiment record (only those that apply and differ from nothing).
+fn target_options(a: &RunArgs) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use serde_json::json;
+    let mut o = std::collections::BTreeMap::new();
+    if let Some(n) = a.ctx_size {
+        o.insert("ctx_size".into(), json!(n));
+    }
+    if a.endpoint.is_some() {
+        let api = match a.api {
+            ApiArg::Chat => "chat",
+            ApiArg::Completions => "completions",
+        };
+        o.insert("api".into(), json!(api));
+        o.insert("send_ignore_eos".into(), json!(!a.no_ignore_eos));
+        o.insert("connect_timeout_s".into(), json!(a.connect_timeout));
+        o.insert("first_token_timeout_s".into(), json!(a.first_token_timeout));
+        o.insert("timeout_s".into(), json!(a.timeout));
+        if let Some(t) = &a.tokenizer {
+            let name = t.file_name().map_or_else(
+                || t.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            o.insert("tokenizer".into(), json!(name));
+        }
+    }
+    o
 }
 
 /// The embedded-engine models named on the command line, resolved to files (catalog models
@@ -79,6 +109,7 @@ fn http_config(a: &RunArgs, base: &str, model: &str) -> HttpConfig {
         ApiArg::Chat => Api::Chat,
         ApiArg::Completions => Api::Completions,
     };
+    cfg.connect_timeout = Duration::from_secs_f64(a.connect_timeout);
     cfg.first_token_timeout = Duration::from_secs_f64(a.first_token_timeout);
     cfg.total_timeout = Duration::from_secs_f64(a.timeout);
     cfg.send_ignore_eos = !a.no_ignore_eos;
@@ -137,7 +168,22 @@ async fn http_models(a: &RunArgs, base: &str) -> anyhow::Result<Vec<(ModelInfo, 
                 listed.join(", ")
             );
         }
-        let (info, unconfirmed) = catalog::model_info_from_id(&id, base);
+        let (mut info, mut unconfirmed) = catalog::model_info_from_id(&id, base);
+        // LM Studio tells format and quantization of its models; other servers do not.
+        let facts = OpenAiTarget::new(http_config(a, base, &id))?.probe().await;
+        if let Some(f) = &facts.format {
+            info.format.clone_from(f);
+            unconfirmed.retain(|u| *u != "format");
+        }
+        if let Some(q) = &facts.quantization {
+            info.quantization.clone_from(q);
+            unconfirmed.retain(|u| *u != "quantization");
+        }
+        if facts.loaded == Some(false) {
+            eprintln!(
+                "warning: {base} reports model {id:?} as not loaded; the first requests include its load time"
+            );
+        }
         if !unconfirmed.is_empty() {
             eprintln!(
                 "warning: the {} of model {id:?} cannot be confirmed from the server; results are labelled \"unknown\" (LM Studio serves GGUF and MLX builds under one id)",
@@ -203,7 +249,14 @@ async fn open_target(
                 .context("engine thread")??;
             Ok(Box::new(t))
         }
-        Backend::Http(cfg) => Ok(Box::new(OpenAiTarget::new((**cfg).clone())?)),
+        Backend::Http(cfg) => {
+            let t = OpenAiTarget::new((**cfg).clone())?;
+            let facts = t.probe().await;
+            if let (Some(v), Some(src)) = (&facts.version, &facts.version_source) {
+                eprintln!("server: {v} ({src})");
+            }
+            Ok(Box::new(t))
+        }
         Backend::Mock => Ok(Box::new(MockTarget {
             ttft: Duration::from_millis(3),
             itl: Duration::from_millis(1),
@@ -225,9 +278,30 @@ pub(crate) fn unit_model_key(m: &ModelInfo) -> String {
     format!("{} ({} {})", m.name, m.format, m.quantization)
 }
 
-/// The command line as typed, without any `--resume [ID]`, shell-quoted where needed.
+/// The command line as typed (the program as invoked, from the folder it ran in, so relative
+/// paths still hold), without any `--resume [ID]`, shell-quoted where needed.
 pub(crate) fn base_command() -> String {
-    let mut out = vec!["edgebench".to_string()];
+    let quote = |a: String| {
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
+        if plain {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    let program = std::env::args()
+        .next()
+        .filter(|p| p.contains('/'))
+        .unwrap_or_else(|| "edgebench".to_string());
+    let mut out = Vec::new();
+    if program.contains('/') && !program.starts_with('/') {
+        if let Ok(cwd) = std::env::current_dir() {
+            out.push(format!("cd {} &&", quote(cwd.display().to_string())));
+        }
+    }
+    out.push(quote(program));
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
         if a == "--resume" {
@@ -239,20 +313,13 @@ pub(crate) fn base_command() -> String {
         if a.starts_with("--resume=") {
             continue;
         }
-        let plain = !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
-        out.push(if plain {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', "'\\''"))
-        });
+        out.push(quote(a));
     }
     out.join(" ")
 }
 
-/// The CHECKPOINT SUMMARY printed at the end of every run.
-fn checkpoint_summary(
+/// The CHECKPOINT SUMMARY printed at the end of every run and eval.
+pub(crate) fn checkpoint_summary(
     store: &Store,
     e: &ExperimentRow,
     persistent: bool,
@@ -640,10 +707,52 @@ fn finished(u: &edgebench_core::store::UnitRow) -> bool {
     u.status == "done" || u.status == "skipped"
 }
 
-fn store_row(store: &Store, id: &str) -> anyhow::Result<ExperimentRow> {
+pub(crate) fn store_row(store: &Store, id: &str) -> anyhow::Result<ExperimentRow> {
     store
         .experiment(id)?
         .ok_or_else(|| anyhow!("experiment {id} vanished from the store"))
+}
+
+/// What is taken from a server when a unit's warm-ups are done, so the figures around the unit
+/// (log-pattern counts, `/metrics`) cover its measured requests only.
+struct Snapshots<'a> {
+    server: Option<&'a ManagedServer>,
+    scraper: Option<&'a server_metrics::Scraper>,
+    log: std::sync::Mutex<Option<Vec<(String, u64)>>>,
+    metrics: std::sync::Mutex<Option<std::collections::BTreeMap<String, f64>>>,
+}
+
+type Taken = (
+    Option<Vec<(String, u64)>>,
+    Option<std::collections::BTreeMap<String, f64>>,
+);
+
+impl Snapshots<'_> {
+    fn take(self) -> Taken {
+        (
+            self.log.into_inner().ok().flatten(),
+            self.metrics.into_inner().ok().flatten(),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl runner::PhaseHook for Snapshots<'_> {
+    async fn measured_starting(&self) {
+        if let Some(s) = self.server {
+            // Let the log readers catch up with the warm-ups' last lines.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(mut g) = self.log.lock() {
+                *g = Some(s.pattern_counts());
+            }
+        }
+        if let Some(sc) = self.scraper {
+            let m = sc.scrape().await;
+            if let Ok(mut g) = self.metrics.lock() {
+                *g = m;
+            }
+        }
+    }
 }
 
 /// Runs every unfinished unit of every model, committing each request to the store.
@@ -740,15 +849,17 @@ async fn run_models(
                     .then(|| r.ok() && metrics::is_valid_json_object(&r.output_text)),
                 record: r.clone(),
             };
-            let log_before = server.as_ref().map(ManagedServer::pattern_counts);
-            // The server's own /metrics (vLLM, llama-server --metrics, TGI), when it has them.
+            // The server's own /metrics (vLLM, llama-server --metrics, TGI), when it has them,
+            // and its log-pattern counts, taken when the warm-ups are done.
             let scraper = match backend {
                 Backend::Http(c) => Some(server_metrics::Scraper::new(&c.base_url)),
                 _ => None,
             };
-            let metrics_before = match &scraper {
-                Some(sc) => sc.scrape().await,
-                None => None,
+            let snapshots = Snapshots {
+                server: server.as_ref(),
+                scraper: scraper.as_ref(),
+                log: std::sync::Mutex::new(None),
+                metrics: std::sync::Mutex::new(None),
             };
             // Every request is committed as it finishes, except the unit's last, which is
             // committed with the unit's completion.
@@ -784,8 +895,10 @@ async fn run_models(
                 clock,
                 cancel,
                 &on_event,
+                Some(&snapshots),
             )
             .await;
+            let (log_before, metrics_before) = snapshots.take();
             let last = shared
                 .into_inner()
                 .map_err(|_| anyhow!("store lock poisoned"))?
@@ -862,14 +975,7 @@ async fn run_models(
                     sweep_best.insert(base.clone(), best.map_or(t, |b| b.max(t)));
                 }
             }
-            // The export is derived from the store: what was committed, plus the last request.
-            let mut lines = store.requests(unit_id)?;
-            lines.extend(last.clone());
-            lines.sort_by_key(|l| l.record.index);
             let path = results_dir.join(report::perf_file_name(model, &unit.scenario.name, run_id));
-            let bytes = files::jsonl(&lines).context("serialising results")?;
-            report::atomic_write(&path, &bytes)
-                .with_context(|| format!("writing results file {}", path.display()))?;
             let unit_report = UnitReport {
                 summary,
                 monitor: out.monitor,
@@ -882,12 +988,54 @@ async fn run_models(
             if let Some(w) = out.settle.as_ref().and_then(|r| r.warning()) {
                 pb.suspend(|| eprintln!("warning: {} × {}: {w}", model.name, unit.scenario.name));
             }
+            // The unit is done in the store (with its last request) before its export is
+            // written, and the export is read back from the store: the file never holds a
+            // request the store does not.
             store.finish_unit(unit_id, last.as_ref(), &out.samples, &unit_report)?;
+            let lines = store.requests(unit_id)?;
+            let bytes = files::jsonl(&lines).context("serialising results")?;
+            report::atomic_write(&path, &bytes)
+                .with_context(|| format!("writing results file {}", path.display()))?;
             written.push(path);
         }
         pb.finish_and_clear();
+        // What the target learnt while running (the model ids a server answered with).
+        let learnt = target.info();
+        if let (Backend::Http(c), Some(srv)) = (backend, &learnt.server) {
+            let other: Vec<&String> = srv
+                .served_models
+                .iter()
+                .filter(|m| !same_model(m, &c.model))
+                .collect();
+            if !other.is_empty() {
+                eprintln!(
+                    "warning: requested model {:?} but {} answered as {}; check that the server serves the model you mean",
+                    c.model,
+                    c.base_url,
+                    other.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        setups[i].target = TargetInfo {
+            launch: info.launch.clone(),
+            ..learnt
+        };
+        experiment.models = setups.to_vec();
+        save_config(store, experiment)?;
     }
     Ok(())
+}
+
+/// Whether a model id a server answered with names the requested one (llama-server and
+/// Ollama may answer with a path or a tag where the request named a file or a bare name).
+fn same_model(answered: &str, requested: &str) -> bool {
+    let norm = |s: &str| {
+        let s = s.rsplit('/').next().unwrap_or(s).to_ascii_lowercase();
+        s.strip_suffix(".gguf")
+            .or_else(|| s.strip_suffix(":latest"))
+            .map_or(s.clone(), str::to_string)
+    };
+    requested.is_empty() || norm(answered) == norm(requested)
 }
 
 #[cfg(test)]
