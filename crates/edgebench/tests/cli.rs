@@ -97,10 +97,7 @@ fn bad_input_exits_2_naming_the_thing_and_writes_nothing() {
     // Usage errors are one line naming the flag, nothing else.
     for (args, flag) in [
         (&["run", "--runs", "0", "--results", r][..], "--runs"),
-        (
-            &["run", "--cooldown", "-1", "--results", r][..],
-            "--cooldown",
-        ),
+        (&["run", "--cooldown=-1", "--results", r][..], "--cooldown"),
         (
             &["run", "--no-such-flag", "--results", r][..],
             "--no-such-flag",
