@@ -438,6 +438,7 @@ fn write_fixtures(dir: &Path) {
                 target: m.target.clone(),
             })
             .collect(),
+        eval: None,
     };
     std::fs::write(
         dir.join(format!("experiment_config_{RUN_ID}.json")),

@@ -561,8 +561,22 @@ fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
             .any(|f| f.starts_with("eval_banking77_SmolLM2-135M-Instruct_GGUF_Q4_1_")),
         "{files:?}"
     );
-    // An eval compared with itself, item by item from the store: no quality drop.
+    // The reproducibility record, as for runs, and the CHECKPOINT SUMMARY.
     let id = v[0]["experiment_id"].as_str().unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(results.join(format!("experiment_config_{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["config_hash"], v[0]["config_hash"]);
+    assert_eq!(record["eval"]["tasks"][1], "financial_phrasebank");
+    assert_eq!(record["models"][0]["target"]["kind"], "embedded");
+    assert!(record["environment"]["hardware"]["cpu"].is_object());
+    let err = stderr(&o);
+    assert!(
+        err.contains("CHECKPOINT SUMMARY") && err.contains("2/2 units done"),
+        "{err}"
+    );
+    // An eval compared with itself, item by item from the store: no quality drop.
     let o = edgebench(&[
         "compare",
         id,

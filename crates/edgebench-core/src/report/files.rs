@@ -160,6 +160,10 @@ pub struct ExperimentConfig {
     /// SHA-256 of the passages text the prompts were built from.
     pub passages_sha256: String,
     pub models: Vec<ModelSetup>,
+    /// Eval experiments: the eval configuration the hash is taken over (tasks, sample sizes,
+    /// shots, agreement, seed ...); `plan` and `scenarios` are then unused defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<serde_json::Value>,
 }
 
 /// The part of a run's configuration that decides its results (not the machine, not the time).

@@ -172,6 +172,37 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
         }
     };
     super::snapshot_hardware(&store, &experiment.id, &environment)?;
+    // The reproducibility record, as for runs: machine, software, configuration, hash; the
+    // targets are filled in as each model's backend opens.
+    let mut record = files::ExperimentConfig {
+        experiment_id: experiment.id.clone(),
+        created: experiment.created.clone(),
+        config_hash: config_hash.clone(),
+        environment: environment.clone(),
+        plan: edgebench_core::runner::RunPlan {
+            seed: a.seed,
+            ..Default::default()
+        },
+        scenarios_source: String::new(),
+        scenarios: Vec::new(),
+        passages_sha256: String::new(),
+        models: models
+            .iter()
+            .map(|m| files::ModelSetup {
+                model: m.clone(),
+                target: Default::default(),
+            })
+            .collect(),
+        eval: Some(serde_json::to_value(&config)?),
+    };
+    let record_path = a
+        .results
+        .join(format!("experiment_config_{}.json", experiment.id));
+    let save_record = |r: &files::ExperimentConfig| -> anyhow::Result<()> {
+        report::atomic_write(&record_path, &serde_json::to_vec_pretty(r)?)
+            .with_context(|| format!("writing {}", record_path.display()))
+    };
+    save_record(&record)?;
     let unit_keys: Vec<(String, String, String)> = models
         .iter()
         .flat_map(|m| {
@@ -254,6 +285,14 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 super::run::local_port(base).and_then(monitor::pid_listening_on),
             )?),
         };
+        if let Some(setup) = record
+            .models
+            .iter_mut()
+            .find(|s| s.model.path == model.path)
+        {
+            setup.target = backend.info();
+            save_record(&record)?;
+        }
         for task in pending {
             let unit = units
                 .iter()

@@ -566,6 +566,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         scenarios: selected,
         passages_sha256,
         models: setups.clone(),
+        eval: None,
     };
     let config_path = results_dir.join(format!("experiment_config_{run_id}.json"));
     let save_config = |store: &Store, e: &ExperimentConfig| -> anyhow::Result<()> {
