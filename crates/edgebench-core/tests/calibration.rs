@@ -1,6 +1,7 @@
 //! Calibration of the hypothesis tests by simulation: under the null the
-//! rejection rate at alpha = 0.05 must be near 5%, and a real shift must be
-//! detected with high power. 2,000 seeded data sets per scenario.
+//! rejection rate at alpha = 0.05 must be near 5%, a real shift must be
+//! detected with high power, and Holm's adjustment over a family of null tests
+//! must hold the family-wise error at alpha. 2,000 seeded data sets per scenario.
 
 use edgebench_core::stats as st;
 use rand::{Rng, SeedableRng};
@@ -94,4 +95,52 @@ fn unpaired_tests_hold_their_size_and_have_power() {
     );
     assert!(welch_power > 0.8, "Welch power {welch_power}");
     assert!(mwu_power > 0.78, "Mann-Whitney power {mwu_power}");
+}
+
+/// Tests in the simulated family (a comparison tests several metrics at once).
+const FAMILY: usize = 5;
+
+/// `FAMILY` independent paired null tests per seed: how often at least one p,
+/// raw and Holm-adjusted, falls below alpha.
+fn family_error(test: Test) -> (f64, f64) {
+    let (mut raw, mut holm) = (0usize, 0usize);
+    for seed in 0..SEEDS {
+        let ps: Vec<f64> = (0..FAMILY as u64)
+            .map(|k| {
+                let (a, b) = paired_sample(seed * FAMILY as u64 + k + 1_000_000, 0.0);
+                test(&a, &b).expect("continuous data").p_value
+            })
+            .collect();
+        let adj = st::holm(&ps).expect("p-values in [0, 1]");
+        raw += usize::from(ps.iter().any(|p| *p < ALPHA));
+        holm += usize::from(adj.iter().any(|p| *p < ALPHA));
+    }
+    (raw as f64 / SEEDS as f64, holm as f64 / SEEDS as f64)
+}
+
+#[test]
+fn holm_holds_the_family_wise_error_of_null_families() {
+    // Holm guarantees a family-wise error <= alpha. Simulated over 2,000 seeds,
+    // a procedure at exactly alpha has a Binomial(2000, 0.05) count: sd =
+    // sqrt(0.05 * 0.95 / 2000) = 0.0049, and three sd (one-sided; exceeded
+    // with probability ~0.13% by the normal approximation) allow 0.05 + 0.0146.
+    let margin = 3.0 * (ALPHA * (1.0 - ALPHA) / SEEDS as f64).sqrt();
+    assert!((margin - 0.0146).abs() < 1e-3, "{margin}");
+    for (name, test) in [
+        ("paired t", st::paired_t_test as Test),
+        ("Wilcoxon", st::wilcoxon_signed_rank as Test),
+    ] {
+        let (raw, holm) = family_error(test);
+        println!("{name}: family of {FAMILY}, any raw p < alpha {raw}, any Holm p < alpha {holm}");
+        assert!(
+            holm <= ALPHA + margin,
+            "{name}: Holm family-wise error {holm}"
+        );
+        // Without the adjustment the family errs far more often: 1 - 0.95^5 = 0.226
+        // for independent tests; the band is +-4 binomial sd (0.0094 each).
+        assert!(
+            (0.18..=0.27).contains(&raw),
+            "{name}: raw family-wise error {raw}"
+        );
+    }
 }

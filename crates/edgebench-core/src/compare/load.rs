@@ -1,6 +1,7 @@
 //! Loading a result set for a comparison: a perf JSONL file, a results folder (its newest run),
-//! or a run id looked up in the results folder, with the run's summary when it was saved; or an
-//! eval (an `eval_*` experiment id or an `eval_*.json` file) with its scored items from the store.
+//! or a run id looked up in the results folder, with the run's summary when it was saved; a run
+//! summary (`summary_*.json`) with its perf files; an experiment export (JSON); or an eval (an
+//! `eval_*` experiment id or an `eval_*.json` file) with its scored items from the store.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,16 @@ pub enum CompareError {
     OneModel(String, String),
     #[error("the result sets share no scenario (baseline: {baseline}; candidate: {candidate})")]
     NothingInCommon { baseline: String, candidate: String },
+    #[error(
+        "the baseline holds models {baseline} and the candidate {candidate}, none on both sides: \
+         compare one model per side, or every pair of models of one result set with `--all`"
+    )]
+    ModelsDiffer { baseline: String, candidate: String },
+    #[error(
+        "{file}: {reason} (compare reads perf_*.jsonl, summary_*.json, eval_*.json, a JSON export \
+         of `edgebench results export --format json`, a results folder, or a run or eval id)"
+    )]
+    NotResults { file: String, reason: String },
     #[error("reading {path}: {reason}")]
     Io { path: String, reason: String },
 }
@@ -138,14 +149,9 @@ fn load_eval(spec: &str, id: &str, dir: &Path) -> Result<ResultSet, CompareError
     })
 }
 
-/// An `eval_*.json` summary file: its experiment from the database beside it, or the file alone.
-fn load_eval_file(path: &Path) -> Result<ResultSet, CompareError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-    let summary: EvalSummary = serde_json::from_str(&text).map_err(|e| CompareError::Parse {
-        file: path.display().to_string(),
-        line: 1,
-        reason: e.to_string(),
-    })?;
+/// An eval summary file (`eval_*.json`): its experiment from the database beside it, or the
+/// file alone.
+fn load_eval_file(path: &Path, summary: EvalSummary) -> Result<ResultSet, CompareError> {
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let spec = path.display().to_string();
     if let Ok(mut set) = load_eval(&spec, &summary.experiment_id, &dir) {
@@ -168,8 +174,162 @@ fn load_eval_file(path: &Path) -> Result<ResultSet, CompareError> {
     })
 }
 
+/// A JSON result file, told apart by its content: an eval summary (`eval_*.json`), a run summary
+/// (`summary_*.json`, read with the perf files of its run beside it), or an experiment export
+/// (`edgebench results export --format json`). Anything else is a one-line error.
+fn load_json_file(path: &Path) -> Result<ResultSet, CompareError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let not = |reason: String| CompareError::NotResults {
+        file: path.display().to_string(),
+        reason,
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| not(format!("not a JSON document ({e})")))?;
+    let has = |k: &str| v.get(k).is_some();
+    if has("experiment_id") && has("task") {
+        let summary: EvalSummary = serde_json::from_value(v)
+            .map_err(|e| not(format!("an eval summary that does not parse ({e})")))?;
+        return load_eval_file(path, summary);
+    }
+    if has("run_id") && has("models") {
+        let summary: SummaryFile = serde_json::from_value(v)
+            .map_err(|e| not(format!("a run summary that does not parse ({e})")))?;
+        return load_run_summary(path, summary);
+    }
+    if has("experiment") && has("units") {
+        let export: ExportFile = serde_json::from_value(v)
+            .map_err(|e| not(format!("a results export that does not parse ({e})")))?;
+        return load_export(path, export);
+    }
+    if has("experiment_id") && has("plan") {
+        let id = v["experiment_id"].as_str().unwrap_or("");
+        return Err(not(format!(
+            "an experiment config (what was run), not its results; name the run id {id} or \
+             summary_{id}.json instead"
+        )));
+    }
+    Err(not(
+        "a JSON file that is not a run summary, an eval summary or a results export".into(),
+    ))
+}
+
+/// A run summary: the perf files of its run in the same folder (or the files its units name),
+/// with the summary's units.
+fn load_run_summary(path: &Path, summary: SummaryFile) -> Result<ResultSet, CompareError> {
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let run_id = summary.run_id;
+    let units: Vec<UnitReport> = summary.models.into_iter().flat_map(|m| m.units).collect();
+    let mut files: Vec<PathBuf> = perf_files(&dir)?
+        .into_iter()
+        .filter(|p| run_id_of(p).as_deref() == Some(run_id.as_str()))
+        .collect();
+    if files.is_empty() {
+        files = units
+            .iter()
+            .filter_map(|u| u.file.as_ref())
+            .filter_map(|f| {
+                let beside = f.file_name().map(|n| dir.join(n));
+                [Some(f.clone()), beside]
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p.is_file())
+            })
+            .collect();
+    }
+    let spec = path.display().to_string();
+    if files.is_empty() {
+        return Err(CompareError::NotResults {
+            file: spec,
+            reason: format!("the run summary of {run_id}, but no perf_*_{run_id}.jsonl beside it"),
+        });
+    }
+    let mut lines = Vec::new();
+    for f in &files {
+        read_lines(f, &mut lines)?;
+    }
+    if !lines.iter().any(|l| !l.record.warmup) {
+        return Err(CompareError::Empty(spec));
+    }
+    Ok(ResultSet {
+        label: spec,
+        run_id,
+        lines,
+        units,
+        evals: Vec::new(),
+    })
+}
+
+/// An experiment export: every unit's request lines and report (perf), or its summary and
+/// scored items (eval).
+fn load_export(path: &Path, export: ExportFile) -> Result<ResultSet, CompareError> {
+    let mut lines = Vec::new();
+    let mut units = Vec::new();
+    let mut evals = Vec::new();
+    for u in export.units {
+        let eval = u
+            .report_json
+            .as_deref()
+            .filter(|_| u.status == "done")
+            .and_then(|j| serde_json::from_str::<EvalSummary>(j).ok());
+        if let Some(summary) = eval {
+            evals.push(EvalSide {
+                summary,
+                items: u.eval_items,
+            });
+            continue;
+        }
+        lines.extend(u.request_lines);
+        if let Some(r) = u
+            .report
+            .and_then(|r| serde_json::from_value::<UnitReport>(r).ok())
+        {
+            units.push(r);
+        }
+    }
+    let spec = path.display().to_string();
+    if evals.is_empty() && !lines.iter().any(|l| !l.record.warmup) {
+        return Err(CompareError::Empty(spec));
+    }
+    Ok(ResultSet {
+        label: spec,
+        run_id: export.experiment.id,
+        lines,
+        units,
+        evals,
+    })
+}
+
+/// `edgebench results export --format json` (what compare reads of it).
+#[derive(Deserialize)]
+struct ExportFile {
+    experiment: ExportExperiment,
+    units: Vec<ExportUnit>,
+}
+
+#[derive(Deserialize)]
+struct ExportExperiment {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct ExportUnit {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    report: Option<serde_json::Value>,
+    #[serde(default)]
+    report_json: Option<String>,
+    #[serde(default)]
+    request_lines: Vec<PerfLine>,
+    #[serde(default)]
+    eval_items: Vec<ItemResult>,
+}
+
+/// `summary_{run_id}.json` (what compare reads of it).
 #[derive(Deserialize)]
 struct SummaryFile {
+    #[serde(default)]
+    run_id: String,
     models: Vec<SummaryModel>,
 }
 
@@ -223,12 +383,17 @@ fn run_id_of(path: &Path) -> Option<String> {
     (parts.len() == 3).then(|| format!("{}_{}", parts[1], parts[0]))
 }
 
-/// Loads `spec`: a `.jsonl` file, a results folder (its newest run), or a run id in `results_dir`.
+/// Loads `spec`: a `.jsonl` perf file, a `.json` result file (a run summary, an eval summary or
+/// an experiment export), a results folder (its newest run), or a run or eval id in
+/// `results_dir`.
 pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
     let path = Path::new(spec);
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if path.is_file() && file_name.starts_with("eval_") && file_name.ends_with(".json") {
-        return load_eval_file(path);
+    let is_json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if path.is_file() && is_json {
+        return load_json_file(path);
     }
     if !path.exists() && spec.starts_with("eval_") {
         return load_eval(spec, spec, results_dir);

@@ -1,7 +1,8 @@
-//! Comparisons of two result sets (A/B): per scenario and metric, the baseline and candidate
-//! values, the relative change with its bootstrap CI, a paired or unpaired test chosen by a
-//! normality check (and why), Holm-adjusted p-values across the family, effect sizes with
-//! labels, and a decision by the criteria that names the rule which decided.
+//! Comparisons of two result sets (A/B): per unit (model x scenario) and metric, the baseline
+//! and candidate values, the relative change with its bootstrap CI, a paired or unpaired test
+//! chosen by a normality check (and which reason applied), Holm-adjusted p-values across the
+//! family, effect sizes with labels, and a decision by the criteria that names the rule which
+//! decided.
 
 pub mod criteria;
 pub mod load;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::eval::ItemResult;
-use crate::report::files::PerfLine;
+use crate::report::files::{PerfLine, UnitReport};
 use crate::stats;
 
 /// How a comparison computes its intervals.
@@ -41,7 +42,8 @@ const MIN_N_PARAMETRIC: usize = 20;
 pub struct MetricDef {
     pub name: &'static str,
     pub higher_is_better: bool,
-    /// Whether it is a quality figure (0/1 per request) rather than a speed figure.
+    /// Whether it is a quality figure (0/1 per request, or an item score in [0, 1]) rather than
+    /// a speed figure: always a rank test.
     pub proportion: bool,
     extract: fn(&PerfLine) -> Option<f64>,
 }
@@ -106,6 +108,18 @@ pub const METRICS: &[MetricDef] = &[
     },
 ];
 
+/// Every metric name a comparison can test or give a change for (what criteria files may name):
+/// the per-request metrics, peak RSS, and the item-level eval figures.
+pub fn metric_names() -> Vec<&'static str> {
+    METRICS
+        .iter()
+        .map(|m| m.name)
+        .chain([PEAK_RSS])
+        .chain(ITEM_SCORES.iter().copied())
+        .chain(["invalid_rate"])
+        .collect()
+}
+
 /// One metric's comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricComparison {
@@ -140,9 +154,11 @@ pub struct ScenarioComparison {
     /// Why the tests are paired or not.
     pub pairing: String,
     pub metrics: Vec<MetricComparison>,
-    /// Peak RSS of each side, from the run summaries.
+    /// Peak RSS of each side, from the run summaries (also the `peak_rss_mb` metric row when
+    /// both sides have it).
     pub peak_rss_mb: [Option<f64>; 2],
-    /// Server log lines matching each pattern, per side.
+    /// Server log lines matching each pattern, per side (a pattern missing from a side was not
+    /// counted there).
     pub log_pattern_counts: [BTreeMap<String, u64>; 2],
 }
 
@@ -184,6 +200,86 @@ pub struct Comparison {
     pub decision: Decision,
 }
 
+/// Significance level of the Shapiro-Wilk gate in front of the t-tests.
+const SW_ALPHA: f64 = 0.05;
+
+/// `p = 0.412`, or `p < 0.001`.
+fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".into()
+    } else {
+        format!("p = {p:.3}")
+    }
+}
+
+/// What the normality gate of the t-tests found for one sample (or the paired differences).
+enum Normality {
+    /// n >= 20 and Shapiro-Wilk does not reject: the Shapiro-Wilk p.
+    Normal(f64),
+    /// n < 20; the Shapiro-Wilk p too when it rejects as well.
+    Small { n: usize, rejected: Option<f64> },
+    /// n >= 20 but Shapiro-Wilk rejects.
+    NotNormal { n: usize, p: f64 },
+    /// Shapiro-Wilk could not be computed (all values identical ...).
+    Undefined { n: usize, why: String },
+}
+
+fn normality(x: &[f64]) -> Normality {
+    let n = x.len();
+    let sw = stats::shapiro_wilk(x);
+    if n < MIN_N_PARAMETRIC {
+        let rejected = sw.ok().map(|t| t.p_value).filter(|p| *p < SW_ALPHA);
+        return Normality::Small { n, rejected };
+    }
+    match sw {
+        Ok(t) if t.p_value >= SW_ALPHA => Normality::Normal(t.p_value),
+        Ok(t) => Normality::NotNormal { n, p: t.p_value },
+        Err(stats::StatsError::ZeroVariance(_)) => Normality::Undefined {
+            n,
+            why: "all values identical".into(),
+        },
+        Err(e) => Normality::Undefined {
+            n,
+            why: e.to_string(),
+        },
+    }
+}
+
+impl Normality {
+    /// Why the sample failed the gate; `who` names it ("differences", "baseline" ...) and `verb`
+    /// agrees with it ("fail" / "fails"); `side` prefixes the n ("" or "baseline ").
+    fn failure(&self, side: &str, who: &str, verb: &str) -> Option<String> {
+        let min = MIN_N_PARAMETRIC;
+        match self {
+            Self::Normal(_) => None,
+            Self::Small { n, rejected: None } => Some(format!("{side}n = {n} < {min}")),
+            Self::Small {
+                n,
+                rejected: Some(p),
+            } => Some(format!(
+                "{side}n = {n} < {min} and {who} {verb} Shapiro-Wilk ({})",
+                p_text(*p)
+            )),
+            Self::NotNormal { n, p } => Some(format!(
+                "{side}n = {n}, {who} {verb} Shapiro-Wilk ({})",
+                p_text(*p)
+            )),
+            Self::Undefined { n, why } => Some(format!(
+                "{side}n = {n}, Shapiro-Wilk undefined for {who} ({why})"
+            )),
+        }
+    }
+}
+
+/// Why a proportion metric gets a rank test: 0/1 values, or bounded item scores.
+fn proportion_reason(b: &[f64], c: &[f64]) -> &'static str {
+    if b.iter().chain(c).all(|v| *v == 0.0 || *v == 1.0) {
+        "0/1 values (a proportion), so no normal-theory test"
+    } else {
+        "item scores bounded in [0, 1], so no normal-theory test"
+    }
+}
+
 /// The test of one metric on two samples (paired when `paired`).
 fn test_metric(
     def: &MetricDef,
@@ -219,45 +315,77 @@ fn test_metric(
     m.change_ci = stats::bootstrap_ratio_of_means_ci(b, c, 0.95, opts.resamples, opts.seed, paired)
         .ok()
         .map(|ci| [ci.lower, ci.upper]);
-    let normal = |x: &[f64]| {
-        x.len() >= MIN_N_PARAMETRIC && stats::shapiro_wilk(x).is_ok_and(|t| t.p_value >= 0.05)
-    };
+    let min = MIN_N_PARAMETRIC;
     let outcome = if paired {
         let diffs: Vec<f64> = c.iter().zip(b).map(|(c, b)| c - b).collect();
-        if !def.proportion && normal(&diffs) {
-            (
-                "paired t-test (n >= 20, differences pass Shapiro-Wilk)",
+        let gate = normality(&diffs);
+        let failure = gate.failure("", "differences", "fail");
+        match (def.proportion, gate, failure) {
+            (false, Normality::Normal(p), _) => (
+                format!(
+                    "paired t-test (n = {} >= {min}, differences pass Shapiro-Wilk, {})",
+                    diffs.len(),
+                    p_text(p)
+                ),
                 stats::paired_t_test(c, b),
                 "d_z",
                 stats::cohens_d_paired(c, b),
-            )
-        } else {
-            (
-                "Wilcoxon signed-rank (paired; n < 20 or differences not normal)",
+            ),
+            (proportion, _, failure) => (
+                format!(
+                    "Wilcoxon signed-rank (paired; {})",
+                    if proportion {
+                        proportion_reason(b, c).to_string()
+                    } else {
+                        failure.unwrap_or_default()
+                    }
+                ),
                 stats::wilcoxon_signed_rank(c, b),
                 "r",
                 stats::rank_biserial_paired(c, b),
-            )
+            ),
         }
-    } else if !def.proportion && normal(b) && normal(c) {
-        (
-            "Welch t-test (unpaired; n >= 20, both pass Shapiro-Wilk)",
-            stats::welch_t_test(c, b),
-            "d",
-            stats::cohens_d_pooled(c, b),
-        )
     } else {
-        (
-            "Mann-Whitney U (unpaired; n < 20 or not normal)",
-            stats::mann_whitney_u(c, b),
-            "r",
-            stats::rank_biserial_unpaired(c, b),
-        )
+        let (gb, gc) = (normality(b), normality(c));
+        let failures: Vec<String> = [
+            gb.failure("baseline ", "baseline", "fails"),
+            gc.failure("candidate ", "candidate", "fails"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match (def.proportion, gb, gc) {
+            (false, Normality::Normal(pb), Normality::Normal(pc)) => (
+                format!(
+                    "Welch t-test (unpaired; n = {} / {} >= {min}, both pass Shapiro-Wilk, {} / {})",
+                    b.len(),
+                    c.len(),
+                    p_text(pb),
+                    p_text(pc)
+                ),
+                stats::welch_t_test(c, b),
+                "d",
+                stats::cohens_d_pooled(c, b),
+            ),
+            (proportion, _, _) => (
+                format!(
+                    "Mann-Whitney U (unpaired; {})",
+                    if proportion {
+                        proportion_reason(b, c).to_string()
+                    } else {
+                        failures.join("; ")
+                    }
+                ),
+                stats::mann_whitney_u(c, b),
+                "r",
+                stats::rank_biserial_unpaired(c, b),
+            ),
+        }
     };
     let (name, test, kind, effect) = outcome;
     match test {
         Ok(t) => {
-            m.test = name.to_string();
+            m.test = name;
             m.p_value = Some(t.p_value);
         }
         Err(e) => m.test = format!("none: {e}"),
@@ -275,31 +403,124 @@ fn test_metric(
     m
 }
 
-/// The measured lines of one side, by scenario.
-fn by_scenario(set: &ResultSet) -> BTreeMap<String, Vec<&PerfLine>> {
-    let mut out: BTreeMap<String, Vec<&PerfLine>> = BTreeMap::new();
+/// The name of the peak-RSS row.
+pub const PEAK_RSS: &str = "peak_rss_mb";
+
+/// The test text of figures that exist once per side (peak RSS of a unit).
+const ONE_PER_SIDE: &str = "none: n=1 per side, no test";
+
+/// The peak-RSS row of a unit pair: one value per side, a relative change and no test.
+fn peak_rss_row(b: Option<f64>, c: Option<f64>) -> Option<MetricComparison> {
+    let (b, c) = (b?, c?);
+    Some(MetricComparison {
+        metric: PEAK_RSS.to_string(),
+        higher_is_better: false,
+        baseline: b,
+        candidate: c,
+        n_baseline: 1,
+        n_candidate: 1,
+        relative_change: (b != 0.0 && b.is_finite() && c.is_finite()).then(|| c / b - 1.0),
+        change_ci: None,
+        test: ONE_PER_SIDE.to_string(),
+        p_value: None,
+        p_holm: None,
+        effect_kind: None,
+        effect_size: None,
+        effect_label: None,
+    })
+}
+
+/// A unit of a result set: (model, scenario) for perf lines, (model, task) for evals.
+type UnitKey = (String, String);
+
+/// The measured lines of one side, by (model, scenario).
+fn by_unit(set: &ResultSet) -> BTreeMap<UnitKey, Vec<&PerfLine>> {
+    let mut out: BTreeMap<UnitKey, Vec<&PerfLine>> = BTreeMap::new();
     for l in set.lines.iter().filter(|l| !l.record.warmup) {
-        out.entry(l.scenario.clone()).or_default().push(l);
+        out.entry((l.model.clone(), l.scenario.clone()))
+            .or_default()
+            .push(l);
     }
     out
 }
 
-/// Compares two result sets scenario by scenario and decides by `criteria`.
+/// Which units of the two sides are compared with each other.
+enum ModelMatch {
+    /// Units of the same model and scenario (some model is on both sides).
+    SameModel,
+    /// No model on both sides and one model per side: that model pair, scenario by scenario.
+    Crossed { baseline: String, candidate: String },
+}
+
+impl ModelMatch {
+    fn of(baseline: &ResultSet, candidate: &ResultSet) -> Result<Self, CompareError> {
+        let (bm, cm) = (baseline.models(), candidate.models());
+        if bm.is_empty() || cm.is_empty() || bm.iter().any(|m| cm.contains(m)) {
+            return Ok(Self::SameModel);
+        }
+        match (bm.as_slice(), cm.as_slice()) {
+            ([b], [c]) => Ok(Self::Crossed {
+                baseline: b.clone(),
+                candidate: c.clone(),
+            }),
+            _ => Err(CompareError::ModelsDiffer {
+                baseline: bm.join(", "),
+                candidate: cm.join(", "),
+            }),
+        }
+    }
+
+    /// The candidate unit compared with the baseline unit `key`, if it is one to compare.
+    fn partner(&self, key: &UnitKey) -> Option<UnitKey> {
+        match self {
+            Self::SameModel => Some(key.clone()),
+            Self::Crossed {
+                baseline,
+                candidate,
+            } => (&key.0 == baseline).then(|| (candidate.clone(), key.1.clone())),
+        }
+    }
+}
+
+/// The unit report of `(model, scenario)`, when the set has its run summary.
+fn unit_report<'a>(set: &'a ResultSet, key: &UnitKey) -> Option<&'a UnitReport> {
+    set.units
+        .iter()
+        .find(|u| u.summary.model == key.0 && u.summary.scenario == key.1)
+}
+
+/// Compares two result sets unit by unit and decides by `criteria`. Units are (model, scenario)
+/// pairs: the same model on both sides is compared with itself; when no model is on both sides
+/// and each side holds one model (an A/B of two models), they are compared scenario by scenario;
+/// anything else is refused ([`CompareError::ModelsDiffer`]).
 pub fn compare(
     baseline: &ResultSet,
     candidate: &ResultSet,
     criteria: &Criteria,
     opts: &CompareOptions,
 ) -> Result<Comparison, CompareError> {
-    let bs = by_scenario(baseline);
-    let cs = by_scenario(candidate);
-    let common: Vec<&String> = bs.keys().filter(|k| cs.contains_key(*k)).collect();
-    let tasks = common_tasks(baseline, candidate);
+    let matching = ModelMatch::of(baseline, candidate)?;
+    let bs = by_unit(baseline);
+    let cs = by_unit(candidate);
+    let common: Vec<(&UnitKey, UnitKey)> = bs
+        .keys()
+        .filter_map(|k| {
+            matching
+                .partner(k)
+                .filter(|p| cs.contains_key(p))
+                .map(|p| (k, p))
+        })
+        .collect();
+    let tasks = common_tasks(baseline, candidate, &matching);
     if common.is_empty() && tasks.is_empty() {
-        let names = |set: &ResultSet, by: &BTreeMap<String, Vec<&PerfLine>>| {
+        let names = |set: &ResultSet, by: &BTreeMap<UnitKey, Vec<&PerfLine>>| {
             by.keys()
-                .cloned()
-                .chain(set.evals.iter().map(|e| format!("eval:{}", e.summary.task)))
+                .map(|(m, s)| format!("{s} ({m})"))
+                .chain(
+                    set.evals
+                        .iter()
+                        .map(|e| format!("eval:{} ({})", e.summary.task, e.summary.model.name)),
+                )
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -309,8 +530,8 @@ pub fn compare(
         });
     }
     let mut scenarios = Vec::new();
-    for sc in common {
-        let (bl, cl) = (&bs[sc], &cs[sc]);
+    for (bk, ck) in common {
+        let (bl, cl) = (&bs[bk], &cs[&ck]);
         let b_ids: BTreeSet<&str> = bl.iter().map(|l| l.record.prompt_id.as_str()).collect();
         let c_ids: BTreeSet<&str> = cl.iter().map(|l| l.record.prompt_id.as_str()).collect();
         let paired = b_ids == c_ids && b_ids.len() == bl.len() && c_ids.len() == cl.len();
@@ -351,28 +572,23 @@ pub fn compare(
             }
             metrics.push(test_metric(def, &b, &c, paired, opts));
         }
-        let unit = |set: &ResultSet| {
-            set.units
-                .iter()
-                .find(|u| &u.summary.scenario == sc)
-                .cloned()
+        let (bu, cu) = (unit_report(baseline, bk), unit_report(candidate, &ck));
+        let rss = |u: Option<&UnitReport>| {
+            u.and_then(|u| u.summary.peak_rss_mb.or(u.monitor.peak_rss_mb))
         };
-        let (bu, cu) = (unit(baseline), unit(candidate));
+        let peak_rss_mb = [rss(bu), rss(cu)];
+        metrics.extend(peak_rss_row(peak_rss_mb[0], peak_rss_mb[1]));
+        let counts =
+            |u: Option<&UnitReport>| u.map(|u| u.log_pattern_counts.clone()).unwrap_or_default();
         scenarios.push(ScenarioComparison {
-            scenario: sc.clone(),
-            baseline_model: bl[0].model.clone(),
-            candidate_model: cl[0].model.clone(),
+            scenario: bk.1.clone(),
+            baseline_model: bk.0.clone(),
+            candidate_model: ck.0.clone(),
             paired,
             pairing,
             metrics,
-            peak_rss_mb: [
-                bu.as_ref().and_then(|u| u.summary.peak_rss_mb),
-                cu.as_ref().and_then(|u| u.summary.peak_rss_mb),
-            ],
-            log_pattern_counts: [
-                bu.map(|u| u.log_pattern_counts).unwrap_or_default(),
-                cu.map(|u| u.log_pattern_counts).unwrap_or_default(),
-            ],
+            peak_rss_mb,
+            log_pattern_counts: [counts(bu), counts(cu)],
         });
     }
     for (b, c) in tasks {
@@ -403,19 +619,23 @@ fn holm_adjust<'a>(family: impl Iterator<Item = &'a mut ScenarioComparison>) {
     }
 }
 
-/// The eval tasks both sides scored on (same task name), baseline first.
+/// The eval tasks both sides scored on (same task name, models matched as for perf units),
+/// baseline first.
 fn common_tasks<'a>(
     baseline: &'a ResultSet,
     candidate: &'a ResultSet,
+    matching: &ModelMatch,
 ) -> Vec<(&'a EvalSide, &'a EvalSide)> {
     baseline
         .evals
         .iter()
         .filter_map(|b| {
+            let key = (b.summary.model.name.clone(), b.summary.task.clone());
+            let want = matching.partner(&key)?;
             candidate
                 .evals
                 .iter()
-                .find(|c| c.summary.task == b.summary.task)
+                .find(|c| c.summary.model.name == want.0 && c.summary.task == want.1)
                 .map(|c| (b, c))
         })
         .collect()
@@ -425,7 +645,8 @@ fn common_tasks<'a>(
 type ItemFigure = fn(&ItemResult) -> Option<f64>;
 
 /// The item-level figures compared for evals: the item score (accuracy, exact match, pass@1 or
-/// the realistic task's overall score) and whether the answer could be mapped at all.
+/// the realistic task's overall score) and whether the answer could be mapped at all (only for
+/// the tasks of [`INVALID_RATE_TASKS`]).
 const EVAL_METRICS: &[(MetricDef, ItemFigure)] = &[
     (
         MetricDef {
@@ -446,6 +667,12 @@ const EVAL_METRICS: &[(MetricDef, ItemFigure)] = &[
         |i| Some(if i.predicted.is_none() { 1.0 } else { 0.0 }),
     ),
 ];
+
+/// The tasks whose items have an unmapped answer (`predicted: None`) exactly when the model's
+/// answer could not be read as a label, a choice letter or a number: the classification tasks,
+/// MMLU (a choice letter) and GSM8K. The realistic tasks leave `predicted` empty by design and
+/// coding always sets an outcome, so an invalid rate would mean nothing there.
+pub const INVALID_RATE_TASKS: &[&str] = &["banking77", "financial_phrasebank", "mmlu", "gsm8k"];
 
 /// The test text of eval scores compared from the summaries only.
 const WHOLE_SET: &str = "none: a whole-set score";
@@ -488,7 +715,11 @@ fn compare_eval(b: &EvalSide, c: &EvalSide, opts: &CompareOptions) -> ScenarioCo
     };
     let mut metrics = Vec::new();
     if !b.items.is_empty() && !c.items.is_empty() {
+        let invalid_rate_means_something = INVALID_RATE_TASKS.contains(&b.summary.task.as_str());
         for (def, get) in EVAL_METRICS {
+            if def.name == "invalid_rate" && !invalid_rate_means_something {
+                continue;
+            }
             let (xb, xc): (Vec<f64>, Vec<f64>) = if paired {
                 let cmap: BTreeMap<&str, &ItemResult> =
                     c.items.iter().map(|i| (i.id.as_str(), i)).collect();
@@ -535,6 +766,11 @@ fn compare_eval(b: &EvalSide, c: &EvalSide, opts: &CompareOptions) -> ScenarioCo
             effect_label: None,
         });
     }
+    let peak_rss_mb = [
+        b.summary.monitor.as_ref().and_then(|m| m.peak_rss_mb),
+        c.summary.monitor.as_ref().and_then(|m| m.peak_rss_mb),
+    ];
+    metrics.extend(peak_rss_row(peak_rss_mb[0], peak_rss_mb[1]));
     ScenarioComparison {
         scenario: format!("eval:{}", b.summary.task),
         baseline_model: b.summary.model.name.clone(),
@@ -542,10 +778,7 @@ fn compare_eval(b: &EvalSide, c: &EvalSide, opts: &CompareOptions) -> ScenarioCo
         paired,
         pairing,
         metrics,
-        peak_rss_mb: [
-            b.summary.monitor.as_ref().and_then(|m| m.peak_rss_mb),
-            c.summary.monitor.as_ref().and_then(|m| m.peak_rss_mb),
-        ],
+        peak_rss_mb,
         log_pattern_counts: [BTreeMap::new(), BTreeMap::new()],
     }
 }
@@ -602,6 +835,75 @@ pub struct AllComparison {
     pub comparisons: Vec<Comparison>,
 }
 
+/// What the server-log pattern counts say about the warnings the criteria care about: the
+/// patterns named by `warning_patterns`, or (when it is empty) every pattern either side counted,
+/// in every perf scenario.
+#[derive(Debug, Clone, PartialEq)]
+enum Warnings {
+    /// No pattern was counted on either side and none is named.
+    NotCounted,
+    /// The candidate has no count of these patterns (`pattern` in scenario): its results came
+    /// without a run summary, or it ran without `--log-pattern`.
+    NotChecked(Vec<String>),
+    /// Every pattern is counted on the candidate: baseline and candidate totals (the baseline's
+    /// `None` when it did not count them all).
+    Checked { before: Option<u64>, after: u64 },
+}
+
+/// Whether the comparison holds units of more than one baseline model.
+fn several_models(scenarios: &[ScenarioComparison]) -> bool {
+    scenarios
+        .iter()
+        .map(|s| &s.baseline_model)
+        .collect::<BTreeSet<_>>()
+        .len()
+        > 1
+}
+
+/// Where a scenario comparison is, for the decision's rule: the scenario, and its model when
+/// there are several.
+fn place(s: &ScenarioComparison, several: bool) -> String {
+    if several {
+        format!("{} of {}", s.scenario, s.baseline_model)
+    } else {
+        s.scenario.clone()
+    }
+}
+
+fn check_warnings(scenarios: &[ScenarioComparison], c: &Criteria) -> Warnings {
+    let mut missing = Vec::new();
+    let mut before = Some(0u64);
+    let mut after = 0u64;
+    let mut any = false;
+    let several = several_models(scenarios);
+    for s in scenarios
+        .iter()
+        .filter(|s| !s.scenario.starts_with("eval:"))
+    {
+        let [b, cand] = &s.log_pattern_counts;
+        let patterns: BTreeSet<&String> = if c.warning_patterns.is_empty() {
+            b.keys().chain(cand.keys()).collect()
+        } else {
+            c.warning_patterns.iter().collect()
+        };
+        for p in patterns {
+            any = true;
+            match cand.get(p) {
+                Some(n) => after += n,
+                None => missing.push(format!("`{p}` in {}", place(s, several))),
+            }
+            before = before.zip(b.get(p)).map(|(sum, n)| sum + n);
+        }
+    }
+    if !any {
+        Warnings::NotCounted
+    } else if !missing.is_empty() {
+        Warnings::NotChecked(missing)
+    } else {
+        Warnings::Checked { before, after }
+    }
+}
+
 /// Applies the criteria to the scenario comparisons.
 pub fn decide(scenarios: &[ScenarioComparison], c: &Criteria) -> Decision {
     let worse = |m: &MetricComparison| {
@@ -614,6 +916,7 @@ pub fn decide(scenarios: &[ScenarioComparison], c: &Criteria) -> Decision {
         .filter(|m| m.metric == c.primary_metric)
         .filter_map(worse)
         .reduce(f64::max);
+    let several = several_models(scenarios);
     for s in scenarios {
         for m in s
             .metrics
@@ -621,12 +924,12 @@ pub fn decide(scenarios: &[ScenarioComparison], c: &Criteria) -> Decision {
             .filter(|m| c.quality_metrics.contains(&m.metric))
         {
             if m.p_holm.is_some_and(|p| p < c.alpha) && worse(m).is_some_and(|w| w > 0.0) {
+                let place = place(s, several);
                 return Decision {
                     verdict: Verdict::KeepBaseline,
                     rule: format!(
-                        "quality dropped significantly: {} in {} went from {:.3} to {:.3} (Holm p = {:.3} < {})",
+                        "quality dropped significantly: {} in {place} went from {:.3} to {:.3} (Holm p = {:.3} < {})",
                         m.metric,
-                        s.scenario,
                         m.baseline,
                         m.candidate,
                         m.p_holm.unwrap_or(f64::NAN),
@@ -637,30 +940,52 @@ pub fn decide(scenarios: &[ScenarioComparison], c: &Criteria) -> Decision {
             }
         }
     }
-    let counted = scenarios
-        .iter()
-        .any(|s| !s.log_pattern_counts[0].is_empty() || !s.log_pattern_counts[1].is_empty());
-    let remaining: u64 = scenarios
-        .iter()
-        .flat_map(|s| s.log_pattern_counts[1].values())
-        .sum();
-    let before: u64 = scenarios
-        .iter()
-        .flat_map(|s| s.log_pattern_counts[0].values())
-        .sum();
-    if c.require_warnings_resolved && counted && remaining > 0 {
-        return Decision {
-            verdict: Verdict::KeepBaseline,
-            rule: format!(
-                "warnings not resolved: the candidate still logged {remaining} matching line(s) (baseline {before})"
-            ),
-            performance_impact: impact,
-        };
+    let check = check_warnings(scenarios, c);
+    if c.require_warnings_resolved {
+        match &check {
+            Warnings::NotChecked(missing) => {
+                return Decision {
+                    verdict: Verdict::KeepBaseline,
+                    rule: format!(
+                        "warnings not checked: the candidate has no count of {} (results without \
+                         their run summary, or a run without --log-pattern), and the criteria \
+                         require them resolved",
+                        missing.join(", ")
+                    ),
+                    performance_impact: impact,
+                };
+            }
+            Warnings::Checked { before, after } if *after > 0 => {
+                return Decision {
+                    verdict: Verdict::KeepBaseline,
+                    rule: format!(
+                        "warnings not resolved: the candidate still logged {after} matching line(s) (baseline {})",
+                        before.map_or_else(|| "not counted".to_string(), |b| b.to_string())
+                    ),
+                    performance_impact: impact,
+                };
+            }
+            _ => {}
+        }
     }
-    let warnings = if counted {
-        format!("warnings resolved ({before} -> 0)")
-    } else {
-        "no log patterns counted".to_string()
+    let warnings = match &check {
+        Warnings::NotCounted => "no log patterns counted".to_string(),
+        Warnings::NotChecked(missing) => format!(
+            "warnings not checked (the candidate has no count of {}; not required by the criteria)",
+            missing.join(", ")
+        ),
+        Warnings::Checked {
+            before: Some(b),
+            after: 0,
+        } => format!("warnings resolved ({b} -> 0)"),
+        Warnings::Checked {
+            before: None,
+            after: 0,
+        } => "warnings resolved (not counted on the baseline -> 0)".to_string(),
+        Warnings::Checked { before, after } => format!(
+            "warnings not resolved ({} -> {after}; not required by the criteria)",
+            before.map_or_else(|| "not counted".to_string(), |b| b.to_string())
+        ),
     };
     let quality_tested: Vec<String> = scenarios
         .iter()
@@ -672,10 +997,15 @@ pub fn decide(scenarios: &[ScenarioComparison], c: &Criteria) -> Decision {
         .into_iter()
         .collect();
     if impact.is_none() && !quality_tested.is_empty() {
+        let warnings = if check == Warnings::NotCounted {
+            String::new()
+        } else {
+            format!("; {warnings}")
+        };
         return Decision {
             verdict: Verdict::Apply,
             rule: format!(
-                "no significant quality drop in {} (item by item, Holm p >= {} or no difference); no {} figures, so no performance gate",
+                "no significant quality drop in {} (item by item, Holm p >= {} or no difference){warnings}; no {} figures, so no performance gate",
                 quality_tested.join(", "),
                 c.alpha,
                 c.primary_metric

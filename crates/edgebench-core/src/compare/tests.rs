@@ -1,5 +1,6 @@
-//! Tests of comparisons: detection power with a known shift, the false-positive rate without one,
-//! pairing, Holm, decisions, and loading result sets from files.
+//! Tests of comparisons: detection power with a known shift, the false-positive rate without one
+//! (raw and through Holm and the decision), pairing, the test-choice reasons, units by model and
+//! scenario, Holm, decisions, and loading result sets from files.
 
 use super::*;
 use crate::metrics::RequestMetrics;
@@ -171,19 +172,24 @@ fn pairing_test_choice_change_ci_and_effect_are_reported() {
     assert_eq!(m.effect_kind.as_deref(), Some("r"));
 }
 
-fn with_counts(mut s: ResultSet, counts: &[(&str, u64)]) -> ResultSet {
+fn unit_report(
+    model: &str,
+    scenario: &str,
+    counts: &[(&str, u64)],
+    peak_rss_mb: Option<f64>,
+) -> crate::report::files::UnitReport {
     let summary = crate::metrics::summarize_unit(
         &[],
         &crate::metrics::UnitContext {
-            model: "m",
-            scenario: "s",
+            model,
+            scenario,
             json: false,
-            peak_rss_mb: Some(100.0),
+            peak_rss_mb,
             duration_s: 1.0,
             seed: 1,
         },
     );
-    s.units = vec![crate::report::files::UnitReport {
+    crate::report::files::UnitReport {
         summary,
         monitor: Default::default(),
         context_tokens: None,
@@ -191,7 +197,11 @@ fn with_counts(mut s: ResultSet, counts: &[(&str, u64)]) -> ResultSet {
         file: None,
         settle: None,
         server_metrics: BTreeMap::new(),
-    }];
+    }
+}
+
+fn with_counts(mut s: ResultSet, counts: &[(&str, u64)]) -> ResultSet {
+    s.units = vec![unit_report("m", "s", counts, Some(100.0))];
     s
 }
 
@@ -433,4 +443,437 @@ fn all_pairs_of_models_share_one_holm_family() {
     let one = set.only_model("a");
     let e = compare_all(&one, &Criteria::default(), &quick()).unwrap_err();
     assert!(e.to_string().contains("one model (a)"), "{e}");
+}
+
+#[test]
+fn a_candidate_without_log_counts_has_its_warnings_unchecked() {
+    let c = Criteria::default();
+    let (b, cand) = synthetic(3, 30, -5.0, true);
+    let b = with_counts(b, &[("fp8 warning", 12)]);
+    // A JSONL without its run summary: no unit report at all.
+    let no_summary = compare(&b, &cand, &c, &quick()).unwrap();
+    // A run without --log-pattern: a unit report with no counts.
+    let no_pattern = compare(&b, &with_counts(cand.clone(), &[]), &c, &quick()).unwrap();
+    for cmp in [&no_summary, &no_pattern] {
+        let d = &cmp.decision;
+        assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+        assert!(d.rule.starts_with("warnings not checked"), "{}", d.rule);
+        assert!(d.rule.contains("`fp8 warning` in s"), "{}", d.rule);
+        assert!(!d.rule.contains("resolved ("), "{}", d.rule);
+    }
+    let md = crate::report::compare_md::render(&no_summary);
+    assert!(
+        md.contains("matching `fp8 warning`: 12 -> not counted"),
+        "{md}"
+    );
+    // Not required: the performance rule decides, and says the warnings went unchecked.
+    let lax = Criteria {
+        require_warnings_resolved: false,
+        ..Criteria::default()
+    };
+    let d = compare(&b, &cand, &lax, &quick()).unwrap().decision;
+    assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
+    assert!(d.rule.starts_with("warnings not checked"), "{}", d.rule);
+    // Counted on the candidate only: checked, the baseline's count unknown.
+    let d = compare(
+        &with_counts(synthetic(3, 30, -5.0, true).0, &[]),
+        &with_counts(cand.clone(), &[("fp8 warning", 0)]),
+        &c,
+        &quick(),
+    )
+    .unwrap()
+    .decision;
+    assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
+    assert!(
+        d.rule.contains("not counted on the baseline -> 0"),
+        "{}",
+        d.rule
+    );
+    // Nothing counted on either side: no warnings to resolve.
+    let d = compare(&synthetic(3, 30, -5.0, true).0, &cand, &c, &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
+    assert!(d.rule.starts_with("no log patterns counted"), "{}", d.rule);
+}
+
+#[test]
+fn named_warning_patterns_are_the_only_ones_that_count() {
+    let (b, cand) = synthetic(3, 30, -5.0, true);
+    let b = with_counts(b, &[("fp8 warning", 12), ("slow tokenizer", 5)]);
+    let cand = with_counts(cand, &[("fp8 warning", 0), ("slow tokenizer", 4)]);
+    let d = compare(&b, &cand, &Criteria::default(), &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(d.rule.contains("still logged 4"), "{}", d.rule);
+    let named = |p: &str| Criteria {
+        warning_patterns: vec![p.to_string()],
+        ..Criteria::default()
+    };
+    let d = compare(&b, &cand, &named("fp8 warning"), &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
+    assert!(d.rule.contains("warnings resolved (12 -> 0)"), "{}", d.rule);
+    // A named pattern neither side counted: not checked.
+    let d = compare(&b, &cand, &named("scaling factor 1.0"), &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(
+        d.rule.contains("no count of `scaling factor 1.0`"),
+        "{}",
+        d.rule
+    );
+}
+
+fn metric<'a>(cmp: &'a Comparison, name: &str) -> &'a MetricComparison {
+    cmp.scenarios[0]
+        .metrics
+        .iter()
+        .find(|m| m.metric == name)
+        .unwrap()
+}
+
+#[test]
+fn the_test_choice_says_which_reason_applied() {
+    // Paired, n = 30, normal differences: the t-test, with the Shapiro-Wilk p.
+    let (b, c) = synthetic(7, 30, -10.0, true);
+    let cmp = compare(&b, &c, &Criteria::default(), &quick()).unwrap();
+    let t = &metric(&cmp, "output_tokens_per_s").test;
+    if t.starts_with("paired t-test") {
+        assert!(
+            t.starts_with("paired t-test (n = 30 >= 20, differences pass Shapiro-Wilk, p = "),
+            "{t}"
+        );
+    } else {
+        assert!(t.contains("differences fail Shapiro-Wilk (p"), "{t}");
+    }
+    // Too few pairs: the n, and nothing about normality.
+    let (b, c) = synthetic(7, 12, -10.0, true);
+    let cmp = compare(&b, &c, &Criteria::default(), &quick()).unwrap();
+    let t = &metric(&cmp, "output_tokens_per_s").test;
+    assert!(
+        t.starts_with("Wilcoxon signed-rank (paired; n = 12 < 20"),
+        "{t}"
+    );
+    // Unpaired, 12 per side.
+    let (b, c) = synthetic(7, 12, -10.0, false);
+    let cmp = compare(&b, &c, &Criteria::default(), &quick()).unwrap();
+    let t = &metric(&cmp, "output_tokens_per_s").test;
+    assert!(
+        t.starts_with("Mann-Whitney U (unpaired; baseline n = 12 < 20; candidate n = 12 < 20"),
+        "{t}"
+    );
+    // Enough pairs but skewed differences: the Shapiro-Wilk p.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut bl = Vec::new();
+    let mut cl = Vec::new();
+    for i in 0..40 {
+        let base = 100.0 + 10.0 * normal(&mut rng);
+        let skew: f64 = -(rng.gen_range(f64::EPSILON..1.0f64)).ln() * 20.0;
+        bl.push(line(&format!("p{i}"), base, true, Some(true)));
+        cl.push(line(&format!("p{i}"), base + skew, true, Some(i % 4 != 0)));
+    }
+    let cmp = compare(&set("b", bl), &set("c", cl), &Criteria::default(), &quick()).unwrap();
+    let t = &metric(&cmp, "output_tokens_per_s").test;
+    assert!(
+        t.starts_with("Wilcoxon signed-rank (paired; n = 40, differences fail Shapiro-Wilk (p"),
+        "{t}"
+    );
+    // A 0/1 metric says so.
+    let t = &metric(&cmp, "json_valid_rate").test;
+    assert_eq!(
+        t,
+        "Wilcoxon signed-rank (paired; 0/1 values (a proportion), so no normal-theory test)"
+    );
+}
+
+#[test]
+fn units_are_matched_by_model_and_scenario() {
+    let lines_of = |models: &[(&str, f64)]| -> Vec<PerfLine> {
+        let mut v = Vec::new();
+        for (model, tps) in models {
+            for i in 0..8 {
+                let mut l = line(&format!("p{i}"), tps + f64::from(i % 3), true, None);
+                l.model = model.to_string();
+                v.push(l);
+            }
+        }
+        v
+    };
+    // Two models on both sides: each is compared with itself, not pooled.
+    let b = set("b", lines_of(&[("a", 100.0), ("z", 50.0)]));
+    let c = set("c", lines_of(&[("a", 90.0), ("z", 50.0)]));
+    let cmp = compare(&b, &c, &Criteria::default(), &quick()).unwrap();
+    let models: Vec<(&str, &str)> = cmp
+        .scenarios
+        .iter()
+        .map(|s| (s.baseline_model.as_str(), s.candidate_model.as_str()))
+        .collect();
+    assert_eq!(models, [("a", "a"), ("z", "z")]);
+    let tps = |i: usize| {
+        cmp.scenarios[i]
+            .metrics
+            .iter()
+            .find(|m| m.metric == "output_tokens_per_s")
+            .unwrap()
+            .relative_change
+            .unwrap()
+    };
+    assert!((tps(0) + 0.099).abs() < 0.01 && tps(1).abs() < 1e-12);
+    assert_eq!(cmp.scenarios[0].metrics[0].n_baseline, 8);
+    // Unit reports are matched by model too, and the rule says which model's unit it means.
+    let mut bw = b.clone();
+    bw.units = vec![
+        unit_report("a", "s", &[("w", 1)], None),
+        unit_report("z", "s", &[("w", 1)], None),
+    ];
+    let mut cw = c.clone();
+    cw.units = vec![unit_report("a", "s", &[("w", 0)], None)];
+    let d = compare(&bw, &cw, &Criteria::default(), &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(d.rule.contains("no count of `w` in s of z"), "{}", d.rule);
+    // One model per side, different models: the usual A/B, scenario by scenario.
+    let cmp = compare(
+        &set("b", lines_of(&[("a", 100.0)])),
+        &set("c", lines_of(&[("q", 80.0)])),
+        &Criteria::default(),
+        &quick(),
+    )
+    .unwrap();
+    assert_eq!(cmp.scenarios.len(), 1);
+    assert_eq!(
+        (
+            cmp.scenarios[0].baseline_model.as_str(),
+            cmp.scenarios[0].candidate_model.as_str()
+        ),
+        ("a", "q")
+    );
+    // Several models and none on both sides: ambiguous.
+    let e = compare(
+        &b,
+        &set("c", lines_of(&[("q", 80.0)])),
+        &Criteria::default(),
+        &quick(),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("models a, z") && msg.contains("--all"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn peak_rss_is_a_metric_row_without_a_test() {
+    let (b, c) = synthetic(3, 30, -5.0, true);
+    let mut b = with_counts(b, &[]);
+    let mut c = with_counts(c, &[]);
+    b.units[0].summary.peak_rss_mb = Some(9120.0);
+    c.units[0].summary.peak_rss_mb = Some(9050.5);
+    let cmp = compare(&b, &c, &Criteria::default(), &quick()).unwrap();
+    let m = metric(&cmp, "peak_rss_mb");
+    assert!(!m.higher_is_better);
+    assert_eq!((m.baseline, m.candidate), (9120.0, 9050.5));
+    assert_eq!((m.n_baseline, m.n_candidate), (1, 1));
+    assert!((m.relative_change.unwrap() - (9050.5 / 9120.0 - 1.0)).abs() < 1e-12);
+    assert_eq!(m.test, "none: n=1 per side, no test");
+    assert!(m.p_value.is_none() && m.p_holm.is_none() && m.change_ci.is_none());
+    let md = crate::report::compare_md::render(&cmp);
+    assert!(
+        md.contains("| peak_rss_mb ↓ | 9120.0 | 9050.5 | -0.8% | none: n=1 per side, no test | - | - | - | 1 / 1 |"),
+        "{md}"
+    );
+    assert!(!md.contains("\npeak_rss_mb:"), "no second peak line: {md}");
+    // It can be the primary metric: memory as the performance impact.
+    let mem = Criteria {
+        primary_metric: "peak_rss_mb".into(),
+        ..Criteria::default()
+    };
+    let d = compare(&b, &c, &mem, &quick()).unwrap().decision;
+    assert!(d.performance_impact.unwrap() < 0.0, "{d:?}");
+    // One side without it: no row.
+    c.units.clear();
+    let cmp = compare(&b, &c, &Criteria::default(), &quick()).unwrap();
+    assert!(cmp.scenarios[0]
+        .metrics
+        .iter()
+        .all(|m| m.metric != "peak_rss_mb"));
+}
+
+#[test]
+fn the_invalid_rate_is_only_compared_where_it_means_something() {
+    for (task, expected) in [
+        ("banking77", true),
+        ("financial_phrasebank", true),
+        ("gsm8k", true),
+        ("mmlu", true),
+        ("realistic", false),
+        ("coding", false),
+    ] {
+        let side = |right: fn(usize) -> bool| {
+            let mut s = eval_side("m", right, |i| i % 7 == 0);
+            s.summary.task = task.into();
+            if !expected {
+                // Their summaries carry no invalid_rate either.
+                s.summary.scores.remove("invalid_rate");
+            }
+            s
+        };
+        let cmp = compare(
+            &eval_set("b", vec![side(|i| i % 5 != 0)]),
+            &eval_set("c", vec![side(|i| i % 4 != 0)]),
+            &Criteria::default(),
+            &quick(),
+        )
+        .unwrap();
+        let has = cmp.scenarios[0]
+            .metrics
+            .iter()
+            .any(|m| m.metric == "invalid_rate");
+        assert_eq!(has, expected, "{task}");
+    }
+}
+
+#[test]
+fn the_holm_adjusted_decision_holds_alpha_on_the_null() {
+    // No shift in speed, and JSON validity Bernoulli(0.85) on both sides independently: every
+    // null is true. Over 400 seeded data sets, count (a) any Holm-adjusted p < alpha among the
+    // comparison's tests (the family-wise error Holm controls at alpha), and (b) the decision
+    // keeping the baseline by the quality rule.
+    const SEEDS: u64 = 400;
+    const ALPHA: f64 = 0.05;
+    // A correct procedure's count is at most Binomial(400, 0.05): sd = sqrt(0.05 * 0.95 / 400)
+    // = 0.0109; three sd (one-sided, exceeded with probability ~0.13% by the normal
+    // approximation) gives 0.05 + 0.033 = 0.083.
+    let margin = 3.0 * (ALPHA * (1.0 - ALPHA) / SEEDS as f64).sqrt();
+    assert!((margin - 0.0327).abs() < 1e-3, "{margin}");
+    let mut any_flag = 0;
+    let mut quality_flag = 0;
+    let mut raw_flag = 0;
+    for seed in 0..SEEDS {
+        let mut rng = ChaCha8Rng::seed_from_u64(1_000 + seed);
+        let mut b = Vec::new();
+        let mut c = Vec::new();
+        for i in 0..30 {
+            let base = 100.0 + 10.0 * normal(&mut rng);
+            let jb = rng.gen_bool(0.85);
+            let jc = rng.gen_bool(0.85);
+            b.push(line(&format!("p{i}"), base, true, Some(jb)));
+            c.push(line(
+                &format!("p{i}"),
+                base + 5.0 * normal(&mut rng),
+                true,
+                Some(jc),
+            ));
+        }
+        let cmp = compare(&set("b", b), &set("c", c), &Criteria::default(), &quick()).unwrap();
+        let tested: Vec<&MetricComparison> = cmp.scenarios[0]
+            .metrics
+            .iter()
+            .filter(|m| m.p_value.is_some())
+            .collect();
+        // ttft_ms, output_tokens_per_s, e2e_ms and json_valid_rate (success_rate is all 1).
+        assert_eq!(tested.len(), 4, "{tested:?}");
+        if tested.iter().any(|m| m.p_holm.is_some_and(|p| p < ALPHA)) {
+            any_flag += 1;
+        }
+        if tested.iter().any(|m| m.p_value.is_some_and(|p| p < ALPHA)) {
+            raw_flag += 1;
+        }
+        if cmp.decision.rule.starts_with("quality dropped") {
+            quality_flag += 1;
+        }
+    }
+    let rate = |n: i32| f64::from(n) / SEEDS as f64;
+    println!(
+        "null: any raw p < alpha {}, any Holm p < alpha {}, quality rule {} (bound {})",
+        rate(raw_flag),
+        rate(any_flag),
+        rate(quality_flag),
+        ALPHA + margin
+    );
+    assert!(
+        rate(any_flag) <= ALPHA + margin,
+        "family-wise error after Holm {}",
+        rate(any_flag)
+    );
+    assert!(
+        rate(quality_flag) <= ALPHA + margin,
+        "quality rule on the null {}",
+        rate(quality_flag)
+    );
+    // Holm is what holds it there: unadjusted, some test of the family fires more often.
+    assert!(raw_flag > any_flag, "{raw_flag} <= {any_flag}");
+}
+
+#[test]
+fn json_result_files_are_read_by_their_content() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report");
+    // A run summary brings the perf files of its run and its units.
+    let s = load(
+        data.join("summary_20261124_190305.json").to_str().unwrap(),
+        Path::new("unused"),
+    )
+    .unwrap();
+    assert_eq!(s.run_id, "20261124_190305");
+    assert_eq!(s.models().len(), 2);
+    assert!(!s.units.is_empty() && !s.lines.is_empty());
+    // An experiment config is not results: one line saying what to name instead.
+    let e = load(
+        data.join("experiment_config_20261124_190305.json")
+            .to_str()
+            .unwrap(),
+        Path::new("unused"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("experiment_config_20261124_190305.json"), "{e}");
+    assert!(e.contains("summary_20261124_190305.json instead"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    let d = tempfile::tempdir().unwrap();
+    let other = d.path().join("notes.json");
+    std::fs::write(&other, "{\"hello\": 1}").unwrap();
+    let e = load(other.to_str().unwrap(), Path::new("unused"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("notes.json") && e.contains("summary_*.json"),
+        "{e}"
+    );
+    assert!(!e.contains("line 1") && !e.contains('\n'), "{e}");
+    // An experiment export: request lines and unit reports.
+    let lines: Vec<PerfLine> = (0..4)
+        .map(|i| line(&format!("p{i}"), 50.0 + f64::from(i), true, None))
+        .collect();
+    let report = unit_report("m", "s", &[("fp8 warning", 2)], Some(512.0));
+    let export = serde_json::json!({
+        "experiment": {"id": "20260303_000000", "kind": "perf", "created": "", "config_hash": "",
+                       "config_json": "{}", "command": "", "status": "done"},
+        "units": [{
+            "id": 1, "model": "m", "scenario": "s", "setting": "", "status": "done",
+            "error": null, "report": report,
+            "report_json": serde_json::to_string(&report).unwrap(),
+            "requests": 4, "request_lines": lines,
+        }],
+    });
+    let path = d.path().join("export.json");
+    std::fs::write(&path, serde_json::to_vec(&export).unwrap()).unwrap();
+    let s = load(path.to_str().unwrap(), Path::new("unused")).unwrap();
+    assert_eq!(s.run_id, "20260303_000000");
+    assert_eq!(s.lines.len(), 4);
+    assert_eq!(s.units[0].log_pattern_counts["fp8 warning"], 2);
+    // The eval summary file still loads as before (alone: no database beside it).
+    let e = load(
+        data.join("eval_banking77_SmolLM2-135M-Instruct_20261124_191000.json")
+            .to_str()
+            .unwrap(),
+        Path::new("unused"),
+    )
+    .unwrap();
+    assert_eq!(e.evals.len(), 1);
 }

@@ -113,7 +113,12 @@ fn render_one(c: &Comparison, family: Option<usize>) -> String {
         for m in &s.metrics {
             row(&mut out, m);
         }
-        if let [Some(b), Some(cand)] = s.peak_rss_mb {
+        // Comparisons made before peak RSS became a metric row carry it on the side only.
+        let rss_row = s
+            .metrics
+            .iter()
+            .any(|m| m.metric == crate::compare::PEAK_RSS);
+        if let ([Some(b), Some(cand)], false) = (s.peak_rss_mb, rss_row) {
             let _ = writeln!(
                 out,
                 "\npeak_rss_mb: {} -> {} ({})",
@@ -125,7 +130,11 @@ fn render_one(c: &Comparison, family: Option<usize>) -> String {
         let patterns: std::collections::BTreeSet<&String> =
             s.log_pattern_counts.iter().flat_map(|m| m.keys()).collect();
         for pat in patterns {
-            let get = |i: usize| s.log_pattern_counts[i].get(pat).copied().unwrap_or(0);
+            let get = |i: usize| {
+                s.log_pattern_counts[i]
+                    .get(pat)
+                    .map_or_else(|| "not counted".to_string(), |n| n.to_string())
+            };
             let _ = writeln!(
                 out,
                 "\nserver log lines matching `{pat}`: {} -> {}",
