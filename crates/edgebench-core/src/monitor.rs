@@ -1,11 +1,12 @@
 //! The resource monitor: samples the serving process's memory, the machine's CPU and, where the
-//! platform exposes them, GPU use, VRAM, temperature and energy, in the background.
+//! platform exposes them, GPU use, VRAM, temperature and energy, in the background; power is
+//! summarised from the energy samples.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::clock::Clock;
@@ -16,7 +17,8 @@ pub struct Sample {
     pub t_ns: u64,
     /// Resident memory of the watched process, MB (10^6 bytes).
     pub rss_mb: Option<f64>,
-    /// System-wide CPU use, percent of all cores.
+    /// System-wide CPU use, percent of all cores, since the previous CPU reading (at least
+    /// sysinfo's `MINIMUM_CPU_UPDATE_INTERVAL` earlier; shorter sampling intervals repeat it).
     pub cpu_percent: f32,
     /// GPU utilisation, percent (highest GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,7 +29,8 @@ pub struct Sample {
     /// Highest CPU/GPU temperature, degrees C.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temp_c: Option<f64>,
-    /// Energy since the monitor started, joules (RAPL and/or NVML).
+    /// Energy since the monitor started, joules (RAPL and/or NVML). Power is not stored per
+    /// sample: [`summarize`] derives it from this counter and the sample times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy_j: Option<f64>,
 }
@@ -48,6 +51,13 @@ pub struct MonitorSummary {
     /// Energy over the sampled span, joules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy_j: Option<f64>,
+    /// Mean power over the sampled span, watts: the energy over the span / its duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_power_w: Option<f64>,
+    /// Highest power between two successive samples, watts (their energy difference / the time
+    /// between them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_power_w: Option<f64>,
     /// Energy per output token, joules (set by the runner, which knows the token count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joules_per_output_token: Option<f64>,
@@ -84,8 +94,37 @@ pub fn summarize(samples: &[Sample]) -> MonitorSummary {
             let first = e.next();
             first.map(|f| e.next_back().map_or(0.0, |l| l - f))
         },
+        mean_power_w: mean_power_w(samples),
+        max_power_w: max_of(energy_pairs(samples).filter_map(|(a, b)| power_between(a, b))),
         ..MonitorSummary::default()
     }
+}
+
+/// Successive samples that both carry energy, as (earlier, later).
+fn energy_pairs(samples: &[Sample]) -> impl Iterator<Item = ((u64, f64), (u64, f64))> + '_ {
+    let with_energy = || {
+        samples
+            .iter()
+            .filter_map(|s| s.energy_j.map(|e| (s.t_ns, e)))
+    };
+    with_energy().zip(with_energy().skip(1))
+}
+
+/// Watts between two (time ns, energy J) points; `None` when no time passed or the counter went
+/// backwards.
+fn power_between(a: (u64, f64), b: (u64, f64)) -> Option<f64> {
+    let dt_s = b.0.checked_sub(a.0).filter(|&d| d > 0)? as f64 / 1e9;
+    let de_j = b.1 - a.1;
+    (de_j >= 0.0 && de_j.is_finite()).then(|| de_j / dt_s)
+}
+
+/// Energy over the span of the energy-carrying samples / the span's duration, watts.
+fn mean_power_w(samples: &[Sample]) -> Option<f64> {
+    let mut e = samples
+        .iter()
+        .filter_map(|s| s.energy_j.map(|e| (s.t_ns, e)));
+    let first = e.next()?;
+    power_between(first, e.next_back()?)
 }
 
 /// Energy per output token, joules.
@@ -162,6 +201,72 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     None
 }
 
+/// Takes samples. sysinfo computes CPU use between two refreshes, which must be at least
+/// `MINIMUM_CPU_UPDATE_INTERVAL` apart to mean anything: the baseline refresh happens when the
+/// sampler is made, the first sample must wait that long after it, and with a shorter sampling
+/// interval a sample repeats the last CPU reading until the next refresh is due.
+struct Sampler {
+    sys: System,
+    pid: Option<Pid>,
+    sensors: crate::hw::sensors::Sensors,
+    clock: Clock,
+    cpu_refreshed: Instant,
+    cpu_percent: f32,
+}
+
+impl Sampler {
+    fn new(pid: Option<Pid>, sensors: crate::hw::sensors::Sensors, clock: Clock) -> Self {
+        let mut sys = System::new();
+        sys.refresh_cpu_usage();
+        Self {
+            sys,
+            pid,
+            sensors,
+            clock,
+            cpu_refreshed: Instant::now(),
+            cpu_percent: 0.0,
+        }
+    }
+
+    /// Whether enough time has passed since the last CPU refresh for a new reading.
+    fn cpu_due(&self) -> bool {
+        self.cpu_refreshed.elapsed() >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL
+    }
+
+    fn take(&mut self) -> Sample {
+        let sys = &mut self.sys;
+        let rss = self.pid.and_then(|p| {
+            sys.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[p]),
+                true,
+                ProcessRefreshKind::nothing().with_memory(),
+            );
+            sys.process(p).map(|pr| pr.memory() as f64 / 1e6)
+        });
+        if self.cpu_due() {
+            self.sys.refresh_cpu_usage();
+            self.cpu_refreshed = Instant::now();
+            self.cpu_percent = self.sys.global_cpu_usage();
+        }
+        let r = self.sensors.read();
+        Sample {
+            t_ns: self.clock.now_ns(),
+            rss_mb: rss,
+            cpu_percent: self.cpu_percent,
+            gpu_util_percent: r.gpu_util_percent,
+            vram_mb: r.vram_used_mb,
+            temp_c: r.temp_c,
+            energy_j: r.energy_j,
+        }
+    }
+}
+
+fn push(samples: &Mutex<Vec<Sample>>, s: Sample) {
+    if let Ok(mut v) = samples.lock() {
+        v.push(s);
+    }
+}
+
 /// A running sampler; [`Monitor::stop`] ends it and returns its samples.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
@@ -196,9 +301,8 @@ impl Monitor {
             .spawn(move || {
                 let started = std::time::Instant::now();
                 let cpu0 = thread_cpu_ns();
-                let mut sys = System::new();
                 let pid = pid.map(Pid::from_u32);
-                let mut sensors = crate::hw::sensors::Sensors::open();
+                let sensors = crate::hw::sensors::Sensors::open();
                 let energy_source = if sensors.energy_sources.is_empty() {
                     format!(
                         "not measured: {}",
@@ -214,40 +318,33 @@ impl Monitor {
                     wall_ns: started.elapsed().as_nanos() as u64,
                     energy_source: energy_source.clone(),
                 };
-                sys.refresh_cpu_usage();
+                let mut sampler = Sampler::new(pid, sensors, clock);
+                let mut first = true;
                 loop {
-                    let rss = pid.and_then(|p| {
-                        sys.refresh_processes_specifics(
-                            ProcessesToUpdate::Some(&[p]),
-                            true,
-                            ProcessRefreshKind::nothing().with_memory(),
-                        );
-                        sys.process(p).map(|pr| pr.memory() as f64 / 1e6)
-                    });
-                    sys.refresh_cpu_usage();
-                    let r = sensors.read();
-                    let sample = Sample {
-                        t_ns: clock.now_ns(),
-                        rss_mb: rss,
-                        cpu_percent: sys.global_cpu_usage(),
-                        gpu_util_percent: r.gpu_util_percent,
-                        vram_mb: r.vram_used_mb,
-                        temp_c: r.temp_c,
-                        energy_j: r.energy_j,
+                    // The first sample waits for a CPU reading (see `Sampler`).
+                    let wait = if first {
+                        interval.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL)
+                    } else {
+                        interval
                     };
-                    if let Ok(mut v) = v2.lock() {
-                        v.push(sample);
-                    }
                     // Sleep in short steps so stop() returns quickly.
-                    let mut left = interval;
-                    while !left.is_zero() {
+                    let t = Instant::now();
+                    while t.elapsed() < wait {
                         if s2.load(Ordering::Relaxed) {
+                            // A last sample covers the tail of the span (energy, memory), when
+                            // the CPU reading can be refreshed for it.
+                            if sampler.cpu_due() {
+                                push(&v2, sampler.take());
+                            }
                             return cost(cpu0);
                         }
-                        let step = left.min(Duration::from_millis(20));
-                        std::thread::sleep(step);
-                        left -= step;
+                        std::thread::sleep(
+                            wait.saturating_sub(t.elapsed())
+                                .min(Duration::from_millis(20)),
+                        );
                     }
+                    push(&v2, sampler.take());
+                    first = false;
                 }
             })
             .ok();
@@ -286,20 +383,83 @@ mod tests {
 
     #[test]
     fn samples_own_process_memory() {
-        let m = Monitor::start(
-            Some(std::process::id()),
-            Duration::from_millis(10),
-            Clock::new(),
-        );
-        std::thread::sleep(Duration::from_millis(60));
+        let clock = Clock::new();
+        let m = Monitor::start(Some(std::process::id()), Duration::from_millis(10), clock);
+        std::thread::sleep(Duration::from_millis(300));
         let (s, cost) = m.finish();
         assert!(s.len() >= 2, "{} samples", s.len());
-        assert!(cost.wall_ns >= 50_000_000, "{cost:?}");
+        // The first CPU reading spans at least sysinfo's minimum interval after the baseline.
+        let min_ns = sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.as_nanos() as u64;
+        assert!(s[0].t_ns >= min_ns, "first sample at {} ns", s[0].t_ns);
+        assert!(cost.wall_ns >= 250_000_000, "{cost:?}");
         assert!(cost.percent_of_core().is_some());
         assert!(!cost.energy_source.is_empty());
         let sum = summarize(&s);
         assert!(sum.peak_rss_mb.unwrap() > 1.0);
         assert!(s.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
+    }
+
+    #[test]
+    fn a_stop_before_the_first_cpu_reading_leaves_no_sample() {
+        let m = Monitor::start(None, Duration::from_millis(500), Clock::new());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(m.stop().is_empty());
+    }
+
+    #[test]
+    fn the_sampler_costs_under_one_percent_of_a_core_at_500_ms() {
+        // The production interval, watching this (multi-threaded) test process, for 3 s; the
+        // cost is the sampler thread's own CPU clock over its wall time, start-up included.
+        let m = Monitor::start(
+            Some(std::process::id()),
+            Duration::from_millis(500),
+            Clock::new(),
+        );
+        std::thread::sleep(Duration::from_millis(3000));
+        let (s, cost) = m.finish();
+        assert!(s.len() >= 5, "{} samples", s.len());
+        let pct = cost.percent_of_core().unwrap();
+        eprintln!("sampler cost: {pct:.4}% of a core over {} samples", s.len());
+        assert!(pct < 1.0, "sampler used {pct:.3}% of a core: {cost:?}");
+    }
+
+    #[test]
+    fn power_comes_from_energy_over_time() {
+        let at = |t_s: f64, e: Option<f64>| Sample {
+            t_ns: (t_s * 1e9) as u64,
+            energy_j: e,
+            ..Sample::default()
+        };
+        // 10 W for 1 s, 30 W for 0.5 s, then a sample without energy, then 10 W for 0.5 s.
+        let s = [
+            at(0.0, Some(100.0)),
+            at(1.0, Some(110.0)),
+            at(1.5, Some(125.0)),
+            at(1.75, None),
+            at(2.0, Some(130.0)),
+        ];
+        let m = summarize(&s);
+        assert_eq!(m.energy_j, Some(30.0));
+        assert_eq!(m.mean_power_w, Some(15.0));
+        assert_eq!(m.max_power_w, Some(30.0));
+        // One sample: energy but no span; none: nothing.
+        let one = summarize(&s[..1]);
+        assert_eq!(
+            (one.energy_j, one.mean_power_w, one.max_power_w),
+            (Some(0.0), None, None)
+        );
+        assert_eq!(summarize(&[]).mean_power_w, None);
+        // Same instant twice: no division by zero.
+        assert_eq!(
+            summarize(&[at(1.0, Some(1.0)), at(1.0, Some(2.0))]).max_power_w,
+            None
+        );
+        // Old summaries without the power fields still read.
+        let old: MonitorSummary = serde_json::from_str(
+            r#"{"samples":3,"peak_rss_mb":1.0,"mean_cpu_percent":2.0,"max_cpu_percent":3.0,"energy_j":4.0}"#,
+        )
+        .unwrap();
+        assert_eq!((old.energy_j, old.mean_power_w), (Some(4.0), None));
     }
 
     #[test]

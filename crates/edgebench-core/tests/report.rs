@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 use edgebench_core::catalog::ModelInfo;
 use edgebench_core::compliance::{self, CommercialUse, RiskLevel};
 use edgebench_core::eval::{Confusion, EvalSummary, SandboxReport, Score};
+use edgebench_core::hw::detect::{CpuInfo, MemoryInfo, Recommendation};
+use edgebench_core::hw::gpu::Probe;
+use edgebench_core::hw::settle::{BusyProcess, SettleReport};
+use edgebench_core::hw::HardwareInfo;
 use edgebench_core::metrics::{self, UnitContext};
-use edgebench_core::monitor::MonitorSummary;
+use edgebench_core::monitor::{self, MonitorSummary};
 use edgebench_core::record::{
     Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
 };
@@ -47,7 +51,36 @@ fn environment() -> Environment {
         logical_cores: 2,
         ram_total_mb: 16_000,
         ram_available_mb: 12_000,
-        hardware: None,
+        // A CPU-only machine: no GPU found, the CPU backend built.
+        hardware: Some(HardwareInfo {
+            os: "Linux (Debian GNU/Linux 12)".into(),
+            kernel: "6.1.0".into(),
+            cpu: CpuInfo {
+                model: "AMD EPYC 7B13".into(),
+                vendor: "AuthenticAMD".into(),
+                arch: "x86_64".into(),
+                physical_cores: Some(2),
+                logical_cores: 2,
+                simd: ["SSE4.2", "AVX", "AVX2", "FMA"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ..CpuInfo::default()
+            },
+            memory: MemoryInfo {
+                total_mb: 16_000,
+                available_mb: 12_000,
+                unified: false,
+            },
+            gpus: Vec::new(),
+            gpu_probes: vec![Probe {
+                source: "sysfs-drm".into(),
+                detected: false,
+                detail: "not detected: no /sys/class/drm/card*".into(),
+            }],
+            backends_built: vec!["CPU".into()],
+            recommendation: Recommendation::default(),
+        }),
     }
 }
 
@@ -89,7 +122,10 @@ fn target(load_ms: f64) -> TargetInfo {
     TargetInfo {
         kind: "embedded".into(),
         engine: "llama.cpp (llama-cpp-sys-2 0.1.161)".into(),
-        system_info: None,
+        system_info: Some(
+            "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | OPENMP = 1 | REPACK = 1 |"
+                .into(),
+        ),
         threads: Some(2),
         context_tokens: Some(4096),
         model_load_ms: Some(load_ms),
@@ -179,6 +215,9 @@ struct Unit {
     json: bool,
     rss: f64,
     cpu: f64,
+    /// Mean package power over the unit, watts (RAPL), and the hottest thermal zone.
+    watts: f64,
+    temp_c: f64,
 }
 
 fn units() -> Vec<Unit> {
@@ -190,6 +229,8 @@ fn units() -> Vec<Unit> {
             json: false,
             rss: 331.25,
             cpu: 92.5,
+            watts: 28.0,
+            temp_c: 61.5,
         },
         Unit {
             model: smollm(),
@@ -198,6 +239,8 @@ fn units() -> Vec<Unit> {
             json: true,
             rss: 334.5,
             cpu: 93.0,
+            watts: 28.5,
+            temp_c: 62.0,
         },
         Unit {
             model: gemma(),
@@ -206,6 +249,8 @@ fn units() -> Vec<Unit> {
             json: false,
             rss: 520.0,
             cpu: 97.5,
+            watts: 31.0,
+            temp_c: 66.5,
         },
         Unit {
             model: gemma(),
@@ -214,6 +259,8 @@ fn units() -> Vec<Unit> {
             json: true,
             rss: 528.75,
             cpu: 98.0,
+            watts: 32.0,
+            temp_c: 68.0,
         },
     ]
 }
@@ -254,6 +301,37 @@ fn eval(task: &str, model: ModelInfo, scores: &[(&str, Score)], created: &str) -
     }
 }
 
+/// A compile job was running when the unit or task started.
+fn busy_settle() -> SettleReport {
+    SettleReport {
+        waited_ms: 10_000,
+        cpu_percent: 96.0,
+        threshold_percent: 15.0,
+        settled: false,
+        busy_processes: vec![BusyProcess {
+            pid: 4242,
+            name: "rustc".into(),
+            cpu_percent: 190.0,
+        }],
+    }
+}
+
+/// What the monitor saw over an eval: `watts` for `duration_s`.
+fn eval_monitor(watts: f64, duration_s: f64) -> MonitorSummary {
+    MonitorSummary {
+        samples: 200,
+        peak_rss_mb: Some(340.0),
+        mean_cpu_percent: Some(96.0),
+        max_cpu_percent: Some(100.0),
+        max_temp_c: Some(70.0),
+        energy_j: Some(watts * duration_s),
+        mean_power_w: Some(watts),
+        max_power_w: Some(watts + 5.0),
+        energy_source: Some("RAPL".into()),
+        ..MonitorSummary::default()
+    }
+}
+
 fn evals() -> Vec<EvalSummary> {
     let mut b1 = eval(
         "banking77",
@@ -277,7 +355,8 @@ fn evals() -> Vec<EvalSummary> {
             count: 6,
         },
     ];
-    let b2 = eval(
+    b1.monitor = Some(eval_monitor(30.0, b1.duration_s));
+    let mut b2 = eval(
         "banking77",
         gemma(),
         &[
@@ -287,6 +366,8 @@ fn evals() -> Vec<EvalSummary> {
         ],
         "20261124_192000",
     );
+    // The same compile job as Gemma's JSON unit: the task is flagged too.
+    b2.settle = Some(busy_settle());
     let mut fp = eval(
         "financial_phrasebank",
         smollm(),
@@ -315,7 +396,22 @@ fn evals() -> Vec<EvalSummary> {
         limit_kills: 1,
         escape_attempts: 0,
     });
-    vec![b1, b2, fp, coding]
+    let mut realistic = eval(
+        "realistic",
+        smollm(),
+        &[
+            ("faq_fact_coverage", score(0.55, 0.45, 0.65, 12)),
+            ("sentiment_accuracy", score(0.7, 0.5, 0.9, 10)),
+            ("field_accuracy", score(0.8, 0.7, 0.9, 10)),
+            ("summary_fact_coverage", score(0.4, 0.3, 0.5, 8)),
+            ("json_valid_rate", score(0.9, 0.7, 1.0, 10)),
+            ("overall", score(0.62, 0.55, 0.69, 40)),
+        ],
+        "20261124_195000",
+    );
+    realistic.items = 40;
+    realistic.items_total = 40;
+    vec![b1, b2, fp, coding, realistic]
 }
 
 /// Writes the fixture folder (run summary, perf JSONL, experiment config, eval summaries).
@@ -360,6 +456,9 @@ fn write_fixtures(dir: &Path) {
             })
             .collect();
         std::fs::write(dir.join(&file), jsonl(&lines).unwrap()).unwrap();
+        // 45 s sampled at the unit's mean power; energy shared over every token generated.
+        let energy_j = u.watts * 45.0;
+        let tokens: u64 = u.records.iter().map(|r| r.output_tokens).sum();
         let unit = UnitReport {
             summary,
             monitor: MonitorSummary {
@@ -367,25 +466,20 @@ fn write_fixtures(dir: &Path) {
                 peak_rss_mb: Some(u.rss),
                 mean_cpu_percent: Some(u.cpu),
                 max_cpu_percent: Some(100.0),
+                max_temp_c: Some(u.temp_c),
+                energy_j: Some(energy_j),
+                mean_power_w: Some(u.watts),
+                max_power_w: Some(u.watts + 4.0),
+                joules_per_output_token: monitor::joules_per_token(Some(energy_j), tokens),
+                energy_source: Some("RAPL".into()),
+                sampler_cpu_percent_of_core: Some(0.2),
                 ..MonitorSummary::default()
             },
             context_tokens: Some(4096),
             log_pattern_counts: BTreeMap::new(),
             file: Some(PathBuf::from("results").join(&file)),
             // A compile job was running while Gemma's JSON unit started.
-            settle: (u.model.name.starts_with("gemma") && u.json).then(|| {
-                edgebench_core::hw::settle::SettleReport {
-                    waited_ms: 10_000,
-                    cpu_percent: 96.0,
-                    threshold_percent: 15.0,
-                    settled: false,
-                    busy_processes: vec![edgebench_core::hw::settle::BusyProcess {
-                        pid: 4242,
-                        name: "rustc".into(),
-                        cpu_percent: 190.0,
-                    }],
-                }
-            }),
+            settle: (u.model.name.starts_with("gemma") && u.json).then(busy_settle),
             server_metrics: BTreeMap::new(),
         };
         match models.iter_mut().find(|m| m.model.name == u.model.name) {
@@ -545,7 +639,7 @@ fn json_report_matches_golden_and_schema() {
 fn report_content_follows_the_inputs() {
     let r = full_report();
     assert_eq!(r.performance.len(), 4);
-    assert_eq!(r.capability.len(), 4);
+    assert_eq!(r.capability.len(), 5);
     // Gemma failed one request in interactive_assistant.
     assert_eq!(r.failures.len(), 1);
     assert_eq!(r.failures[0].kind, "timeout");
@@ -567,7 +661,38 @@ fn report_content_follows_the_inputs() {
         .map(|p| p.scenario.as_str())
         .collect();
     assert_eq!(busy, ["structured_json_output"]);
-    assert!(markdown::render(&r).contains("**Busy machine** during gemma-3-270m"));
+    let md = markdown::render(&r);
+    assert!(md.contains("**Busy machine** during gemma-3-270m Q4_K_M / structured_json_output"));
+    // Evals carry the flag too.
+    let busy_tasks: Vec<(&str, &str)> = r
+        .capability
+        .iter()
+        .filter(|c| c.busy_machine.is_some())
+        .map(|c| (c.model.as_str(), c.task.as_str()))
+        .collect();
+    assert_eq!(busy_tasks, [("gemma-3-270m", "banking77")]);
+    assert!(md.contains("**Busy machine** during gemma-3-270m Q4_K_M / banking77"));
+    // The setup shows the recorded hardware and the engine's system info.
+    let setup = &r.setup[0];
+    assert_eq!(setup.llama_cpp_backends, ["CPU"]);
+    assert_eq!(setup.simd, ["SSE4.2", "AVX", "AVX2", "FMA"]);
+    assert!(setup.gpus.is_empty());
+    assert_eq!(setup.engine_system_info.len(), 1);
+    assert!(md.contains("| all | none found | CPU | SSE4.2 AVX AVX2 FMA | CPU : SSE3 = 1 "));
+    // Energy and temperature reach the performance rows; no GPU, so no VRAM.
+    let first = &r.performance[0];
+    assert_eq!(first.energy_j, Some(28.0 * 45.0));
+    assert_eq!(first.joules_per_output_token, Some(28.0 * 45.0 / 72.0));
+    assert_eq!((first.max_temp_c, first.peak_vram_mb), (Some(61.5), None));
+    assert_eq!(r.community[0].peak_vram_mib, None);
+    // The realistic task's sentiment accuracy is judged like financial_phrasebank's.
+    let senti = r
+        .verdicts
+        .iter()
+        .find(|v| v.context == "realistic")
+        .unwrap();
+    assert_eq!(senti.metric, "sentiment_accuracy");
+    assert_eq!(senti.verdict, edgebench_core::report::verdict::Level::Fair);
     let c = r.compliance.as_ref().unwrap();
     assert_eq!(c.risk_analysis.risks.len(), 22);
     let lic = |name: &str| {
@@ -591,6 +716,21 @@ fn report_content_follows_the_inputs() {
     // Embedded engine only: local inference.
     assert_eq!(risk("LLM02").residual_risk, RiskLevel::Low);
     assert_eq!(risk("NIST-GAI-10").residual_risk, RiskLevel::Medium);
+    // Energy: the four units (45 s at 28-32 W) plus the one eval that measured it, in Wh.
+    let energy_wh = c
+        .risk_analysis
+        .evidence
+        .iter()
+        .find(|e| e.name == "energy_wh")
+        .unwrap();
+    let want = (45.0 * (28.0 + 28.5 + 31.0 + 32.0) + 30.0 * 114.3) / 3600.0;
+    assert!((energy_wh.value - want).abs() < 1e-9, "{energy_wh:?}");
+    assert_eq!(energy_wh.unit, "Wh");
+    assert_eq!(energy_wh.sources.len(), 2, "{energy_wh:?}");
+    let gai05 = risk("NIST-GAI-05");
+    assert_eq!(gai05.rule, "energy_wh >= 0");
+    assert_eq!(gai05.residual_risk, RiskLevel::Low);
+    assert!(gai05.evidence_missing.is_empty());
 }
 
 #[test]

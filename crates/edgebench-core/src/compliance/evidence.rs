@@ -73,6 +73,8 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
     let mut success = Vec::new();
     let mut cpu = Vec::new();
     let mut rss_fraction = Vec::new();
+    // Measured energy, joules, per unit (runs) or task (evals), with its file.
+    let mut energy: Vec<(f64, String)> = Vec::new();
     let mut targets: Vec<(String, String)> = Vec::new();
     for r in &input.runs {
         let ram = r.value.environment.ram_total_mb as f64;
@@ -88,6 +90,9 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
                 }
                 if let Some(c) = u.monitor.mean_cpu_percent {
                     cpu.push((c, r.file.clone()));
+                }
+                if let Some(j) = u.monitor.energy_j {
+                    energy.push((j, r.file.clone()));
                 }
                 if let Some(p) = s.peak_rss_mb.or(u.monitor.peak_rss_mb) {
                     if ram > 0.0 {
@@ -107,6 +112,9 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
     let mut sandbox_files = Vec::new();
     for e in &input.evals {
         targets.push((e.value.target.kind.clone(), e.file.clone()));
+        if let Some(j) = e.value.monitor.as_ref().and_then(|m| m.energy_j) {
+            energy.push((j, e.file.clone()));
+        }
         let score = |k: &str| e.value.scores.get(k).map(|s| s.value);
         if let Some(v) = score("invalid_rate") {
             invalid.push((v, e.file.clone()));
@@ -178,6 +186,16 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
             "percent",
             "highest mean CPU use during a unit (all cores = 100%)",
             src,
+        );
+    }
+    if !energy.is_empty() {
+        ev.push(
+            "energy_wh",
+            energy.iter().map(|x| x.0).sum::<f64>() / 3600.0,
+            "Wh",
+            "energy the machine used while units and evals ran (RAPL packages and NVIDIA boards), \
+             summed over every unit and eval that measured it",
+            uniq(energy.into_iter().map(|x| x.1)),
         );
     }
     if let Some((v, src)) = max_of(&rss_fraction) {

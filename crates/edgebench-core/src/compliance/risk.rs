@@ -259,4 +259,29 @@ mod tests {
         };
         assert_eq!(level(&assess(&good).unwrap(), "LLM05"), RiskLevel::Medium);
     }
+
+    #[test]
+    fn measured_energy_sets_the_environmental_risk() {
+        let gai05 = |items: Vec<EvidenceItem>| {
+            assess(&Evidence { items })
+                .unwrap()
+                .into_iter()
+                .find(|r| r.id == "NIST-GAI-05")
+                .unwrap()
+        };
+        // Energy measured: the energy rule applies, before the CPU fallbacks.
+        let r = gai05(vec![
+            item("energy_wh", 1.25, "Wh"),
+            item("mean_cpu_percent_max", 95.0, "percent"),
+        ]);
+        assert_eq!(r.rule, "energy_wh >= 0");
+        assert_eq!(r.residual_risk, RiskLevel::Low);
+        assert!(r.rationale.contains("1.250 Wh"), "{}", r.rationale);
+        assert!(r.evidence_missing.is_empty());
+        // Not measured: CPU use decides, and the evidence lists energy_wh as missing.
+        let r = gai05(vec![item("mean_cpu_percent_max", 95.0, "percent")]);
+        assert_eq!(r.rule, "mean_cpu_percent_max > 80");
+        assert_eq!(r.residual_risk, RiskLevel::Medium);
+        assert_eq!(r.evidence_missing, ["energy_wh"]);
+    }
 }

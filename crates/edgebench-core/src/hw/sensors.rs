@@ -2,6 +2,7 @@
 //! (Linux), NVML for NVIDIA GPUs (utilisation, VRAM, temperature, power, energy).
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// One RAPL package domain (`/sys/class/powercap/intel-rapl:N`).
 #[derive(Debug)]
@@ -22,15 +23,23 @@ pub struct Reading {
     pub gpu_util_percent: Option<f64>,
     /// VRAM in use, MB (all GPUs).
     pub vram_used_mb: Option<f64>,
+    /// Power draw, watts: RAPL packages (energy since the previous reading / the time between
+    /// the readings) plus NVML boards (their power reading).
+    pub power_w: Option<f64>,
 }
 
 /// Open sensors; [`Sensors::read`] samples them all.
 pub struct Sensors {
     rapl: Vec<RaplZone>,
     rapl_total_uj: u128,
+    /// When the RAPL counters were last read (the start of the next power interval).
+    rapl_read_at: Instant,
     thermal: Vec<PathBuf>,
     nvml: Option<nvml_wrapper::Nvml>,
     nvml_start_mj: Vec<Option<u64>>,
+    /// Boards without an energy counter (before Volta): energy integrated from their power
+    /// readings, millijoules, and when each was last read.
+    nvml_integrated_mj: Vec<(f64, Option<Instant>)>,
     /// Which energy sources are counted ("RAPL", "NVML").
     pub energy_sources: Vec<String>,
     /// Why energy is not measured, when it is not.
@@ -39,6 +48,11 @@ pub struct Sensors {
 
 fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Mean power, watts, of `delta_uj` microjoules over `seconds` (`None` for an empty interval).
+pub fn power_from_energy(delta_uj: u128, seconds: f64) -> Option<f64> {
+    (seconds > 0.0).then(|| delta_uj as f64 / 1e6 / seconds)
 }
 
 /// Energy consumed between two readings of a counter that wraps at `max`.
@@ -106,7 +120,7 @@ impl Sensors {
         } else {
             None
         };
-        let nvml_start_mj = nvml
+        let nvml_start_mj: Vec<Option<u64>> = nvml
             .as_ref()
             .map(|n| {
                 (0..n.device_count().unwrap_or(0))
@@ -118,6 +132,7 @@ impl Sensors {
                     .collect()
             })
             .unwrap_or_default();
+        let nvml_integrated_mj = vec![(0.0, None); nvml_start_mj.len()];
         let mut energy_sources = Vec::new();
         if !rapl.is_empty() {
             energy_sources.push("RAPL".to_string());
@@ -131,9 +146,11 @@ impl Sensors {
         Self {
             rapl,
             rapl_total_uj: 0,
+            rapl_read_at: Instant::now(),
             thermal,
             nvml,
             nvml_start_mj,
+            nvml_integrated_mj,
             energy_sources,
             energy_unavailable,
         }
@@ -142,14 +159,23 @@ impl Sensors {
     /// Reads every sensor.
     pub fn read(&mut self) -> Reading {
         let mut energy_j = None;
+        let mut power_w = None;
+        let now_at = Instant::now();
+        let mut rapl_delta_uj = 0u128;
         for z in &mut self.rapl {
             if let Some(now) = read_u64(&z.energy) {
-                self.rapl_total_uj += u128::from(counter_delta(z.last_uj, now, z.max_uj));
+                rapl_delta_uj += u128::from(counter_delta(z.last_uj, now, z.max_uj));
                 z.last_uj = now;
             }
         }
         if !self.rapl.is_empty() {
+            self.rapl_total_uj += rapl_delta_uj;
             energy_j = Some(self.rapl_total_uj as f64 / 1e6);
+            power_w = power_from_energy(
+                rapl_delta_uj,
+                now_at.duration_since(self.rapl_read_at).as_secs_f64(),
+            );
+            self.rapl_read_at = now_at;
         }
         let mut temp_c = self
             .thermal
@@ -159,12 +185,38 @@ impl Sensors {
             .reduce(f64::max);
         let (mut util, mut vram) = (None, None);
         if let Some(n) = &self.nvml {
-            for (i, start) in self.nvml_start_mj.iter().enumerate() {
+            for (i, (start, integrated)) in self
+                .nvml_start_mj
+                .iter()
+                .zip(&mut self.nvml_integrated_mj)
+                .enumerate()
+            {
                 let Ok(d) = n.device_by_index(i as u32) else {
                     continue;
                 };
-                if let (Some(s), Ok(now)) = (start, d.total_energy_consumption()) {
-                    *energy_j.get_or_insert(0.0) += now.saturating_sub(*s) as f64 / 1e3;
+                // Milliwatts, averaged by the driver over its own short window.
+                let board_w = d.power_usage().ok().map(|mw| f64::from(mw) / 1e3);
+                if let Some(w) = board_w {
+                    *power_w.get_or_insert(0.0) += w;
+                }
+                match (start, d.total_energy_consumption()) {
+                    (Some(s), Ok(now)) => {
+                        *energy_j.get_or_insert(0.0) += now.saturating_sub(*s) as f64 / 1e3;
+                    }
+                    // No energy counter: integrate the power readings (rectangle rule, the
+                    // current reading over the time since the previous one).
+                    (None, _) => {
+                        if let Some(w) = board_w {
+                            if let Some(prev) = integrated.1 {
+                                integrated.0 += w * now_at.duration_since(prev).as_secs_f64() * 1e3;
+                            }
+                            integrated.1 = Some(now_at);
+                        }
+                        if integrated.1.is_some() {
+                            *energy_j.get_or_insert(0.0) += integrated.0 / 1e3;
+                        }
+                    }
+                    (Some(_), Err(_)) => {}
                 }
                 if let Ok(u) = d.utilization_rates() {
                     util = Some(util.map_or(f64::from(u.gpu), |x: f64| x.max(f64::from(u.gpu))));
@@ -184,6 +236,7 @@ impl Sensors {
             temp_c,
             gpu_util_percent: util,
             vram_used_mb: vram,
+            power_w,
         }
     }
 }
@@ -196,6 +249,12 @@ mod tests {
     fn counters_wrap() {
         assert_eq!(counter_delta(10, 25, 100), 15);
         assert_eq!(counter_delta(90, 5, 100), 15);
+    }
+
+    #[test]
+    fn power_is_energy_over_time() {
+        assert_eq!(power_from_energy(5_000_000, 0.5), Some(10.0));
+        assert_eq!(power_from_energy(5_000_000, 0.0), None);
     }
 
     #[test]
@@ -219,8 +278,16 @@ mod tests {
         let r = s.read();
         assert_eq!(r.energy_j, Some(3.0));
         assert_eq!(r.temp_c, Some(61.5));
+        // 3 J since the sensors were opened, a moment ago: a large but finite power.
+        assert!(r.power_w.is_some_and(|w| w.is_finite() && w > 3.0), "{r:?}");
         std::fs::write(pkg.join("energy_uj"), "4500000\n").unwrap();
-        assert_eq!(s.read().energy_j, Some(5.5));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let r = s.read();
+        assert_eq!(r.energy_j, Some(5.5));
+        // 2.5 J over at least 50 ms (the sleep): at most 50 W.
+        assert!(r.power_w.is_some_and(|w| w > 0.0 && w <= 50.0), "{r:?}");
+        // Nothing consumed since: no power.
+        assert_eq!(s.read().power_w, Some(0.0));
     }
 
     #[test]

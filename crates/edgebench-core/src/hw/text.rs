@@ -196,7 +196,7 @@ pub fn render_bench(b: &BenchReport) -> String {
     if !b.ceilings.is_empty() {
         let _ = writeln!(
             s,
-            "\ninference ceiling (decode tokens/s <= read bandwidth / weight bytes per token)"
+            "\ninference ceiling (decode tokens/s <= read bandwidth / model file bytes per token)"
         );
     }
     for c in &b.ceilings {

@@ -1,5 +1,7 @@
 //! `performance_results.csv` and `capability_results.csv`: one row per unit or per score, with
-//! stable column names that carry units (RFC 4180 quoting; empty cells where undefined).
+//! stable column names that carry units (RFC 4180 quoting; empty cells where undefined). New
+//! columns are added at the end; `busy_machine` is the warning text when the machine did not
+//! settle before the unit or task, empty otherwise.
 
 use super::document::{Report, PERF_METRICS};
 
@@ -58,6 +60,11 @@ pub fn performance_header() -> Vec<String> {
         "json_valid_rate",
         "model_load_ms",
         "context_tokens",
+        "energy_j",
+        "joules_per_output_token",
+        "peak_vram_mb",
+        "max_temp_c",
+        "busy_machine",
     ] {
         h.push(s.to_string());
     }
@@ -107,6 +114,11 @@ pub fn performance(r: &Report) -> String {
             opt(row.model_load_ms),
             row.context_tokens
                 .map_or_else(String::new, |x| x.to_string()),
+            opt(row.energy_j),
+            opt(row.joules_per_output_token),
+            opt(row.peak_vram_mb),
+            opt(row.max_temp_c),
+            row.busy_machine.clone().unwrap_or_default(),
         ]);
         line(&mut out, &c);
     }
@@ -130,6 +142,7 @@ pub const CAPABILITY_HEADER: &[&str] = &[
     "ci_low_fraction",
     "ci_high_fraction",
     "n",
+    "busy_machine",
 ];
 
 /// `capability_results.csv`: one row per model x task x score.
@@ -162,6 +175,7 @@ pub fn capability(r: &Report) -> String {
                     opt(s.ci_low),
                     opt(s.ci_high),
                     s.n.to_string(),
+                    c.busy_machine.clone().unwrap_or_default(),
                 ],
             );
         }
@@ -186,6 +200,15 @@ mod tests {
         assert!(h.contains(&"ttft_ms_mean".to_string()));
         assert!(h.contains(&"ttft_ms_ci_low".to_string()));
         assert!(h.contains(&"decode_tokens_per_s_ci_high".to_string()));
+        for c in [
+            "energy_j",
+            "joules_per_output_token",
+            "peak_vram_mb",
+            "max_temp_c",
+        ] {
+            assert!(h.contains(&c.to_string()), "{c}");
+        }
+        assert_eq!(h.last().map(String::as_str), Some("busy_machine"));
         let unique: std::collections::BTreeSet<&String> = h.iter().collect();
         assert_eq!(unique.len(), h.len());
     }

@@ -10,6 +10,8 @@ use super::verdict::{self, Level};
 use crate::compare::{self, CompareOptions, Criteria, ResultSet, ScenarioComparison};
 use crate::eval::{Confusion, SandboxReport, Score};
 use crate::metrics::{MetricSummary, UnitSummary};
+use crate::repro::Environment;
+use crate::target::TargetInfo;
 
 /// Version of the JSON document's layout (bumped on incompatible changes).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -80,6 +82,19 @@ pub struct SetupRow {
     /// Measured requests per unit (runs) or items scored (evals).
     pub runs: u32,
     pub warmup: u32,
+    /// GPUs the machine has, e.g. "NVIDIA GeForce RTX 4060 (8188 MB VRAM, CUDA)" (from the
+    /// recorded hardware; absent when none was found or none recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
+    /// The llama.cpp backends the edgebench binary was built with (CPU, CUDA, Metal, Vulkan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub llama_cpp_backends: Vec<String>,
+    /// The engines' own system/feature lines (llama.cpp's system info), one per distinct line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engine_system_info: Vec<String>,
+    /// The CPU's SIMD features (AVX2, AVX-512F, NEON...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub simd: Vec<String>,
 }
 
 /// One model x scenario unit of a run.
@@ -107,6 +122,18 @@ pub struct PerfRow {
     pub json_valid_rate: Option<f64>,
     pub model_load_ms: Option<f64>,
     pub context_tokens: Option<u32>,
+    /// Energy over the unit's sampled span, joules (absent when not measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_j: Option<f64>,
+    /// Energy per output token, joules (warm-ups included, as sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joules_per_output_token: Option<f64>,
+    /// Peak GPU memory in use, MB (10^6 bytes; NVIDIA GPUs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_vram_mb: Option<f64>,
+    /// Highest CPU/GPU temperature seen, degrees C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_temp_c: Option<f64>,
     /// Set when the machine did not settle before the unit (another busy process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy_machine: Option<String>,
@@ -129,6 +156,9 @@ pub struct CapabilityRow {
     pub scores: BTreeMap<String, Score>,
     pub confusions: Vec<Confusion>,
     pub sandbox: Option<SandboxReport>,
+    /// Set when the machine did not settle before the task (another busy process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_machine: Option<String>,
 }
 
 /// A point of the accuracy-vs-speed trade-off: one model on one task.
@@ -181,6 +211,7 @@ pub struct FailureRow {
 /// The community results row of one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommunityRow {
+    /// The GPU when one was used (see [`device_name`]), else the CPU.
     pub device: String,
     pub source: String,
     pub params_m: f64,
@@ -189,7 +220,7 @@ pub struct CommunityRow {
     pub gen_tokens: f64,
     /// Mean decode rate over all measured requests of the model.
     pub mean_tokens_per_s: f64,
-    /// Peak GPU memory, when measured.
+    /// Peak GPU memory over the model's units, MiB (2^20 bytes), when measured.
     pub peak_vram_mib: Option<f64>,
 }
 
@@ -266,6 +297,92 @@ pub fn model_label(name: &str, quantization: &str) -> String {
     }
 }
 
+/// The recorded GPUs, one line each.
+fn gpu_lines(e: &Environment) -> Vec<String> {
+    e.hardware.as_ref().map_or_else(Vec::new, |h| {
+        h.gpus
+            .iter()
+            .map(|g| {
+                let vram = g
+                    .vram_mb
+                    .map_or_else(|| "VRAM unknown".to_string(), |v| format!("{v} MB VRAM"));
+                format!("{} ({vram}, {})", gpu_name(g), g.backend)
+            })
+            .collect()
+    })
+}
+
+fn backends(e: &Environment) -> Vec<String> {
+    e.hardware
+        .as_ref()
+        .map_or_else(Vec::new, |h| h.backends_built.clone())
+}
+
+fn simd(e: &Environment) -> Vec<String> {
+    e.hardware
+        .as_ref()
+        .map_or_else(Vec::new, |h| h.cpu.simd.clone())
+}
+
+/// The distinct engine system-info lines of some targets, in order.
+fn system_info<'a>(targets: impl Iterator<Item = &'a TargetInfo>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in targets.filter_map(|t| t.system_info.as_deref()) {
+        let line = line.trim();
+        if !line.is_empty() && !out.iter().any(|l| l == line) {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+/// A GPU's name with its vendor, e.g. "NVIDIA GeForce RTX 4060".
+fn gpu_name(g: &crate::hw::gpu::GpuInfo) -> String {
+    if g.model
+        .to_ascii_lowercase()
+        .contains(&g.vendor.to_ascii_lowercase())
+    {
+        g.model.clone()
+    } else {
+        format!("{} {}", g.vendor, g.model)
+    }
+}
+
+/// The device a model ran on, for the community row: the GPU when one was used, else the CPU.
+/// A GPU counts as used when VRAM use was measured (peak above 0), or when the machine has one
+/// the target could use: any GPU for a server (it has its own build), and for the embedded engine
+/// a GPU whose llama.cpp backend the binary was built with (Vulkan drives every vendor's). The
+/// GPU named is the usable one with the most VRAM, NVIDIA first when VRAM was measured (NVML).
+pub fn device_name(e: &Environment, target: &TargetInfo, peak_vram_mb: Option<f64>) -> String {
+    let vram_used = peak_vram_mb.is_some_and(|v| v > 0.0);
+    let gpus = e.hardware.as_ref().map_or(&[][..], |h| h.gpus.as_slice());
+    let built = e
+        .hardware
+        .as_ref()
+        .map_or(&[][..], |h| h.backends_built.as_slice());
+    let usable = |g: &&crate::hw::gpu::GpuInfo| {
+        vram_used
+            || target.kind != "embedded"
+            || built.iter().any(|b| *b == g.backend || b == "Vulkan")
+    };
+    let best = gpus.iter().filter(usable).max_by_key(|g| {
+        (
+            vram_used && g.vendor.eq_ignore_ascii_case("NVIDIA"),
+            g.vram_mb.unwrap_or(0),
+        )
+    });
+    match best {
+        Some(g) => gpu_name(g),
+        None if vram_used => "NVIDIA GPU (model not recorded)".into(),
+        None => e.cpu_model.clone(),
+    }
+}
+
+/// MB (10^6 bytes) in MiB (2^20 bytes).
+fn mb_to_mib(mb: f64) -> f64 {
+    mb * 1e6 / f64::from(1u32 << 20)
+}
+
 fn setup_rows(input: &ReportInput) -> Vec<SetupRow> {
     let config_file = |id: &str| {
         input
@@ -298,6 +415,10 @@ fn setup_rows(input: &ReportInput) -> Vec<SetupRow> {
             seed: r.plan.seed,
             runs: r.plan.runs,
             warmup: r.plan.warmup,
+            gpus: gpu_lines(e),
+            llama_cpp_backends: backends(e),
+            engine_system_info: system_info(r.models.iter().map(|m| &m.target)),
+            simd: simd(e),
         });
     }
     for ev in &input.evals {
@@ -325,6 +446,10 @@ fn setup_rows(input: &ReportInput) -> Vec<SetupRow> {
             seed: ev.seed,
             runs: u32::try_from(ev.items).unwrap_or(u32::MAX),
             warmup: 0,
+            gpus: gpu_lines(e),
+            llama_cpp_backends: backends(e),
+            engine_system_info: system_info(std::iter::once(&ev.target)),
+            simd: simd(e),
         });
     }
     rows
@@ -363,6 +488,10 @@ fn perf_rows(input: &ReportInput) -> Vec<PerfRow> {
                     json_valid_rate: s.json_valid_rate,
                     model_load_ms: m.target.model_load_ms,
                     context_tokens: u.context_tokens,
+                    energy_j: u.monitor.energy_j,
+                    joules_per_output_token: u.monitor.joules_per_output_token,
+                    peak_vram_mb: u.monitor.peak_vram_mb,
+                    max_temp_c: u.monitor.max_temp_c,
                     busy_machine: u.settle.as_ref().and_then(|s| s.warning()),
                 });
             }
@@ -391,6 +520,7 @@ fn capability_rows(input: &ReportInput) -> Vec<CapabilityRow> {
                 scores: e.scores.clone(),
                 confusions: e.confusions.iter().take(5).cloned().collect(),
                 sandbox: e.sandbox.clone(),
+                busy_machine: e.settle.as_ref().and_then(|s| s.warning()),
             }
         })
         .collect()
@@ -532,8 +662,13 @@ fn community(input: &ReportInput, perf: &[PerfRow]) -> Vec<CommunityRow> {
             };
             let gen = pooled_mean(rows.iter().filter_map(|p| p.metrics.get("output_tokens")))
                 .map_or(0.0, |(g, _)| g);
+            let peak_vram_mb = m
+                .units
+                .iter()
+                .filter_map(|u| u.monitor.peak_vram_mb)
+                .reduce(f64::max);
             out.push(CommunityRow {
-                device: r.environment.cpu_model.clone(),
+                device: device_name(&r.environment, &m.target, peak_vram_mb),
                 source: format!(
                     "{}/{} ({} {})",
                     m.model.publisher, m.model.name, m.model.format, m.model.quantization
@@ -547,7 +682,7 @@ fn community(input: &ReportInput, perf: &[PerfRow]) -> Vec<CommunityRow> {
                 },
                 gen_tokens: gen,
                 mean_tokens_per_s: rate,
-                peak_vram_mib: None,
+                peak_vram_mib: peak_vram_mb.map(mb_to_mib),
             });
         }
     }
@@ -672,5 +807,108 @@ pub fn build(input: &ReportInput, generated: time::OffsetDateTime) -> Report {
         performance,
         capability,
         compliance: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hw::gpu::GpuInfo;
+    use crate::hw::HardwareInfo;
+
+    fn gpu(vendor: &str, model: &str, vram_mb: u64, backend: &str) -> GpuInfo {
+        GpuInfo {
+            vendor: vendor.into(),
+            model: model.into(),
+            vram_mb: Some(vram_mb),
+            driver: None,
+            backend: backend.into(),
+            source: "test".into(),
+        }
+    }
+
+    fn env(gpus: Vec<GpuInfo>, built: &[&str]) -> Environment {
+        Environment {
+            cpu_model: "AMD Ryzen 7 7840U".into(),
+            hardware: Some(HardwareInfo {
+                gpus,
+                backends_built: built.iter().map(|b| b.to_string()).collect(),
+                ..HardwareInfo::default()
+            }),
+            ..Environment::default()
+        }
+    }
+
+    fn target(kind: &str) -> TargetInfo {
+        TargetInfo {
+            kind: kind.into(),
+            ..TargetInfo::default()
+        }
+    }
+
+    #[test]
+    fn the_device_is_the_gpu_when_one_was_used() {
+        let rtx = gpu("NVIDIA", "NVIDIA GeForce RTX 4060", 8188, "CUDA");
+        let igpu = gpu("AMD", "Radeon 780M", 512, "Vulkan");
+        let embedded = target("embedded");
+        // No GPU at all, or no record of the hardware: the CPU.
+        assert_eq!(
+            device_name(&env(vec![], &["CPU"]), &embedded, None),
+            "AMD Ryzen 7 7840U"
+        );
+        let unrecorded = Environment {
+            cpu_model: "Apple M2".into(),
+            ..Environment::default()
+        };
+        assert_eq!(device_name(&unrecorded, &embedded, Some(0.0)), "Apple M2");
+        // A GPU the CPU-only embedded engine cannot drive: still the CPU.
+        let e = env(vec![rtx.clone(), igpu.clone()], &["CPU"]);
+        assert_eq!(device_name(&e, &embedded, None), "AMD Ryzen 7 7840U");
+        // ... unless VRAM use was measured: the NVIDIA board (NVML measured it).
+        assert_eq!(
+            device_name(&e, &embedded, Some(900.0)),
+            "NVIDIA GeForce RTX 4060"
+        );
+        // Built with CUDA: the NVIDIA board; with Vulkan: the GPU with the most VRAM.
+        let cuda = env(vec![igpu.clone(), rtx.clone()], &["CPU", "CUDA"]);
+        assert_eq!(
+            device_name(&cuda, &embedded, None),
+            "NVIDIA GeForce RTX 4060"
+        );
+        let vulkan = env(vec![igpu.clone()], &["CPU", "Vulkan"]);
+        assert_eq!(device_name(&vulkan, &embedded, None), "AMD Radeon 780M");
+        // A server has its own build: a GPU present counts.
+        let cpu_build = env(vec![igpu], &["CPU"]);
+        assert_eq!(
+            device_name(&cpu_build, &target("http"), None),
+            "AMD Radeon 780M"
+        );
+        // VRAM measured but no GPU recorded.
+        let mut bare = env(vec![], &["CPU"]);
+        bare.hardware = None;
+        assert_eq!(
+            device_name(&bare, &embedded, Some(10.0)),
+            "NVIDIA GPU (model not recorded)"
+        );
+        assert_eq!(
+            gpu_lines(&cuda)[1],
+            "NVIDIA GeForce RTX 4060 (8188 MB VRAM, CUDA)"
+        );
+        assert!((mb_to_mib(1_048_576.0) - 1e6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn system_info_lines_are_distinct() {
+        let t = |s: Option<&str>| TargetInfo {
+            system_info: s.map(str::to_string),
+            ..TargetInfo::default()
+        };
+        let ts = [
+            t(Some("CPU : AVX2 = 1 ")),
+            t(None),
+            t(Some("CPU : AVX2 = 1")),
+            t(Some("")),
+        ];
+        assert_eq!(system_info(ts.iter()), ["CPU : AVX2 = 1"]);
     }
 }

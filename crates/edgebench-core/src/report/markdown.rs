@@ -116,6 +116,58 @@ fn setup(out: &mut String, r: &Report) {
         );
     }
     out.push('\n');
+    // Experiments on the same hardware and engine build share one line.
+    let mut hw: Vec<(Vec<&str>, [&[String]; 4])> = Vec::new();
+    for s in &r.setup {
+        let key = [
+            &s.gpus[..],
+            &s.llama_cpp_backends[..],
+            &s.simd[..],
+            &s.engine_system_info[..],
+        ];
+        if key.iter().all(|v| v.is_empty()) {
+            continue;
+        }
+        match hw.iter_mut().find(|(_, k)| *k == key) {
+            Some((ids, _)) => ids.push(&s.id),
+            None => hw.push((vec![&s.id], key)),
+        }
+    }
+    if !hw.is_empty() {
+        let _ = writeln!(
+            out,
+            "| experiments | GPUs | llama.cpp backends built | CPU SIMD | engine system info |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        let list = |v: &[String], sep: &str| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                cell(&v.join(sep))
+            }
+        };
+        let everyone = hw.len() == 1 && hw[0].0.len() == r.setup.len() && r.setup.len() > 1;
+        for (ids, [gpus, backends, simd, info]) in &hw {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                if everyone {
+                    "all".to_string()
+                } else {
+                    ids.join(", ")
+                },
+                if gpus.is_empty() {
+                    "none found".to_string()
+                } else {
+                    cell(&gpus.join("; "))
+                },
+                list(backends, ", "),
+                list(simd, " "),
+                list(info, "; ")
+            );
+        }
+        out.push('\n');
+    }
     let files: Vec<&str> = r
         .setup
         .iter()
@@ -180,6 +232,43 @@ fn performance(out: &mut String, r: &Report) {
         );
     }
     out.push('\n');
+    let resources: Vec<_> = r
+        .performance
+        .iter()
+        .filter(|p| {
+            p.energy_j.is_some()
+                || p.joules_per_output_token.is_some()
+                || p.peak_vram_mb.is_some()
+                || p.max_temp_c.is_some()
+        })
+        .collect();
+    if !resources.is_empty() {
+        let _ = writeln!(
+            out,
+            "Energy, GPU memory and temperature over each unit's sampled span (warm-ups \
+             included; \"-\" where the machine does not expose the sensor).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| model | scenario | energy_j | joules_per_output_token | peak_vram_mb | max_temp_c |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+        let show = |v: Option<f64>| v.map_or_else(|| "-".into(), num);
+        for row in resources {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&model_label(&row.model, &row.quantization)),
+                row.scenario,
+                show(row.energy_j),
+                row.joules_per_output_token
+                    .map_or_else(|| "-".into(), |j| format!("{j:.4}")),
+                show(row.peak_vram_mb),
+                show(row.max_temp_c)
+            );
+        }
+        out.push('\n');
+    }
     for row in &r.performance {
         if let Some(w) = &row.busy_machine {
             let _ = writeln!(
@@ -226,7 +315,15 @@ fn capability(out: &mut String, r: &Report) {
             .scores
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "accuracy" | "macro_f1" | "invalid_rate"))
-            .map(|(k, v)| format!("{k} {}", score_ci(v.value, v.ci_low, v.ci_high)))
+            .map(|(k, v)| {
+                format!(
+                    "{k} {}",
+                    with_mark(
+                        score_ci(v.value, v.ci_low, v.ci_high),
+                        verdict_of(r, &label, &c.task, k)
+                    )
+                )
+            })
             .collect();
         let items = if c.items == c.items_total {
             c.items.to_string()
@@ -251,6 +348,16 @@ fn capability(out: &mut String, r: &Report) {
         );
     }
     out.push('\n');
+    for c in &r.capability {
+        if let Some(w) = &c.busy_machine {
+            let _ = writeln!(
+                out,
+                "> **Busy machine** during {} / {}: {w}. Its items/s may be slow.\n",
+                cell(&model_label(&c.model, &c.quantization)),
+                c.task
+            );
+        }
+    }
     for c in r.capability.iter().filter(|c| !c.confusions.is_empty()) {
         let conf: Vec<String> = c
             .confusions
@@ -451,9 +558,11 @@ fn community(out: &mut String, r: &Report) {
     }
     let _ = writeln!(
         out,
-        "## Community results row\n\nmean tok/s = decode_tokens_per_s over all measured requests \
-         of the model; gen_tokens = mean output tokens per request; KV cache \"-\" and VRAM \"-\" \
-         when not known or not measured.\n"
+        "## Community results row\n\ndevice = the GPU when one was used (VRAM use measured, or a \
+         GPU the engine can drive), else the CPU; mean tok/s = decode_tokens_per_s over all \
+         measured requests of the model; gen_tokens = mean output tokens per request; peak VRAM = \
+         the highest over the model's units; KV cache \"-\" and VRAM \"-\" when not known or not \
+         measured.\n"
     );
     out.push_str(&community_table(r));
     out.push('\n');

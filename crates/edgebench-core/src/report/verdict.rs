@@ -115,6 +115,15 @@ pub const THRESHOLDS: &[Threshold] = &[
         fair: 0.60,
         basis: "three-way sentiment: above 75% is usable for triage; 60% is little better than the majority class",
     },
+    Threshold {
+        metric: "sentiment_accuracy",
+        applies: Applies::Task("realistic"),
+        unit: "fraction",
+        higher_is_better: true,
+        good: 0.75,
+        fair: 0.60,
+        basis: "the realistic task's sentiment cases, judged like financial_phrasebank: above 75% is usable for triage",
+    },
 ];
 
 impl Threshold {
@@ -219,6 +228,14 @@ mod tests {
         let senti = find("accuracy", Applies::Task("financial_phrasebank"));
         assert_eq!(senti.judge(0.75), Some(Level::Fair));
         assert_eq!(senti.judge(0.76), Some(Level::Good));
+        let realistic = find("sentiment_accuracy", Applies::Task("realistic"));
+        assert_eq!(
+            (realistic.good, realistic.fair, realistic.unit),
+            (senti.good, senti.fair, senti.unit)
+        );
+        assert_eq!(realistic.judge(0.8), Some(Level::Good));
+        assert_eq!(realistic.judge(0.75), Some(Level::Fair));
+        assert_eq!(realistic.judge(0.5), Some(Level::Poor));
     }
 
     #[test]
@@ -235,6 +252,8 @@ mod tests {
         assert_eq!(for_task("banking_all").count(), 2);
         assert_eq!(for_task("financial_phrasebank").count(), 1);
         assert_eq!(for_task("gsm8k").count(), 0);
+        let realistic: Vec<&str> = for_task("realistic").map(|t| t.metric).collect();
+        assert_eq!(realistic, ["sentiment_accuracy"]);
         assert_eq!(performance().count(), 3);
     }
 }
