@@ -141,8 +141,13 @@ fn thread_cpu_ns() -> Option<u64> {
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
-/// Resident memory of a process in MB, read now.
+/// Resident memory of a process in MB, read now: for another process (a server), the sum over
+/// it and its descendants, since Ollama, vLLM and LM Studio hold the model in child processes;
+/// for edgebench itself, its own memory only (its children are sandboxed eval programs).
 pub fn rss_mb(pid: u32) -> Option<f64> {
+    if let Some(t) = tree_rss_mb(pid) {
+        return Some(t);
+    }
     let mut sys = System::new();
     let p = Pid::from_u32(pid);
     sys.refresh_processes_specifics(
@@ -151,6 +156,45 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
         ProcessRefreshKind::nothing().with_memory(),
     );
     sys.process(p).map(|pr| pr.memory() as f64 / 1e6)
+}
+
+/// Linux: RSS (`VmRSS` of `/proc/PID/status`) of `pid` plus all its descendants (found through
+/// `/proc/PID/task/*/children`), MB; `None` for edgebench's own process, or where `/proc` does
+/// not tell (then the caller reads the one process through sysinfo).
+fn tree_rss_mb(pid: u32) -> Option<f64> {
+    if pid == std::process::id() {
+        return None;
+    }
+    let vm_rss_kb = |p: u32| -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let root_kb = vm_rss_kb(pid)?;
+    let mut total_kb = root_kb;
+    let mut seen = vec![pid];
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if seen.len() < 4096 && !seen.contains(&c) {
+                    seen.push(c);
+                    stack.push(c);
+                    total_kb += vm_rss_kb(c).unwrap_or(0);
+                }
+            }
+        }
+    }
+    Some(total_kb as f64 * 1024.0 / 1e6)
 }
 
 /// The process listening on a TCP port on this machine (Linux: `/proc/net/tcp*` and the
@@ -236,6 +280,9 @@ impl Sampler {
     fn take(&mut self) -> Sample {
         let sys = &mut self.sys;
         let rss = self.pid.and_then(|p| {
+            if let Some(t) = tree_rss_mb(p.as_u32()) {
+                return Some(t);
+            }
             sys.refresh_processes_specifics(
                 ProcessesToUpdate::Some(&[p]),
                 true,
@@ -510,5 +557,42 @@ mod tests {
         assert_eq!(joules_per_token(m.energy_j, 0), None);
         assert_eq!(summarize(&[]).peak_rss_mb, None);
         assert_eq!(summarize(&[]).energy_j, None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_servers_memory_includes_its_child_processes() {
+        // A parent shell whose child holds ~64 MB: the tree's RSS includes the child's.
+        let mut parent = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("python3 -c 'import time; b = bytearray(64 * 1024 * 1024); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(30)' & wait")
+            .spawn()
+            .unwrap();
+        let pid = parent.id();
+        let mut tree = 0.0;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(50));
+            tree = rss_mb(pid).unwrap_or(0.0);
+            if tree > 60.0 {
+                break;
+            }
+        }
+        let own = {
+            let mut sys = System::new();
+            let p = Pid::from_u32(pid);
+            sys.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[p]),
+                true,
+                ProcessRefreshKind::nothing().with_memory(),
+            );
+            sys.process(p).map_or(0.0, |pr| pr.memory() as f64 / 1e6)
+        };
+        let _ = std::process::Command::new("pkill")
+            .args(["-P", &pid.to_string()])
+            .status();
+        let _ = parent.kill();
+        let _ = parent.wait();
+        assert!(own < 20.0, "the shell alone holds {own} MB");
+        assert!(tree > 60.0, "the tree holds {tree} MB");
     }
 }

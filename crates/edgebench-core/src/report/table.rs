@@ -83,8 +83,21 @@ fn unit(out: &mut String, u: &UnitReport) {
             &s.engine_prefill_tokens_per_s,
         );
     }
+    if s.first_answer_ms.is_some() {
+        row(out, "first_answer_ms", &s.first_answer_ms);
+    }
     row(out, "prompt_tokens", &s.prompt_tokens);
     row(out, "output_tokens", &s.output_tokens);
+    if s.reasoning_tokens.is_some() {
+        row(out, "reasoning_tokens", &s.reasoning_tokens);
+    }
+    if let Some(n) = s.token_count_sources.get("chunks") {
+        let _ = writeln!(
+            out,
+            "  warning: output tokens of {n} of {} requests are streamed chunks (the server sent no usage; an estimate, pass --tokenizer to count them)",
+            s.successes
+        );
+    }
     if let (Some(rq), Some(tk)) = (s.request_throughput_per_s, s.output_token_throughput_per_s) {
         let _ = writeln!(
             out,
