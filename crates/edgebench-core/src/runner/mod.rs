@@ -259,6 +259,7 @@ pub type EventSink<'a> = dyn Fn(RunEvent) -> Result<(), String> + Send + Sync + 
 /// after each. A failed request is recorded and the unit goes on; a first request that yields no
 /// token at all stops the run (the model is unusable for this scenario). Every finished request
 /// is handed to `on_event` as it finishes.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_unit(
     plan: &RunPlan,
     unit: &PreparedUnit,
