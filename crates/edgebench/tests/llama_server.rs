@@ -96,22 +96,34 @@ fn client_figures_agree_with_llama_server_timings() {
     );
     let u = &m["units"][0];
     assert_eq!(u["successes"], 5, "{stderr}");
+    // What the server said about itself: its build, from GET /props.
+    let srv = &m["target"]["server"];
+    assert!(
+        srv["version"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("llama-server "),
+        "{srv}"
+    );
+    assert_eq!(srv["version_source"], "GET /props");
+    assert_eq!(u["token_count_sources"]["server_usage"], 5, "{u}");
     assert!(
         u["peak_rss_mb"].as_f64().unwrap() > 50.0,
         "server RSS sampled by port"
     );
-    // The server's own /metrics over the unit (6 requests of 128 tokens, warm-up included).
+    // The server's own /metrics over the unit's measured requests (5 of 128 tokens; the
+    // warm-up is left out, as in the client's figures).
     let sm = &u["server_metrics"];
     let predicted = sm["llamacpp_predicted_tokens"].as_f64().unwrap_or(0.0);
-    assert!((6.0 * 127.0..=6.0 * 129.0).contains(&predicted), "{sm}");
+    assert!((5.0 * 127.0..=5.0 * 129.0).contains(&predicted), "{sm}");
     let server_rate = sm["llamacpp_decode_tokens_per_s"].as_f64().unwrap();
     let client_rate = u["decode_tokens_per_s"]["mean"].as_f64().unwrap();
     assert!(
         rel(client_rate, server_rate) < 0.15,
         "client decode {client_rate} vs /metrics {server_rate} t/s"
     );
-    // One timing line per request, the warm-up included (counts cover the whole unit).
-    assert_eq!(u["log_pattern_counts"]["prompt eval time"], 6);
+    // One timing line per measured request (counts start when the warm-ups are done).
+    assert_eq!(u["log_pattern_counts"]["prompt eval time"], 5);
 
     // Per request: client vs server.
     let file = u["file"].as_str().unwrap();
