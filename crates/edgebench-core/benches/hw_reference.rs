@@ -3,10 +3,11 @@
 //! and memory bandwidth against a STREAM-style C program compiled here with OpenMP.
 //!
 //! Goals (from the hardware issue): GEMM within 20% of the BLAS peak, bandwidth within 20% of
-//! the STREAM-style reference. Each row with a reference prints PASS when edgebench / reference
-//! is within [0.8, 1.2] (a figure far above the reference is as suspect as one far below), FAIL
-//! otherwise, SKIP when the reference could not run; the bench exits with status 1 when any row
-//! fails. Set EDGEBENCH_BENCH_THREADS to change the thread count.
+//! the STREAM-style reference. A GEMM row passes when edgebench / numpy >= 0.8 (beating the BLAS
+//! is fine: numpy's OpenBLAS may pick AVX2 kernels on an AVX-512 machine, faer does not); a
+//! bandwidth row when the ratio is within [0.8, 1.2] (a figure far above a STREAM loop means a
+//! counting error). FAIL otherwise, SKIP when the reference could not run; the bench exits with
+//! status 1 when any row fails. Set EDGEBENCH_BENCH_THREADS to change the thread count.
 
 use std::path::Path;
 use std::process::Command;
@@ -126,7 +127,7 @@ fn stream_reference(
     )
 }
 
-/// The accepted band of edgebench / reference.
+/// The accepted band of edgebench / reference (GEMM uses only the lower bound).
 const BAND: (f64, f64) = (0.8, 1.2);
 
 /// The verdict on one row: PASS inside the band, FAIL outside, SKIP without a reference.
@@ -138,10 +139,11 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn of(ours: f64, reference: Option<f64>) -> Self {
+    /// `upper`: whether a ratio above the band fails too.
+    fn of(ours: f64, reference: Option<f64>, upper: bool) -> Self {
         match reference.filter(|r| *r > 0.0 && r.is_finite()) {
             None => Self::Skip,
-            Some(r) if (BAND.0..=BAND.1).contains(&(ours / r)) => Self::Pass,
+            Some(r) if ours / r >= BAND.0 && (!upper || ours / r <= BAND.1) => Self::Pass,
             Some(_) => Self::Fail,
         }
     }
@@ -165,8 +167,8 @@ fn main() {
     let mut verdicts = Vec::new();
     println!("{} ({} threads)", h.cpu.model, threads);
     println!(
-        "band: edgebench / reference within [{}, {}]",
-        BAND.0, BAND.1
+        "band: edgebench / reference >= {} (GEMM), within [{}, {}] (bandwidth)",
+        BAND.0, BAND.0, BAND.1
     );
     println!("\nf32 GEMM, best of {runs} runs, GFLOPS");
     println!(
@@ -177,7 +179,7 @@ fn main() {
         for t in [1, threads] {
             let ours = bench::gemm(n, t, runs).best_gflops;
             let theirs = numpy_gflops(n, t, runs);
-            let v = Verdict::of(ours, theirs);
+            let v = Verdict::of(ours, theirs, false);
             verdicts.push(v);
             println!(
                 "{n:>6} {t:>8} {ours:>10.1} {:>10} {:>8} {:>8}",
@@ -207,7 +209,7 @@ fn main() {
     );
     for b in &ours {
         let r = theirs.iter().find(|(k, _)| *k == b.kernel).map(|(_, v)| *v);
-        let v = Verdict::of(b.best_gb_s, r);
+        let v = Verdict::of(b.best_gb_s, r, true);
         verdicts.push(v);
         println!(
             "{:>6} {:>10.1} {:>10} {:>8} {:>8}",
