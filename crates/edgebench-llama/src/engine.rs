@@ -367,6 +367,7 @@ fn engine_main(
         batch: LlamaBatch::new(cfg.n_batch as usize, 1),
         n_batch: cfg.n_batch as usize,
         cancel: cfg.cancel.clone(),
+        ll_context: Vec::new(),
     };
     if let Err(e) = worker.reserve(cfg.n_ctx.unwrap_or(CTX_STEP)) {
         let _ = ready.send(Err(e));
@@ -385,6 +386,13 @@ fn engine_main(
         return;
     }
     while let Ok(cmd) = rx.recv() {
+        // Only log-likelihood calls keep sequence 0's KV for the next one.
+        if matches!(
+            cmd,
+            Command::Reserve(..) | Command::Generate(..) | Command::Shared(..)
+        ) {
+            worker.ll_context.clear();
+        }
         match cmd {
             Command::Reserve(tokens, reply) => {
                 let _ = reply.send(worker.reserve(tokens));
@@ -430,6 +438,9 @@ struct Worker<'m> {
     batch: LlamaBatch<'static>,
     n_batch: usize,
     cancel: Option<Arc<AtomicBool>>,
+    /// The tokens of the last log-likelihood context, held in sequence 0's KV cache; the next
+    /// call decodes only what follows their common prefix (a subject's few-shot examples).
+    ll_context: Vec<LlamaToken>,
 }
 
 /// ChatML, used when a model carries no chat template (as llama-server does).
@@ -496,6 +507,7 @@ impl<'m> Worker<'m> {
         let want = n_ctx;
         // Free the old context (and its KV cache) before allocating the new one.
         self.ctx = None;
+        self.ll_context.clear();
         let params = LlamaContextParams::default()
             .with_n_seq_max(seqs)
             .with_kv_unified(seqs > 1)
@@ -924,9 +936,28 @@ impl<'m> Worker<'m> {
         if self.ctx.is_none() || self.ctx_seqs != 2 || self.ctx_size < n_ctx {
             self.create_context(n_ctx, 2)?;
         }
-        self.ctx()?.clear_kv_cache();
+        // Reuse the KV of the previous context's common prefix; at least the last token is
+        // decoded again, for its logits.
+        let keep = self
+            .ll_context
+            .iter()
+            .zip(&ctx_toks)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ctx_toks.len() - 1);
+        let ctx = self.ctx()?;
+        if keep == 0 {
+            ctx.clear_kv_cache();
+        } else {
+            ctx.clear_kv_cache_seq(Some(0), Some(keep as u32), None)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+            ctx.clear_kv_cache_seq(Some(1), None, None)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+        }
+        self.ll_context.clear();
         let n = ctx_toks.len() as i32;
-        self.decode_seq(&ctx_toks, 0, 0, true)?;
+        self.decode_seq(&ctx_toks[keep..], keep as i32, 0, true)?;
+        self.ll_context = ctx_toks.clone();
         let first: Vec<f32> = self.ctx()?.get_logits_ith(-1).to_vec();
         let mut out = Vec::with_capacity(conts.len());
         for cont in &conts {

@@ -112,3 +112,62 @@ async fn loglikelihoods_rank_the_obvious_answer_and_add_up_over_tokens() {
         "{lps:?} {rest:?}"
     );
 }
+
+#[tokio::test]
+async fn loglikelihoods_reusing_a_shared_prefix_match_a_fresh_engine() {
+    let shots = "Q: What is 2 + 2?\nA: 4\n\nQ: What colour is the sky on a clear day?\nA: blue\n\n\
+                 Q: How many legs does a spider have?\nA: 8\n\n";
+    let conts: Vec<String> = [" A", " B", " yes", " no"].map(String::from).to_vec();
+    let q1 = format!("{shots}Q: Is water wet?\nA:");
+    let q2 = format!("{shots}Q: Is fire cold?\nA:");
+    let fresh = LlamaEvalBackend::new(
+        LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap(),
+        4,
+    );
+    let want2 = fresh.loglikelihoods(&q2, &conts).await.unwrap().unwrap();
+    let want_shots = fresh
+        .loglikelihoods(shots.trim_end(), &conts)
+        .await
+        .unwrap()
+        .unwrap();
+    let warm = LlamaEvalBackend::new(
+        LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap(),
+        4,
+    );
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 0.02);
+    // q1 leaves the shots in the KV cache; q2 decodes only its own question.
+    warm.loglikelihoods(&q1, &conts).await.unwrap().unwrap();
+    let got2 = warm.loglikelihoods(&q2, &conts).await.unwrap().unwrap();
+    assert!(close(&got2, &want2), "{got2:?} vs {want2:?}");
+    // The same context twice, and a context that is a prefix of the cached one.
+    let again = warm.loglikelihoods(&q2, &conts).await.unwrap().unwrap();
+    assert!(close(&again, &want2), "{again:?} vs {want2:?}");
+    let shorter = warm
+        .loglikelihoods(shots.trim_end(), &conts)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        close(&shorter, &want_shots),
+        "{shorter:?} vs {want_shots:?}"
+    );
+    // A generation in between takes the KV cache; the next call starts over and still agrees.
+    warm.generate(
+        "",
+        &["Say hi.".to_string()],
+        &GenOptions {
+            max_tokens: 4,
+            stop: Vec::new(),
+            seed: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let after = warm.loglikelihoods(&q2, &conts).await.unwrap().unwrap();
+    assert!(close(&after, &want2), "{after:?} vs {want2:?}");
+    // The answers differ between the questions, so a stale cache would show.
+    assert!(!close(
+        &got2,
+        &warm.loglikelihoods(&q1, &conts).await.unwrap().unwrap()
+    ));
+}

@@ -1,4 +1,5 @@
-//! GPU detection: NVML for NVIDIA, `rocm-smi` for AMD, sysfs DRM for any vendor on Linux,
+//! GPU detection: NVML for NVIDIA, `rocm-smi` for AMD, `xpu-smi` for Intel, sysfs DRM for any
+//! vendor on Linux,
 //! `system_profiler` on macOS; each probe says what it found or why it found nothing.
 
 use std::path::Path;
@@ -62,6 +63,9 @@ pub fn detect_all(root: &Path) -> (Vec<GpuInfo>, Vec<Probe>) {
     gpus.extend(g);
     probes.push(p);
     let (g, p) = rocm_gpus();
+    gpus.extend(g);
+    probes.push(p);
+    let (g, p) = xpu_gpus();
     gpus.extend(g);
     probes.push(p);
     let (sysfs, p) = sysfs_gpus(root);
@@ -148,6 +152,66 @@ pub fn parse_rocm_smi(json: &str) -> Vec<GpuInfo> {
                 driver: field("Driver version"),
                 backend: "ROCm/HIP".into(),
                 source: "rocm-smi".into(),
+            }
+        })
+        .collect()
+}
+
+/// Intel GPUs through `xpu-smi discovery -j`.
+pub fn xpu_gpus() -> (Vec<GpuInfo>, Probe) {
+    let out = match Command::new("xpu-smi").args(["discovery", "-j"]).output() {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            return (
+                Vec::new(),
+                Probe::none("xpu-smi", format!("xpu-smi exited with {}", o.status)),
+            )
+        }
+        Err(_) => return (Vec::new(), Probe::none("xpu-smi", "xpu-smi not on PATH")),
+    };
+    let gpus = parse_xpu_smi(&String::from_utf8_lossy(&out.stdout));
+    let probe = if gpus.is_empty() {
+        Probe::none("xpu-smi", "no devices in its output")
+    } else {
+        Probe::found("xpu-smi", gpus.len())
+    };
+    (gpus, probe)
+}
+
+/// Parses `xpu-smi discovery -j`: a `device_list` of devices with `device_name`, and the
+/// memory size (`memory_physical_size_byte`, a number or a string) where the tool gives it.
+pub fn parse_xpu_smi(json: &str) -> Vec<GpuInfo> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let Some(list) = v.get("device_list").and_then(|l| l.as_array()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter(|d| {
+            d.get("device_type")
+                .and_then(|t| t.as_str())
+                .is_none_or(|t| t.eq_ignore_ascii_case("gpu"))
+        })
+        .map(|d| {
+            let bytes = d.get("memory_physical_size_byte").and_then(|b| {
+                b.as_u64()
+                    .or_else(|| b.as_str().and_then(|s| s.trim().parse().ok()))
+            });
+            GpuInfo {
+                vendor: "Intel".into(),
+                model: d
+                    .get("device_name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("Intel GPU")
+                    .to_string(),
+                vram_mb: bytes.map(|b| b / 1_000_000),
+                driver: d
+                    .get("driver_version")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string),
+                backend: "SYCL".into(),
+                source: "xpu-smi".into(),
             }
         })
         .collect()
@@ -317,6 +381,22 @@ mod tests {
         assert_eq!(g[0].model, "Radeon RX 7900 XTX");
         assert_eq!(g[0].vram_mb, Some(25_753));
         assert!(parse_rocm_smi("not json").is_empty());
+        let xpu = r#"{"device_list": [
+            {"device_id": 0, "device_name": "Intel(R) Data Center GPU Max 1550", "device_type": "GPU",
+             "memory_physical_size_byte": "68719476736", "driver_version": "1.3.27191"},
+            {"device_id": 1, "device_name": "Intel(R) Arc(TM) A770 Graphics",
+             "memory_physical_size_byte": 17179869184}]}"#;
+        let g = parse_xpu_smi(xpu);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].model, "Intel(R) Data Center GPU Max 1550");
+        assert_eq!(g[0].vram_mb, Some(68_719));
+        assert_eq!(g[0].driver.as_deref(), Some("1.3.27191"));
+        assert_eq!(
+            (g[1].backend.as_str(), g[1].vram_mb),
+            ("SYCL", Some(17_179))
+        );
+        assert!(parse_xpu_smi(r#"{"device_list": []}"#).is_empty());
+        assert!(parse_xpu_smi("garbage").is_empty());
         let mac = r#"{"SPDisplaysDataType": [{"sppci_model": "Apple M2 Pro", "spdisplays_vendor": "sppci_vendor_Apple"}]}"#;
         let g = parse_system_profiler(mac);
         assert_eq!(g.len(), 1);

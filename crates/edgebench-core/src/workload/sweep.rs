@@ -90,6 +90,39 @@ pub fn stop_reason(best_before: Option<f64>, step: &UnitSummary) -> Option<Strin
     })
 }
 
+/// Where each sweep of a run stands: the best output throughput so far per swept scenario, and
+/// the reason a sweep stopped. A resumed run replays the steps already done through
+/// [`SweepState::observe`] before it runs the rest.
+#[derive(Debug, Clone, Default)]
+pub struct SweepState {
+    best: std::collections::HashMap<String, f64>,
+    stopped: std::collections::HashMap<String, String>,
+}
+
+impl SweepState {
+    /// Takes in a finished step of the sweep of `base` at `level`; returns why the sweep stops
+    /// after it, when it does.
+    pub fn observe(&mut self, base: &str, level: u32, step: &UnitSummary) -> Option<String> {
+        let best = self.best.get(base).copied();
+        let why = stop_reason(best, step);
+        if let Some(w) = &why {
+            self.stopped.entry(base.to_string()).or_insert_with(|| {
+                format!("not run: the sweep stopped at concurrency {level} ({w})")
+            });
+        }
+        if let Some(t) = step.output_token_throughput_per_s {
+            self.best
+                .insert(base.to_string(), best.map_or(t, |b| b.max(t)));
+        }
+        why
+    }
+
+    /// Why the steps left of the sweep of `base` are not run, once it stopped.
+    pub fn stopped(&self, base: &str) -> Option<&str> {
+        self.stopped.get(base).map(String::as_str)
+    }
+}
+
 /// One row of the sweep table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepStep {
@@ -239,6 +272,33 @@ mod tests {
         assert!(stop_reason(Some(90.0), &summary(Some(80.0), 1.0)).is_some());
         let failing = stop_reason(Some(50.0), &summary(Some(200.0), 0.5)).unwrap();
         assert!(failing.contains("success rate 50%"), "{failing}");
+    }
+
+    #[test]
+    fn the_state_replayed_from_done_steps_is_the_live_one() {
+        let steps = [
+            ("a", 1, summary(Some(50.0), 1.0)),
+            ("b", 1, summary(Some(10.0), 1.0)),
+            ("a", 2, summary(Some(90.0), 1.0)),
+            ("a", 4, summary(Some(92.0), 1.0)),
+        ];
+        let mut live = SweepState::default();
+        let whys: Vec<bool> = steps
+            .iter()
+            .map(|(b, l, s)| live.observe(b, *l, s).is_some())
+            .collect();
+        assert_eq!(whys, [false, false, false, true]);
+        let stop = live.stopped("a").unwrap();
+        assert!(stop.contains("stopped at concurrency 4"), "{stop}");
+        assert_eq!(live.stopped("b"), None);
+        // Resumed after the first two steps of "a": its next step is judged against 90, not
+        // taken as the first.
+        let mut resumed = SweepState::default();
+        for (b, l, s) in &steps[..3] {
+            resumed.observe(b, *l, s);
+        }
+        assert!(resumed.observe("a", 4, &steps[3].2).is_some());
+        assert_eq!(resumed.stopped("a"), live.stopped("a"));
     }
 
     #[test]

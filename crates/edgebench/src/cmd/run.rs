@@ -813,8 +813,17 @@ async fn run_models(
                 .sum(),
         );
         // Sweeps: the best output throughput so far per swept scenario, and why a sweep stopped.
-        let mut sweep_best: std::collections::HashMap<String, f64> = Default::default();
-        let mut sweep_stopped: std::collections::HashMap<String, String> = Default::default();
+        let mut sweeps = workload::sweep::SweepState::default();
+        // A resumed sweep goes on from the steps already done: their best throughput, and a
+        // stop one of them already called.
+        for row in rows.iter().filter(|u| u.model == key && u.status == "done") {
+            let Some(sc) = scenarios.iter().find(|s| s.name == row.scenario) else {
+                continue;
+            };
+            if let (Some(base), Some(report)) = (&sc.sweep_of, &row.report) {
+                sweeps.observe(base, sc.concurrency.unwrap_or(1), &report.summary);
+            }
+        }
         for unit in &units {
             let unit_id = rows
                 .iter()
@@ -827,7 +836,7 @@ async fn run_models(
                 .scenario
                 .sweep_of
                 .as_ref()
-                .and_then(|b| sweep_stopped.get(b))
+                .and_then(|b| sweeps.stopped(b))
             {
                 store.skip_unit(unit_id, why)?;
                 pb.inc((unit.warmup.len() + unit.measured.len()) as u64);
@@ -958,22 +967,14 @@ async fn run_models(
                 },
             );
             if let Some(base) = &unit.scenario.sweep_of {
-                let best = sweep_best.get(base).copied();
-                if let Some(why) = workload::sweep::stop_reason(best, &summary) {
-                    let level = unit.scenario.concurrency.unwrap_or(1);
+                let level = unit.scenario.concurrency.unwrap_or(1);
+                if let Some(why) = sweeps.observe(base, level, &summary) {
                     pb.suspend(|| {
                         eprintln!(
                             "sweep {} × {base}: stopping after concurrency {level}: {why}",
                             model.name
                         );
                     });
-                    sweep_stopped.insert(
-                        base.clone(),
-                        format!("not run: the sweep stopped at concurrency {level} ({why})"),
-                    );
-                }
-                if let Some(t) = summary.output_token_throughput_per_s {
-                    sweep_best.insert(base.clone(), best.map_or(t, |b| b.max(t)));
                 }
             }
             let path = results_dir.join(report::perf_file_name(model, &unit.scenario.name, run_id));
