@@ -382,6 +382,16 @@ pub async fn run_unit(
         mon.stop();
         return Err(RunError::Interrupted);
     }
+    // N streams open N connections: opened here, not in the measured requests' first
+    // milliseconds (a closed loop at concurrency 512 otherwise opens 511 at once).
+    if !sequential {
+        let n = if plan.rate_per_s.is_some() {
+            pool.min(MAX_PREOPENED)
+        } else {
+            (concurrency as usize).min(pool.max(1))
+        };
+        target.open_connections(n.saturating_sub(1)).await;
+    }
     if let Some(h) = hook {
         h.measured_starting().await;
     }
@@ -514,6 +524,9 @@ pub async fn run_unit(
         settle,
     })
 }
+
+/// Connections opened ahead of an open-loop (`--rate`) unit at most.
+const MAX_PREOPENED: usize = 64;
 
 /// Poisson arrival times for an open-loop unit (`None` in closed loop): exponential gaps with
 /// mean 1/rate, from a RNG seeded by the plan's seed and the scenario.

@@ -163,4 +163,12 @@ pub trait Target: Send + Sync {
 
     /// Runs one request. Never fails: a failed request comes back as a record with its error.
     async fn generate(&self, request: GenRequest, clock: &Clock) -> RequestRecord;
+
+    /// Opens up to `n` connections ahead of a load phase so its requests do not pay for
+    /// connection set-up all at once (HTTP targets); returns how many answered. Nothing to do
+    /// for in-process targets.
+    async fn open_connections(&self, n: usize) -> usize {
+        let _ = n;
+        0
+    }
 }

@@ -471,6 +471,26 @@ impl Target for OpenAiTarget {
         self.cfg.context_tokens
     }
 
+    /// `n` concurrent `GET /models`, read to the end: each leaves a kept-alive connection in
+    /// the client's pool for the measured requests to take.
+    async fn open_connections(&self, n: usize) -> usize {
+        let url = self.url("models");
+        let one = || async {
+            let resp = self
+                .auth(self.client.get(&url))
+                .timeout(self.cfg.connect_timeout + Duration::from_secs(5))
+                .send()
+                .await
+                .ok()?;
+            resp.bytes().await.ok().map(|_| ())
+        };
+        futures_util::future::join_all((0..n).map(|_| one()))
+            .await
+            .into_iter()
+            .flatten()
+            .count()
+    }
+
     async fn generate(&self, request: GenRequest, clock: &Clock) -> RequestRecord {
         let body = request_body(&self.cfg, &request);
         let path = match self.cfg.api {
@@ -1057,6 +1077,27 @@ mod tests {
             t.info().server.unwrap().served_models,
             ["other-model".to_string()]
         );
+    }
+
+    #[tokio::test]
+    async fn connections_are_opened_ahead_with_concurrent_model_lists() {
+        let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = gets.clone();
+        let server = MockServer::start(move |r| {
+            if r.method == "GET" && r.path == "/v1/models" {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Response::json(200, &json!({"data": [{"id": "m"}]}))
+        })
+        .await
+        .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
+        assert_eq!(t.open_connections(8).await, 8);
+        assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 8);
+        assert_eq!(t.open_connections(0).await, 0);
+        // Nothing listening: nothing opened, no error.
+        let gone = OpenAiTarget::new(HttpConfig::new("http://127.0.0.1:9/v1", "m")).unwrap();
+        assert_eq!(gone.open_connections(3).await, 0);
     }
 
     #[tokio::test]
