@@ -514,6 +514,8 @@ pub async fn run_task(
             let mut new_items = 0;
             let conts: Vec<String> = [" A", " B", " C", " D"].map(String::from).to_vec();
             let mut method = "loglikelihood".to_string();
+            // Items scored by log-likelihood before the backend stopped giving them, if it did.
+            let mut by_loglik = 0usize;
             let mut pending_gen: Vec<GenItem> = Vec::new();
             for &i in &picked {
                 let q = all[i];
@@ -560,6 +562,7 @@ pub async fn run_task(
                             (sink.commit)(std::slice::from_ref(&r)).map_err(EvalError::Store)?;
                             results.push(r);
                             new_items += 1;
+                            by_loglik += 1;
                             if new_items % 10 == 0 {
                                 (sink.progress)(results.len(), total);
                             }
@@ -608,6 +611,12 @@ pub async fn run_task(
                 .await?;
                 results.extend(r);
                 new_items += n;
+            }
+            if method != "loglikelihood" && by_loglik > 0 {
+                // Say so rather than label every item by the method of the last ones.
+                method = format!(
+                    "mixed: {by_loglik} by loglikelihood, then generate-letter (the backend stopped giving log-likelihoods)"
+                );
             }
             (method, all.len(), results, new_items)
         }
@@ -878,6 +887,74 @@ pub fn realistic_source_path() -> &'static Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Gives log-likelihoods for its first `until` calls, then none; answers "A" when asked.
+    struct StopsGivingLoglik {
+        until: usize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl EvalBackend for StopsGivingLoglik {
+        fn info(&self) -> crate::target::TargetInfo {
+            crate::target::TargetInfo::default()
+        }
+        async fn generate(
+            &self,
+            _system: &str,
+            users: &[String],
+            _opts: &GenOptions,
+        ) -> Result<Vec<Result<String, String>>, crate::eval::BackendError> {
+            Ok(users.iter().map(|_| Ok("A".to_string())).collect())
+        }
+        async fn loglikelihoods(
+            &self,
+            _context: &str,
+            continuations: &[String],
+        ) -> Result<Option<Vec<f64>>, crate::eval::BackendError> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((n < self.until).then(|| vec![-1.0; continuations.len()]))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_mmlu_run_that_loses_log_likelihoods_midway_says_it_mixed_methods() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+        let opts = TaskOptions {
+            per_subject: Some(1),
+            data_dir: Some(data),
+            ..TaskOptions::default()
+        };
+        let opts = &opts;
+        let run = |until: usize| {
+            let backend = StopsGivingLoglik {
+                until,
+                calls: Default::default(),
+            };
+            async move {
+                let mut commit = |_: &[ItemResult]| Ok(());
+                let mut sink = Sink {
+                    commit: &mut commit,
+                    progress: &|_, _| {},
+                    cancelled: &|| false,
+                };
+                run_task("mmlu", &backend, opts, &HashMap::new(), &mut sink)
+                    .await
+                    .unwrap()
+            }
+        };
+        let all = run(usize::MAX).await;
+        assert_eq!(all.method, "loglikelihood");
+        let none = run(0).await;
+        assert_eq!(none.method, "generate-letter");
+        let mixed = run(3).await;
+        assert!(
+            mixed.method.starts_with("mixed: 3 by loglikelihood"),
+            "{}",
+            mixed.method
+        );
+        assert_eq!(mixed.items.len(), all.items.len());
+    }
 
     #[test]
     fn facts_fields_and_task_names() {
