@@ -485,13 +485,24 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
     let experiment_row = match &a.resume {
         Some(id) => {
             let row = if id.is_empty() {
-                store.latest_unfinished(&config_hash)?.ok_or_else(|| {
-                    anyhow!(
-                        "nothing to resume: {} has no unfinished experiment with this configuration (config {})",
-                        db_path.display(),
-                        &config_hash[..12]
-                    )
-                })?
+                match store.latest_unfinished(&config_hash)? {
+                    Some(row) => row,
+                    None => {
+                        // Say so when the experiment with this configuration already finished.
+                        let done = store
+                            .experiments()?
+                            .into_iter()
+                            .find(|e| e.config_hash == config_hash && e.status == "done");
+                        let why = done.map_or_else(String::new, |e| {
+                            format!("; experiment {} with it is done", e.id)
+                        });
+                        bail!(
+                            "nothing to resume: {} has no unfinished experiment with this configuration (config {}){why}",
+                            db_path.display(),
+                            &config_hash[..12]
+                        )
+                    }
+                }
             } else {
                 store.experiment(id)?.ok_or_else(|| {
                     anyhow!("--resume {id}: no such experiment in {}", db_path.display())
