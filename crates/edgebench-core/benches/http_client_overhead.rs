@@ -93,23 +93,38 @@ async fn raw_request(addr: &str, i: usize, clock: &Clock) -> (u64, Vec<u64>) {
             break;
         }
         reads.push((t, n));
+        let from = bytes.len().saturating_sub(5);
         bytes.extend_from_slice(&buf[..n]);
-        if bytes.ends_with(b"[DONE]\n\n") || bytes.windows(6).any(|w| w == b"[DONE]") {
+        if bytes[from..].windows(6).any(|w| w == b"[DONE]") {
             break;
         }
     }
     (sent, event_times(&reads, &bytes))
 }
 
-/// The same streams read by [`raw_request`]: the floor under any HTTP client.
-fn measure_floor(streams: usize, requests: usize, gap: Duration) -> Errors {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+/// The mock server on its own one-thread runtime (as a real server would be its own process),
+/// a one-thread client runtime, and the clock both stamp with.
+struct Rig {
+    _server_rt: tokio::runtime::Runtime,
+    server: MockServer,
+    client_rt: tokio::runtime::Runtime,
+    clock: Clock,
+}
+
+fn rig(gap: Duration) -> Rig {
+    let runtime = |what| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect(what)
+    };
+    let server_rt = runtime("server runtime");
     let server = server_rt
         .block_on(MockServer::start(move |r| {
+            if r.method == "GET" {
+                return Response::json(200, &serde_json::json!({"data": [{"id": "mock"}]}));
+            }
             let tag = r.body["messages"][0]["content"]
                 .as_str()
                 .unwrap_or("")
@@ -117,12 +132,22 @@ fn measure_floor(streams: usize, requests: usize, gap: Duration) -> Errors {
             script(gap, tag)
         }))
         .expect("mock server");
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let clock = Clock::new();
+    Rig {
+        _server_rt: server_rt,
+        server,
+        client_rt: runtime("client runtime"),
+        clock: Clock::new(),
+    }
+}
+
+/// The same streams read by [`raw_request`]: the floor under any HTTP client.
+fn measure_floor(streams: usize, requests: usize, gap: Duration) -> Errors {
+    let Rig {
+        _server_rt,
+        server,
+        client_rt,
+        clock,
+    } = rig(gap);
     let base = server.base_url();
     let addr = base
         .trim_start_matches("http://")
@@ -178,30 +203,12 @@ fn errors_against(
 }
 
 fn measure(streams: usize, requests: usize, gap: Duration) -> Errors {
-    // The server gets its own runtime and thread, as a real server would be its own process.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let server = server_rt
-        .block_on(MockServer::start(move |r| {
-            if r.method == "GET" {
-                return Response::json(200, &serde_json::json!({"data": [{"id": "mock"}]}));
-            }
-            let tag = r.body["messages"][0]["content"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            script(gap, tag)
-        }))
-        .expect("mock server");
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let clock = Clock::new();
+    let Rig {
+        _server_rt,
+        server,
+        client_rt,
+        clock,
+    } = rig(gap);
     let target = OpenAiTarget::new(HttpConfig::new(server.base_url(), "mock")).expect("target");
     let records = client_rt.block_on(async {
         // As the runner does before a concurrent phase: the connections are opened first.
@@ -239,14 +246,19 @@ fn measure(streams: usize, requests: usize, gap: Duration) -> Errors {
     e
 }
 
-/// Prints one row; false when its p99 misses the goal.
-fn line(name: &str, x: &[f64], goal: f64) -> bool {
+/// Prints one row; false when its p99 misses the goal (a floor row has none).
+fn line(name: &str, x: &[f64], goal: Option<f64>) -> bool {
     let abs: Vec<f64> = x.iter().map(|v| v.abs()).collect();
     let p = stats::percentiles(&abs, &[50.0, 99.0, 100.0]).expect("samples");
-    let ok = p[1] <= goal;
-    let verdict = if ok { "ok" } else { "ABOVE GOAL" };
+    let ok = goal.is_none_or(|g| p[1] <= g);
+    let verdict = goal.map_or_else(String::new, |g| {
+        format!(
+            "   (goal p99 <= {g} ms: {})",
+            if ok { "ok" } else { "ABOVE GOAL" }
+        )
+    });
     println!(
-        "  {name:<12} n={:<6} |error| p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms   (goal p99 <= {goal} ms: {verdict})",
+        "  {name:<12} n={:<6} |error| p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms{verdict}",
         x.len(),
         p[0],
         p[1],
@@ -255,42 +267,29 @@ fn line(name: &str, x: &[f64], goal: f64) -> bool {
     ok
 }
 
+/// The three rows of one measurement against `goal` (none for a floor).
+fn rows(e: &Errors, goal: Option<f64>) -> bool {
+    let mut ok = line("ttft", &e.ttft_ms, goal);
+    ok &= line("itl", &e.itl_ms, goal);
+    ok &= line("ttft+request", &e.request_path_ms, goal);
+    ok
+}
+
 fn main() {
     println!("client-side error of TTFT and ITL against the server's write times");
     let one = measure(1, 200, Duration::from_millis(5));
     let floor = measure_floor(1, 200, Duration::from_millis(5));
     println!("1 stream (200 requests x {TOKENS} tokens, 5 ms apart):");
-    let mut ok = line("ttft", &one.ttft_ms, 0.5);
-    ok &= line("itl", &one.itl_ms, 0.5);
-    ok &= line("ttft+request", &one.request_path_ms, 0.5);
+    let mut ok = rows(&one, Some(0.5));
     println!("  the floor (bare TCP reads, no HTTP client):");
-    floor_line("ttft", &floor.ttft_ms);
-    floor_line("itl", &floor.itl_ms);
-    floor_line("ttft+request", &floor.request_path_ms);
+    rows(&floor, None);
     let many = measure(512, 1024, Duration::from_millis(20));
     let floor = measure_floor(512, 1024, Duration::from_millis(20));
     println!("512 concurrent streams (1024 requests x {TOKENS} tokens, 20 ms apart):");
-    ok &= line("ttft", &many.ttft_ms, 2.0);
-    ok &= line("itl", &many.itl_ms, 2.0);
-    ok &= line("ttft+request", &many.request_path_ms, 2.0);
+    ok &= rows(&many, Some(2.0));
     println!("  the floor (bare TCP reads, no HTTP client):");
-    floor_line("ttft", &floor.ttft_ms);
-    floor_line("itl", &floor.itl_ms);
-    floor_line("ttft+request", &floor.request_path_ms);
+    rows(&floor, None);
     if !ok {
         std::process::exit(1);
     }
-}
-
-/// A floor row: the same statistics, no goal.
-fn floor_line(name: &str, x: &[f64]) {
-    let abs: Vec<f64> = x.iter().map(|v| v.abs()).collect();
-    let p = stats::percentiles(&abs, &[50.0, 99.0, 100.0]).expect("samples");
-    println!(
-        "  {name:<12} n={:<6} |error| p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
-        x.len(),
-        p[0],
-        p[1],
-        p[2]
-    );
 }

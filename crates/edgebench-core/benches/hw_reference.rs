@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use edgebench_core::hw::{bench, detect};
+use edgebench_core::stats;
 
 const NUMPY: &str = r#"
 import sys, time, numpy as np
@@ -131,15 +132,6 @@ fn stream_reference(
 /// Interleaved edgebench/numpy rounds per GEMM row.
 const ROUNDS: usize = 3;
 
-fn median(mut x: Vec<f64>) -> f64 {
-    x.sort_by(f64::total_cmp);
-    match x.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => x[n / 2],
-        n => (x[n / 2 - 1] + x[n / 2]) / 2.0,
-    }
-}
-
 /// The accepted band of edgebench / reference (GEMM uses only the lower bound).
 const BAND: (f64, f64) = (0.8, 1.2);
 
@@ -154,9 +146,19 @@ enum Verdict {
 impl Verdict {
     /// `upper`: whether a ratio above the band fails too.
     fn of(ours: f64, reference: Option<f64>, upper: bool) -> Self {
-        match reference.filter(|r| *r > 0.0 && r.is_finite()) {
+        Self::of_ratio(
+            reference
+                .filter(|r| *r > 0.0 && r.is_finite())
+                .map(|r| ours / r),
+            upper,
+        )
+    }
+
+    /// The verdict on edgebench / reference, `None` without a reference.
+    fn of_ratio(ratio: Option<f64>, upper: bool) -> Self {
+        match ratio {
             None => Self::Skip,
-            Some(r) if ours / r >= BAND.0 && (!upper || ours / r <= BAND.1) => Self::Pass,
+            Some(q) if q >= BAND.0 && (!upper || q <= BAND.1) => Self::Pass,
             Some(_) => Self::Fail,
         }
     }
@@ -203,9 +205,11 @@ fn main() {
                     theirs.push(x);
                 }
             }
+            let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a / b).collect();
             let ratio = (theirs.len() == ours.len())
-                .then(|| median(ours.iter().zip(&theirs).map(|(a, b)| a / b).collect()));
-            let v = Verdict::of(ratio.unwrap_or(0.0), ratio.map(|_| 1.0), false);
+                .then(|| stats::median(&ratios).ok())
+                .flatten();
+            let v = Verdict::of_ratio(ratio, false);
             verdicts.push(v);
             let best = |x: &[f64]| x.iter().copied().fold(f64::NAN, f64::max);
             println!(

@@ -145,9 +145,11 @@ fn thread_cpu_ns() -> Option<u64> {
 /// it and its descendants, since Ollama, vLLM and LM Studio hold the model in child processes;
 /// for edgebench itself, its own memory only (its children are sandboxed eval programs).
 pub fn rss_mb(pid: u32) -> Option<f64> {
-    if let Some(t) = tree_rss_mb(pid) {
-        return Some(t);
-    }
+    tree_rss_mb(pid).or_else(|| process_rss_mb(pid))
+}
+
+/// RSS of the one process `pid` (not its children), MB, through sysinfo.
+fn process_rss_mb(pid: u32) -> Option<f64> {
     let mut sys = System::new();
     let p = Pid::from_u32(pid);
     sys.refresh_processes_specifics(
@@ -577,16 +579,7 @@ mod tests {
                 break;
             }
         }
-        let own = {
-            let mut sys = System::new();
-            let p = Pid::from_u32(pid);
-            sys.refresh_processes_specifics(
-                ProcessesToUpdate::Some(&[p]),
-                true,
-                ProcessRefreshKind::nothing().with_memory(),
-            );
-            sys.process(p).map_or(0.0, |pr| pr.memory() as f64 / 1e6)
-        };
+        let own = process_rss_mb(pid).unwrap_or(0.0);
         let _ = std::process::Command::new("pkill")
             .args(["-P", &pid.to_string()])
             .status();

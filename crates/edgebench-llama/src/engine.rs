@@ -957,7 +957,7 @@ impl<'m> Worker<'m> {
         self.ll_context.clear();
         let n = ctx_toks.len() as i32;
         self.decode_seq(&ctx_toks[keep..], keep as i32, 0, true)?;
-        self.ll_context = ctx_toks.clone();
+        self.ll_context = ctx_toks;
         let first: Vec<f32> = self.ctx()?.get_logits_ith(-1).to_vec();
         let mut out = Vec::with_capacity(conts.len());
         for cont in &conts {

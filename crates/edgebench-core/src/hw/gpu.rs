@@ -107,24 +107,37 @@ pub fn nvml_gpus() -> (Vec<GpuInfo>, Probe) {
 
 /// AMD GPUs through `rocm-smi --json`.
 pub fn rocm_gpus() -> (Vec<GpuInfo>, Probe) {
-    let out = match Command::new("rocm-smi")
-        .args(["--showproductname", "--showmeminfo", "vram", "--json"])
-        .output()
-    {
+    tool_gpus(
+        "rocm-smi",
+        &["--showproductname", "--showmeminfo", "vram", "--json"],
+        parse_rocm_smi,
+        "no cards in its output",
+    )
+}
+
+/// Runs a vendor tool and parses what it prints; a probe that says why nothing was found (not
+/// on PATH, a failed run, or `empty` when its output lists no GPU).
+fn tool_gpus(
+    tool: &str,
+    args: &[&str],
+    parse: fn(&str) -> Vec<GpuInfo>,
+    empty: &str,
+) -> (Vec<GpuInfo>, Probe) {
+    let out = match Command::new(tool).args(args).output() {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
             return (
                 Vec::new(),
-                Probe::none("rocm-smi", format!("rocm-smi exited with {}", o.status)),
+                Probe::none(tool, format!("{tool} exited with {}", o.status)),
             )
         }
-        Err(_) => return (Vec::new(), Probe::none("rocm-smi", "rocm-smi not on PATH")),
+        Err(_) => return (Vec::new(), Probe::none(tool, format!("{tool} not on PATH"))),
     };
-    let gpus = parse_rocm_smi(&String::from_utf8_lossy(&out.stdout));
+    let gpus = parse(&String::from_utf8_lossy(&out.stdout));
     let probe = if gpus.is_empty() {
-        Probe::none("rocm-smi", "no cards in its output")
+        Probe::none(tool, empty)
     } else {
-        Probe::found("rocm-smi", gpus.len())
+        Probe::found(tool, gpus.len())
     };
     (gpus, probe)
 }
@@ -159,23 +172,12 @@ pub fn parse_rocm_smi(json: &str) -> Vec<GpuInfo> {
 
 /// Intel GPUs through `xpu-smi discovery -j`.
 pub fn xpu_gpus() -> (Vec<GpuInfo>, Probe) {
-    let out = match Command::new("xpu-smi").args(["discovery", "-j"]).output() {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => {
-            return (
-                Vec::new(),
-                Probe::none("xpu-smi", format!("xpu-smi exited with {}", o.status)),
-            )
-        }
-        Err(_) => return (Vec::new(), Probe::none("xpu-smi", "xpu-smi not on PATH")),
-    };
-    let gpus = parse_xpu_smi(&String::from_utf8_lossy(&out.stdout));
-    let probe = if gpus.is_empty() {
-        Probe::none("xpu-smi", "no devices in its output")
-    } else {
-        Probe::found("xpu-smi", gpus.len())
-    };
-    (gpus, probe)
+    tool_gpus(
+        "xpu-smi",
+        &["discovery", "-j"],
+        parse_xpu_smi,
+        "no devices in its output",
+    )
 }
 
 /// Parses `xpu-smi discovery -j`: a `device_list` of devices with `device_name`, and the
@@ -281,25 +283,12 @@ pub fn sysfs_gpus(root: &Path) -> (Vec<GpuInfo>, Probe) {
 
 /// GPUs on macOS (`system_profiler SPDisplaysDataType -json`).
 fn mac_gpus() -> (Vec<GpuInfo>, Probe) {
-    let out = match Command::new("system_profiler")
-        .args(["SPDisplaysDataType", "-json"])
-        .output()
-    {
-        Ok(o) if o.status.success() => o,
-        _ => {
-            return (
-                Vec::new(),
-                Probe::none("system_profiler", "system_profiler did not run"),
-            )
-        }
-    };
-    let gpus = parse_system_profiler(&String::from_utf8_lossy(&out.stdout));
-    let probe = if gpus.is_empty() {
-        Probe::none("system_profiler", "no displays in its output")
-    } else {
-        Probe::found("system_profiler", gpus.len())
-    };
-    (gpus, probe)
+    tool_gpus(
+        "system_profiler",
+        &["SPDisplaysDataType", "-json"],
+        parse_system_profiler,
+        "no displays in its output",
+    )
 }
 
 /// Parses `system_profiler SPDisplaysDataType -json`.
