@@ -159,6 +159,36 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// A request sent at `t_sent_ns` that has nothing yet: no chunk, no token, no error, and
+    /// `FinishReason::Error` until the target says how it ended.
+    pub fn begin(
+        index: u32,
+        warmup: bool,
+        prompt_id: String,
+        t_scheduled_ns: u64,
+        t_sent_ns: u64,
+        token_count_source: TokenCountSource,
+    ) -> Self {
+        Self {
+            index,
+            warmup,
+            prompt_id,
+            t_scheduled_ns,
+            t_sent_ns,
+            t_first_byte_ns: None,
+            chunks: Vec::new(),
+            t_end_ns: t_sent_ns,
+            prompt_tokens: None,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            token_count_source,
+            finish_reason: FinishReason::Error,
+            error: None,
+            engine_timings: None,
+            output_text: String::new(),
+        }
+    }
+
     /// True when the request finished without an error.
     pub fn ok(&self) -> bool {
         self.error.is_none()

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use super::sse::{SseEvent, SseParser};
@@ -102,9 +103,24 @@ impl HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// `{base_url}/{path}`.
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base_url)
+    }
+
+    /// The request with the API key, when there is one.
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+}
+
 /// A server speaking the OpenAI API.
 pub struct OpenAiTarget {
-    cfg: HttpConfig,
+    cfg: std::sync::Arc<HttpConfig>,
     client: reqwest::Client,
     /// What the server said about itself ([`OpenAiTarget::probe`]) and the model ids its
     /// responses named.
@@ -163,6 +179,77 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
+/// One stream chunk as servers send it, read straight from the event's text: strings borrow
+/// from it where they can (the hot path; no `Value` tree per chunk). `usage`, `timings` and
+/// `error` come once per stream and stay JSON values.
+#[derive(Debug, Default, Deserialize)]
+struct WireChunk<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<WireChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    timings: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<WireDelta<'a>>,
+    /// The `completions` API's text.
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+}
+
+impl WireChunk<'static> {
+    /// The lenient reading of a chunk whose fields have unexpected types (a number where text
+    /// was expected, say): what is not text is ignored, as if absent.
+    fn from_value(v: &Value) -> Self {
+        let text = |x: &Value, key: &str| str_field(x, key).map(|s| Cow::Owned(s.to_string()));
+        let choices = v.get("choices").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .map(|c| WireChoice {
+                    delta: c.get("delta").map(|d| WireDelta {
+                        content: text(d, "content"),
+                        reasoning_content: text(d, "reasoning_content"),
+                        reasoning: text(d, "reasoning"),
+                    }),
+                    text: text(c, "text"),
+                    finish_reason: text(c, "finish_reason"),
+                })
+                .collect()
+        });
+        Self {
+            model: text(v, "model"),
+            error: v.get("error").filter(|e| !e.is_null()).cloned(),
+            choices,
+            usage: v.get("usage").cloned(),
+            timings: v.get("timings").cloned(),
+        }
+    }
+}
+
+/// Text that is there and not empty.
+fn some_text<'a>(x: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
+    x.as_deref().filter(|s| !s.is_empty())
+}
+
 impl StreamState {
     /// Applies one SSE event that arrived at `t_ns`.
     fn event(&mut self, e: &SseEvent, t_ns: u64, api: Api) {
@@ -174,17 +261,22 @@ impl StreamState {
         if data.is_empty() {
             return;
         }
-        let v: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(err) => {
-                self.error.get_or_insert(RequestError {
-                    kind: ErrorKind::Protocol,
-                    message: format!("malformed JSON in a stream chunk: {err}"),
-                });
-                return;
-            }
-        };
-        if let Some(err) = v.get("error") {
+        match serde_json::from_str::<WireChunk<'_>>(data) {
+            Ok(w) => self.apply(&w, t_ns, api),
+            Err(_) => match serde_json::from_str::<Value>(data) {
+                Ok(v) => self.apply(&WireChunk::from_value(&v), t_ns, api),
+                Err(err) => {
+                    self.error.get_or_insert(RequestError {
+                        kind: ErrorKind::Protocol,
+                        message: format!("malformed JSON in a stream chunk: {err}"),
+                    });
+                }
+            },
+        }
+    }
+
+    fn apply(&mut self, w: &WireChunk<'_>, t_ns: u64, api: Api) {
+        if let Some(err) = &w.error {
             let msg = err
                 .get("message")
                 .and_then(Value::as_str)
@@ -196,18 +288,16 @@ impl StreamState {
             return;
         }
         if self.model.is_none() {
-            self.model = str_field(&v, "model").map(str::to_string);
+            self.model = some_text(&w.model).map(str::to_string);
         }
-        if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
-            let (answer, reasoning) = match api {
-                Api::Chat => {
-                    let d = choice.get("delta").unwrap_or(&Value::Null);
-                    (
-                        str_field(d, "content"),
-                        str_field(d, "reasoning_content").or_else(|| str_field(d, "reasoning")),
-                    )
-                }
-                Api::Completions => (str_field(choice, "text"), None),
+        if let Some(choice) = w.choices.as_ref().and_then(|c| c.first()) {
+            let (answer, reasoning) = match (api, &choice.delta) {
+                (Api::Chat, Some(d)) => (
+                    some_text(&d.content),
+                    some_text(&d.reasoning_content).or_else(|| some_text(&d.reasoning)),
+                ),
+                (Api::Chat, None) => (None, None),
+                (Api::Completions, _) => (some_text(&choice.text), None),
             };
             if let Some(r) = reasoning {
                 self.chunks.push(Chunk {
@@ -225,11 +315,11 @@ impl StreamState {
                 });
                 self.text.push_str(a);
             }
-            if let Some(f) = str_field(choice, "finish_reason") {
+            if let Some(f) = some_text(&choice.finish_reason) {
                 self.finish = Some(f.to_string());
             }
         }
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        if let Some(u) = w.usage.as_ref().filter(|u| u.is_object()) {
             self.usage_prompt = u.get("prompt_tokens").and_then(Value::as_u64);
             self.usage_completion = u.get("completion_tokens").and_then(Value::as_u64);
             self.usage_reasoning = u
@@ -237,7 +327,7 @@ impl StreamState {
                 .and_then(|d| d.get("reasoning_tokens"))
                 .and_then(Value::as_u64);
         }
-        if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
+        if let Some(t) = w.timings.as_ref().filter(|t| t.is_object()) {
             let f = |k: &str| t.get(k).and_then(Value::as_f64);
             if let (Some(pm), Some(pn), Some(dm), Some(dn)) = (
                 f("prompt_ms"),
@@ -267,7 +357,7 @@ impl OpenAiTarget {
             .build()
             .map_err(|e| TargetError::Unavailable(e.to_string()))?;
         Ok(Self {
-            cfg,
+            cfg: std::sync::Arc::new(cfg),
             client,
             facts: std::sync::Mutex::default(),
         })
@@ -374,14 +464,11 @@ impl OpenAiTarget {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.cfg.base_url)
+        self.cfg.url(path)
     }
 
     fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.cfg.api_key {
-            Some(k) => rb.bearer_auth(k),
-            None => rb,
-        }
+        self.cfg.auth(rb)
     }
 
     /// The model ids the server lists at `GET /models` (also a health check).
@@ -491,196 +578,250 @@ impl Target for OpenAiTarget {
             .count()
     }
 
+    /// The request runs as a task of its own, so its chunks are stamped as they arrive however
+    /// the caller polls (a runner polling hundreds of streams and committing finished ones to
+    /// its store in one task would otherwise hold every other stream's stamp back). Dropping the
+    /// returned future (Ctrl-C) aborts the task.
     async fn generate(&self, request: GenRequest, clock: &Clock) -> RequestRecord {
-        let body = request_body(&self.cfg, &request);
-        let path = match self.cfg.api {
-            Api::Chat => "chat/completions",
-            Api::Completions => "completions",
-        };
-        let sent = Instant::now();
-        let mut record = RequestRecord {
-            index: request.index,
-            warmup: request.warmup,
-            prompt_id: request.prompt_id,
-            t_scheduled_ns: clock.ns(request.scheduled),
-            t_sent_ns: clock.ns(sent),
-            t_first_byte_ns: None,
-            chunks: Vec::new(),
-            t_end_ns: 0,
-            prompt_tokens: None,
-            output_tokens: 0,
-            reasoning_tokens: 0,
-            token_count_source: TokenCountSource::Chunks,
-            finish_reason: FinishReason::Error,
-            error: None,
-            engine_timings: None,
-            output_text: String::new(),
-        };
-        let deadline = sent + self.cfg.total_timeout;
-        let first_deadline = sent + self.cfg.first_token_timeout.min(self.cfg.total_timeout);
-        let fail = |mut r: RequestRecord, kind, message: String| {
-            r.t_end_ns = clock.now_ns();
-            r.finish_reason = FinishReason::Error;
-            r.error = Some(RequestError { kind, message });
-            r
-        };
-        let rb = self.auth(self.client.post(self.url(path))).json(&body);
-        let resp = match tokio::time::timeout_at(first_deadline.into(), rb.send()).await {
-            Err(_) => {
-                return fail(
-                    record,
-                    ErrorKind::FirstTokenTimeout,
-                    format!(
-                        "no response within {:.1} s",
-                        self.cfg.first_token_timeout.as_secs_f64()
-                    ),
-                )
+        let (index, warmup, prompt_id) = (request.index, request.warmup, request.prompt_id.clone());
+        let scheduled_ns = clock.ns(request.scheduled);
+        let task = AbortOnDrop(tokio::spawn(stream_request(
+            self.cfg.clone(),
+            self.client.clone(),
+            request,
+            *clock,
+        )));
+        match task.join().await {
+            Ok((record, model)) => {
+                self.saw_model(model);
+                record
             }
-            Ok(Err(e)) => return fail(record, error_kind(&e), describe(&e)),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status();
-        if !status.is_success() {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            // The error body gets what is left of the total timeout, not forever.
-            let text = tokio::time::timeout_at(deadline.into(), resp.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
-            let short: String = text.chars().take(300).collect();
-            let kind = if status.as_u16() == 429 {
-                ErrorKind::RateLimited
-            } else {
-                ErrorKind::Http
-            };
-            let retry = retry_after.map_or_else(String::new, |r| format!(" (Retry-After: {r})"));
-            return fail(record, kind, format!("HTTP {status}{retry}: {short}"));
+            Err(e) => {
+                let now = clock.now_ns();
+                let mut r = RequestRecord::begin(
+                    index,
+                    warmup,
+                    prompt_id,
+                    scheduled_ns,
+                    now,
+                    TokenCountSource::Chunks,
+                );
+                r.error = Some(RequestError {
+                    kind: ErrorKind::Protocol,
+                    message: format!("the request's task ended abnormally: {e}"),
+                });
+                r
+            }
         }
-        // A server that ignores `stream: true` answers with one JSON document.
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if content_type.starts_with("application/json") {
+    }
+}
+
+/// Aborts a spawned task when dropped (a join handle alone would let it run on).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends one streaming request and reads its events, stamping each read when its bytes arrive;
+/// returns the record and the model id the stream named.
+async fn stream_request(
+    cfg: std::sync::Arc<HttpConfig>,
+    client: reqwest::Client,
+    request: GenRequest,
+    clock: Clock,
+) -> (RequestRecord, Option<String>) {
+    let clock = &clock;
+    let body = request_body(&cfg, &request);
+    let path = match cfg.api {
+        Api::Chat => "chat/completions",
+        Api::Completions => "completions",
+    };
+    let sent = Instant::now();
+    let mut record = RequestRecord::begin(
+        request.index,
+        request.warmup,
+        request.prompt_id,
+        clock.ns(request.scheduled),
+        clock.ns(sent),
+        TokenCountSource::Chunks,
+    );
+    let deadline = sent + cfg.total_timeout;
+    let first_deadline = sent + cfg.first_token_timeout.min(cfg.total_timeout);
+    let fail = |mut r: RequestRecord, kind, message: String| {
+        r.t_end_ns = clock.now_ns();
+        r.finish_reason = FinishReason::Error;
+        r.error = Some(RequestError { kind, message });
+        (r, None)
+    };
+    let rb = cfg.auth(client.post(cfg.url(path))).json(&body);
+    let resp = match tokio::time::timeout_at(first_deadline.into(), rb.send()).await {
+        Err(_) => {
             return fail(
                 record,
-                ErrorKind::Protocol,
-                format!("the server answered with {content_type}, not an event stream: it does not stream this request"),
-            );
+                ErrorKind::FirstTokenTimeout,
+                format!(
+                    "no response within {:.1} s",
+                    cfg.first_token_timeout.as_secs_f64()
+                ),
+            )
         }
-        let mut stream = resp.bytes_stream();
-        let mut parser = SseParser::new();
-        let mut events = Vec::new();
-        let mut st = StreamState::default();
-        loop {
-            let limit = if st.chunks.is_empty() {
-                first_deadline
-            } else {
-                deadline
-            };
-            let next = match tokio::time::timeout_at(limit.into(), stream.next()).await {
-                Err(_) => {
-                    let (what, kind) = if st.chunks.is_empty() {
-                        ("no token", ErrorKind::FirstTokenTimeout)
-                    } else {
-                        ("response not complete", ErrorKind::Timeout)
-                    };
-                    let waited = limit.saturating_duration_since(sent).as_secs_f64();
-                    st.error.get_or_insert(RequestError {
-                        kind,
-                        message: format!("{what} within {waited:.1} s"),
-                    });
-                    break;
-                }
-                Ok(n) => n,
-            };
-            match next {
-                None => {
-                    parser.finish(&mut events);
-                    let t = clock.now_ns();
-                    for e in events.drain(..) {
-                        st.event(&e, t, self.cfg.api);
-                    }
-                    break;
-                }
-                Some(Err(e)) => {
-                    st.error.get_or_insert(RequestError {
-                        kind: ErrorKind::Disconnected,
-                        message: format!("connection lost mid-stream: {}", describe(&e)),
-                    });
-                    break;
-                }
-                Some(Ok(bytes)) => {
-                    // Stamp the arrival before any parsing.
-                    let t = clock.now_ns();
-                    record.t_first_byte_ns.get_or_insert(t);
-                    parser.push(&bytes, &mut events);
-                    for e in events.drain(..) {
-                        st.event(&e, t, self.cfg.api);
-                    }
-                    if st.done || st.error.is_some() {
-                        break;
-                    }
-                }
-            }
-        }
-        record.t_end_ns = clock.now_ns();
-        self.saw_model(st.model.take());
-        record.prompt_tokens = st.usage_prompt;
-        let reasoning_chunks = st.chunks.iter().filter(|c| c.reasoning).count() as u64;
-        match st.usage_completion {
-            Some(n) => {
-                record.output_tokens = n;
-                record.reasoning_tokens = st.usage_reasoning.unwrap_or(reasoning_chunks);
-                record.token_count_source = TokenCountSource::ServerUsage;
-            }
-            None => match &self.cfg.tokenizer {
-                Some(t) => {
-                    record.reasoning_tokens = t.count(&st.reasoning_text);
-                    record.output_tokens = t.count(&st.text) + record.reasoning_tokens;
-                    record.token_count_source = TokenCountSource::Tokenizer;
-                }
-                None => {
-                    record.output_tokens = st.chunks.iter().map(|c| u64::from(c.tokens)).sum();
-                    record.reasoning_tokens = reasoning_chunks;
-                    record.token_count_source = TokenCountSource::Chunks;
-                }
-            },
-        }
-        record.chunks = st.chunks;
-        record.output_text = st.text;
-        record.engine_timings = st.timings;
-        record.finish_reason = match st.finish.as_deref() {
-            Some("length") => FinishReason::Length,
-            Some(_) => FinishReason::Stop,
-            None if st.done => FinishReason::Stop,
-            None => FinishReason::Error,
+        Ok(Err(e)) => return fail(record, error_kind(&e), describe(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // The error body gets what is left of the total timeout, not forever.
+        let text = tokio::time::timeout_at(deadline.into(), resp.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let short: String = text.chars().take(300).collect();
+        let kind = if status.as_u16() == 429 {
+            ErrorKind::RateLimited
+        } else {
+            ErrorKind::Http
         };
-        if let Some(e) = st.error {
-            record.finish_reason = FinishReason::Error;
-            record.error = Some(e);
-        } else if !st.done && st.finish.is_none() {
-            record.finish_reason = FinishReason::Error;
-            record.error = Some(RequestError {
-                kind: ErrorKind::Disconnected,
-                message: "the stream ended without a finish reason or [DONE]".into(),
-            });
-        } else if record.chunks.is_empty() {
-            record.finish_reason = FinishReason::Error;
-            record.error = Some(RequestError {
-                kind: ErrorKind::NoOutput,
-                message: "the response carried no generated text".into(),
-            });
-        }
-        record
+        let retry = retry_after.map_or_else(String::new, |r| format!(" (Retry-After: {r})"));
+        return fail(record, kind, format!("HTTP {status}{retry}: {short}"));
     }
+    // A server that ignores `stream: true` answers with one JSON document.
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/json") {
+        return fail(
+            record,
+            ErrorKind::Protocol,
+            format!("the server answered with {content_type}, not an event stream: it does not stream this request"),
+        );
+    }
+    let mut stream = resp.bytes_stream();
+    let mut parser = SseParser::new();
+    let mut events = Vec::new();
+    let mut st = StreamState::default();
+    // One timer for the whole stream, moved from the first-token deadline to the total one
+    // when the first text arrives (not a new timer per read).
+    let timer = tokio::time::sleep_until(first_deadline.into());
+    tokio::pin!(timer);
+    let mut waiting_first = true;
+    loop {
+        let next = tokio::select! {
+            biased;
+            n = stream.next() => n,
+            () = &mut timer => {
+                let (what, kind, limit) = if st.chunks.is_empty() {
+                    ("no token", ErrorKind::FirstTokenTimeout, first_deadline)
+                } else {
+                    ("response not complete", ErrorKind::Timeout, deadline)
+                };
+                let waited = limit.saturating_duration_since(sent).as_secs_f64();
+                st.error.get_or_insert(RequestError {
+                    kind,
+                    message: format!("{what} within {waited:.1} s"),
+                });
+                break;
+            }
+        };
+        match next {
+            None => {
+                parser.finish(&mut events);
+                let t = clock.now_ns();
+                for e in events.drain(..) {
+                    st.event(&e, t, cfg.api);
+                }
+                break;
+            }
+            Some(Err(e)) => {
+                st.error.get_or_insert(RequestError {
+                    kind: ErrorKind::Disconnected,
+                    message: format!("connection lost mid-stream: {}", describe(&e)),
+                });
+                break;
+            }
+            Some(Ok(bytes)) => {
+                // Stamp the arrival before any parsing.
+                let t = clock.now_ns();
+                record.t_first_byte_ns.get_or_insert(t);
+                parser.push(&bytes, &mut events);
+                for e in events.drain(..) {
+                    st.event(&e, t, cfg.api);
+                }
+                if st.done || st.error.is_some() {
+                    break;
+                }
+                if waiting_first && !st.chunks.is_empty() {
+                    waiting_first = false;
+                    timer.as_mut().reset(deadline.into());
+                }
+            }
+        }
+    }
+    record.t_end_ns = clock.now_ns();
+    record.prompt_tokens = st.usage_prompt;
+    let reasoning_chunks = st.chunks.iter().filter(|c| c.reasoning).count() as u64;
+    match st.usage_completion {
+        Some(n) => {
+            record.output_tokens = n;
+            record.reasoning_tokens = st.usage_reasoning.unwrap_or(reasoning_chunks);
+            record.token_count_source = TokenCountSource::ServerUsage;
+        }
+        None => match &cfg.tokenizer {
+            Some(t) => {
+                record.reasoning_tokens = t.count(&st.reasoning_text);
+                record.output_tokens = t.count(&st.text) + record.reasoning_tokens;
+                record.token_count_source = TokenCountSource::Tokenizer;
+            }
+            None => {
+                record.output_tokens = st.chunks.iter().map(|c| u64::from(c.tokens)).sum();
+                record.reasoning_tokens = reasoning_chunks;
+                record.token_count_source = TokenCountSource::Chunks;
+            }
+        },
+    }
+    record.chunks = st.chunks;
+    record.output_text = st.text;
+    record.engine_timings = st.timings;
+    record.finish_reason = match st.finish.as_deref() {
+        Some("length") => FinishReason::Length,
+        Some(_) => FinishReason::Stop,
+        None if st.done => FinishReason::Stop,
+        None => FinishReason::Error,
+    };
+    if let Some(e) = st.error {
+        record.finish_reason = FinishReason::Error;
+        record.error = Some(e);
+    } else if !st.done && st.finish.is_none() {
+        record.finish_reason = FinishReason::Error;
+        record.error = Some(RequestError {
+            kind: ErrorKind::Disconnected,
+            message: "the stream ended without a finish reason or [DONE]".into(),
+        });
+    } else if record.chunks.is_empty() {
+        record.finish_reason = FinishReason::Error;
+        record.error = Some(RequestError {
+            kind: ErrorKind::NoOutput,
+            message: "the response carried no generated text".into(),
+        });
+    }
+    (record, st.model)
 }
 
 #[cfg(test)]
@@ -723,6 +864,25 @@ mod tests {
             &json!({"choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c,
             "completion_tokens_details": {"reasoning_tokens": 2}}}),
         )
+    }
+
+    #[tokio::test]
+    async fn odd_field_types_are_ignored_not_fatal_and_escapes_are_decoded() {
+        let r = run(vec![
+            // Not text where text is expected: ignored, as if absent.
+            Step::data(&json!({"model": 7, "choices": [{"delta": {"content": 5, "role": "assistant"}}]})),
+            Step::data(&json!({"choices": [{"delta": {"content": ["a"]}, "finish_reason": false}]})),
+            Step::data(&json!({"choices": "none", "error": null})),
+            // Escaped text cannot be borrowed from the event; it is decoded all the same.
+            Step::content("\"q\"\n\u{e9}"),
+            Step::data(&json!({"model": "m-served", "choices": [{"delta": {"content": "!"}, "finish_reason": "length"}]})),
+            Step::done(),
+        ])
+        .await;
+        assert!(r.ok(), "{:?}", r.error);
+        assert_eq!(r.output_text, "\"q\"\n\u{e9}!");
+        assert_eq!(r.chunks.len(), 2);
+        assert_eq!(r.finish_reason, FinishReason::Length);
     }
 
     #[tokio::test]

@@ -46,8 +46,11 @@ impl SseParser {
                     Some(_) => {}
                 }
             }
-            let line = std::mem::take(&mut self.line);
+            // The line buffer is handed back afterwards, so reads do not allocate per line.
+            let mut line = std::mem::take(&mut self.line);
             self.line_done(&line, out);
+            line.clear();
+            self.line = line;
         }
         self.line.extend_from_slice(bytes);
     }
