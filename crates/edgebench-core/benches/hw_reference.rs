@@ -6,9 +6,10 @@
 //! the STREAM-style reference. A GEMM row passes when edgebench / numpy >= 0.8 (beating the BLAS
 //! is fine: numpy's OpenBLAS may pick AVX2 kernels on an AVX-512 machine, faer does not); a
 //! bandwidth row when the ratio is within [0.8, 1.2] (a figure far above a STREAM loop means a
-//! counting error). GEMM rows alternate the two sides for three rounds and judge the median of
-//! the per-round ratios. FAIL otherwise, SKIP when the reference could not run; the bench exits with
-//! status 1 when any row fails. Set EDGEBENCH_BENCH_THREADS to change the thread count.
+//! counting error). GEMM rows and the bandwidth kernels alternate the two sides for three
+//! rounds and judge the median of the per-round ratios. FAIL otherwise, SKIP when the reference
+//! could not run; the bench exits with status 1 when any row fails. Set
+//! EDGEBENCH_BENCH_THREADS to change the thread count.
 
 use std::path::Path;
 use std::process::Command;
@@ -93,12 +94,8 @@ fn numpy_gflops(n: usize, threads: usize, runs: usize) -> Option<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn stream_reference(
-    dir: &Path,
-    elems: usize,
-    threads: usize,
-    runs: usize,
-) -> Option<Vec<(String, f64)>> {
+/// Compiles the STREAM-style reference into `dir`; its path, or `None` when there is no cc.
+fn stream_reference(dir: &Path) -> Option<std::path::PathBuf> {
     let src = dir.join("stream_ref.c");
     let exe = dir.join("stream_ref");
     std::fs::write(&src, STREAM_C).ok()?;
@@ -112,7 +109,17 @@ fn stream_reference(
         eprintln!("compiling the STREAM-style reference failed (needs cc with OpenMP)");
         return None;
     }
-    let out = Command::new(&exe)
+    Some(exe)
+}
+
+/// One run of the compiled reference: (kernel, best GB/s) lines.
+fn run_stream_reference(
+    exe: &Path,
+    elems: usize,
+    threads: usize,
+    runs: usize,
+) -> Option<Vec<(String, f64)>> {
+    let out = Command::new(exe)
         .args([elems.to_string(), runs.to_string()])
         .env("OMP_NUM_THREADS", threads.to_string())
         .env("OMP_PROC_BIND", "spread")
@@ -144,17 +151,8 @@ enum Verdict {
 }
 
 impl Verdict {
-    /// `upper`: whether a ratio above the band fails too.
-    fn of(ours: f64, reference: Option<f64>, upper: bool) -> Self {
-        Self::of_ratio(
-            reference
-                .filter(|r| *r > 0.0 && r.is_finite())
-                .map(|r| ours / r),
-            upper,
-        )
-    }
-
-    /// The verdict on edgebench / reference, `None` without a reference.
+    /// The verdict on edgebench / reference, `None` without a reference; `upper`: whether a
+    /// ratio above the band fails too.
     fn of_ratio(ratio: Option<f64>, upper: bool) -> Self {
         match ratio {
             None => Self::Skip,
@@ -227,32 +225,56 @@ fn main() {
     }
     let llc = h.cpu.caches.iter().map(|c| c.size_kb).max();
     let bytes = bench::bandwidth_array_bytes(llc, h.memory.available_mb);
-    let ours = bench::bandwidth(bytes, threads, runs);
-    let theirs = match tempfile::tempdir() {
-        Ok(dir) => stream_reference(dir.path(), bytes / 8, threads, runs).unwrap_or_default(),
-        Err(e) => {
-            eprintln!("no temporary folder for the STREAM-style reference: {e}");
-            Vec::new()
+    let dir = tempfile::tempdir();
+    if let Err(e) = &dir {
+        eprintln!("no temporary folder for the STREAM-style reference: {e}");
+    }
+    let exe = dir.as_ref().ok().and_then(|d| stream_reference(d.path()));
+    // Bandwidth too alternates the two sides, ROUNDS times, and judges each kernel on the
+    // median of its per-round ratios (one pass each swung by 1.5x on a shared VM).
+    let mut ours_rounds = Vec::new();
+    let mut theirs_rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        ours_rounds.push(bench::bandwidth(bytes, threads, runs));
+        if let Some(r) = exe
+            .as_deref()
+            .and_then(|e| run_stream_reference(e, bytes / 8, threads, runs))
+        {
+            theirs_rounds.push(r);
         }
-    };
+    }
     println!(
-        "\nmemory bandwidth, {} MiB per array, {threads} threads, best of {runs}, GB/s",
+        "\nmemory bandwidth, {} MiB per array, {threads} threads, {ROUNDS} interleaved rounds of best-of-{runs}, GB/s (best over rounds)",
         bytes >> 20
     );
     println!(
-        "{:>6} {:>10} {:>10} {:>8} {:>8}",
-        "kernel", "edgebench", "STREAM-C", "ratio", "verdict"
+        "{:>6} {:>10} {:>10} {:>14} {:>8}",
+        "kernel", "edgebench", "STREAM-C", "median ratio", "verdict"
     );
-    for b in &ours {
-        let r = theirs.iter().find(|(k, _)| *k == b.kernel).map(|(_, v)| *v);
-        let v = Verdict::of(b.best_gb_s, r, true);
+    for (k, b) in ours_rounds[0].iter().enumerate() {
+        let ours: Vec<f64> = ours_rounds.iter().map(|r| r[k].best_gb_s).collect();
+        let theirs: Vec<f64> = theirs_rounds
+            .iter()
+            .filter_map(|r| r.iter().find(|(n, _)| *n == b.kernel).map(|(_, v)| *v))
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .collect();
+        let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a / b).collect();
+        let ratio = (theirs.len() == ours.len())
+            .then(|| stats::median(&ratios).ok())
+            .flatten();
+        let v = Verdict::of_ratio(ratio, true);
         verdicts.push(v);
+        let best = |x: &[f64]| x.iter().copied().fold(f64::NAN, f64::max);
         println!(
-            "{:>6} {:>10.1} {:>10} {:>8} {:>8}",
+            "{:>6} {:>10.1} {:>10} {:>14} {:>8}",
             b.kernel,
-            b.best_gb_s,
-            r.map_or("-".into(), |x| format!("{x:.1}")),
-            r.map_or("-".into(), |x| format!("{:.3}", b.best_gb_s / x)),
+            best(&ours),
+            if theirs.is_empty() {
+                "-".into()
+            } else {
+                format!("{:.1}", best(&theirs))
+            },
+            ratio.map_or("-".into(), |r| format!("{r:.3}")),
             v.as_str(),
         );
     }
