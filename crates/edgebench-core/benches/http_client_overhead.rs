@@ -11,7 +11,8 @@
 //! reader on kept-alive connections (hand-written request, each read stamped, no HTTP library,
 //! SSE or JSON): what the OS, the loopback and the async runtime cost alone. The client runtime
 //! has the CLI's two worker threads (`EDGEBENCH_CLIENT_WORKERS` changes it); the server runs on a
-//! thread of its own, as a local server would.
+//! thread of its own, as a local server would, pinned to one CPU and the client to the others
+//! (see [`placement`]; `EDGEBENCH_BENCH_NO_PIN=1` runs both unpinned).
 //!
 //! Loads: 1 stream; 512 streams whose token times are spread over the token gap (requests that
 //! started at different times, as on a server under way); and 512 streams in lockstep, every
@@ -159,15 +160,52 @@ struct Load {
     phases: Phases,
 }
 
+/// Where the server and the client run: the server on the first CPU this process may use, the
+/// client (its runtime, the runner's thread and the monitor) on the others; `None` (no pinning)
+/// with one CPU or when `EDGEBENCH_BENCH_NO_PIN` is set. On a 2-core machine an unpinned
+/// server that writes 512 chunks in a row pulls the client's woken threads onto its own CPU
+/// (the scheduler's affine wake-up on loopback writes), where they wait behind it while the
+/// other CPU idles: that measures the scheduler, not the client.
+fn placement() -> Option<(nix::sched::CpuSet, nix::sched::CpuSet)> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    if std::env::var_os("EDGEBENCH_BENCH_NO_PIN").is_some() {
+        return None;
+    }
+    let allowed = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let ids: Vec<usize> = (0..CpuSet::count())
+        .filter(|i| allowed.is_set(*i).unwrap_or(false))
+        .collect();
+    let (&first, rest) = ids.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut server = CpuSet::new();
+    server.set(first).ok()?;
+    let mut client = CpuSet::new();
+    for &i in rest {
+        client.set(i).ok()?;
+    }
+    Some((server, client))
+}
+
+/// Pins the calling thread to `set`.
+fn pin(set: &nix::sched::CpuSet) {
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).expect("CPU affinity");
+}
+
 fn rig(load: Load) -> Rig {
-    let runtime = |workers, what| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-            .expect(what)
+    let cpus = placement();
+    if let Some((_, client)) = &cpus {
+        pin(client);
+    }
+    let runtime = |workers, what, cpus: Option<nix::sched::CpuSet>| {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if let Some(set) = cpus {
+            b.on_thread_start(move || pin(&set));
+        }
+        b.worker_threads(workers).enable_all().build().expect(what)
     };
-    let server_rt = runtime(1, "server runtime");
+    let server_rt = runtime(1, "server runtime", cpus.map(|c| c.0));
     let grid = Instant::now();
     let gap_ns = load.gap.as_nanos() as u64;
     let server = server_rt
@@ -196,7 +234,7 @@ fn rig(load: Load) -> Rig {
     Rig {
         _server_rt: server_rt,
         server,
-        client_rt: runtime(client_workers(), "client runtime"),
+        client_rt: runtime(client_workers(), "client runtime", cpus.map(|c| c.1)),
         clock: Clock::new(),
     }
 }
@@ -511,8 +549,13 @@ fn judge(title: &str, load: Load, goal: f64) -> bool {
 fn main() {
     println!(
         "client-side error of TTFT and ITL against the server's write times: {TOKENS} tokens per \
-         request, {} client workers, medians over {ROUNDS} interleaved rounds",
-        client_workers()
+         request, {} client workers, {}, medians over {ROUNDS} interleaved rounds",
+        client_workers(),
+        if placement().is_some() {
+            "server pinned to one CPU, client to the others"
+        } else {
+            "unpinned"
+        }
     );
     let one = Load {
         streams: 1,
