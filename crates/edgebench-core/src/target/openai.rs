@@ -179,13 +179,18 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-/// One stream chunk as servers send it, read straight from the event's text: strings borrow
-/// from it where they can (the hot path; no `Value` tree per chunk). `usage`, `timings` and
-/// `error` come once per stream and stay JSON values.
+/// A JSON string, borrowed from the event's text when it has no escapes (serde borrows a `Cow`
+/// only when it is the field's own type, not inside an `Option`).
+#[derive(Debug, Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// One stream chunk as servers send it, read straight from the event's text (the hot path; no
+/// `Value` tree per chunk). `usage`, `timings` and `error` come once per stream and stay JSON
+/// values.
 #[derive(Debug, Default, Deserialize)]
 struct WireChunk<'a> {
     #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
+    model: Option<Text<'a>>,
     #[serde(default)]
     error: Option<Value>,
     #[serde(borrow, default)]
@@ -202,26 +207,26 @@ struct WireChoice<'a> {
     delta: Option<WireDelta<'a>>,
     /// The `completions` API's text.
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Text<'a>>,
     #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Text<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct WireDelta<'a> {
     #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
+    content: Option<Text<'a>>,
     #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
+    reasoning_content: Option<Text<'a>>,
     #[serde(borrow, default)]
-    reasoning: Option<Cow<'a, str>>,
+    reasoning: Option<Text<'a>>,
 }
 
 impl WireChunk<'static> {
     /// The lenient reading of a chunk whose fields have unexpected types (a number where text
     /// was expected, say): what is not text is ignored, as if absent.
     fn from_value(v: &Value) -> Self {
-        let text = |x: &Value, key: &str| str_field(x, key).map(|s| Cow::Owned(s.to_string()));
+        let text = |x: &Value, key: &str| str_field(x, key).map(|s| Text(Cow::Owned(s.to_string())));
         let choices = v.get("choices").and_then(Value::as_array).map(|a| {
             a.iter()
                 .map(|c| WireChoice {
@@ -246,8 +251,8 @@ impl WireChunk<'static> {
 }
 
 /// Text that is there and not empty.
-fn some_text<'a>(x: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
-    x.as_deref().filter(|s| !s.is_empty())
+fn some_text<'a>(x: &'a Option<Text<'_>>) -> Option<&'a str> {
+    x.as_ref().map(|t| t.0.as_ref()).filter(|s| !s.is_empty())
 }
 
 impl StreamState {
@@ -261,9 +266,15 @@ impl StreamState {
         if data.is_empty() {
             return;
         }
-        match serde_json::from_str::<WireChunk<'_>>(data) {
-            Ok(w) => self.apply(&w, t_ns, api),
-            Err(_) => match serde_json::from_str::<Value>(data) {
+        // Only objects take the typed path: serde would also read a JSON array into the struct,
+        // field by field in order.
+        let typed = data
+            .starts_with('{')
+            .then(|| serde_json::from_str::<WireChunk<'_>>(data).ok())
+            .flatten();
+        match typed {
+            Some(w) => self.apply(&w, t_ns, api),
+            None => match serde_json::from_str::<Value>(data) {
                 Ok(v) => self.apply(&WireChunk::from_value(&v), t_ns, api),
                 Err(err) => {
                     self.error.get_or_insert(RequestError {
@@ -596,6 +607,9 @@ impl Target for OpenAiTarget {
                 self.saw_model(model);
                 record
             }
+            // A panic in the request's task is a bug: it reaches the caller, as it did before
+            // the request ran as a task of its own.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => {
                 let now = clock.now_ns();
                 let mut r = RequestRecord::begin(
@@ -873,6 +887,8 @@ mod tests {
             Step::data(&json!({"model": 7, "choices": [{"delta": {"content": 5, "role": "assistant"}}]})),
             Step::data(&json!({"choices": [{"delta": {"content": ["a"]}, "finish_reason": false}]})),
             Step::data(&json!({"choices": "none", "error": null})),
+            // An array is not a chunk (read as a struct, serde would fill fields in order).
+            Step::data(&json!(["m", {"message": "x"}, [{"delta": {"content": "no"}}]])),
             // Escaped text cannot be borrowed from the event; it is decoded all the same.
             Step::content("\"q\"\n\u{e9}"),
             Step::data(&json!({"model": "m-served", "choices": [{"delta": {"content": "!"}, "finish_reason": "length"}]})),
