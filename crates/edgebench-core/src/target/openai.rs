@@ -226,7 +226,8 @@ impl WireChunk<'static> {
     /// The lenient reading of a chunk whose fields have unexpected types (a number where text
     /// was expected, say): what is not text is ignored, as if absent.
     fn from_value(v: &Value) -> Self {
-        let text = |x: &Value, key: &str| str_field(x, key).map(|s| Text(Cow::Owned(s.to_string())));
+        let text =
+            |x: &Value, key: &str| str_field(x, key).map(|s| Text(Cow::Owned(s.to_string())));
         let choices = v.get("choices").and_then(Value::as_array).map(|a| {
             a.iter()
                 .map(|c| WireChoice {
