@@ -181,20 +181,46 @@ fn sum8(x: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + rest
 }
 
-/// Runs `f` on each thread's part of the arrays and returns the elapsed seconds.
+/// Runs `work` on each job on a thread of its own and returns the seconds from the first
+/// thread's start to the last one's end, counted once every thread is running (a barrier): on
+/// a shared VM starting a thread on an idle virtual CPU can take milliseconds, as long as a
+/// whole pass over a 128 MiB array, and that is not memory speed (STREAM's OpenMP threads are
+/// already running when its timer starts).
+fn timed_jobs<T: Send>(jobs: Vec<T>, work: impl Fn(T) + Sync) -> f64 {
+    let ready = std::sync::Barrier::new(jobs.len());
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let workers: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let (ready, work) = (&ready, &work);
+                s.spawn(move || {
+                    ready.wait();
+                    let start = Instant::now();
+                    work(job);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    match (
+        spans.iter().map(|s| s.0).min(),
+        spans.iter().map(|s| s.1).max(),
+    ) {
+        (Some(start), Some(end)) => end.duration_since(start).as_secs_f64(),
+        _ => 0.0,
+    }
+}
+
+/// Runs `f` on each thread's part of the arrays; see [`timed_jobs`].
 fn timed_parallel<F>(threads: usize, len: usize, f: F) -> f64
 where
     F: Fn(std::ops::Range<usize>) + Sync,
 {
-    let parts = ranges(len, threads);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for r in parts {
-            let f = &f;
-            s.spawn(move || f(r));
-        }
-    });
-    t.elapsed().as_secs_f64()
+    timed_jobs(ranges(len, threads), f)
 }
 
 /// STREAM-style bandwidth: arrays of `array_bytes` each, `threads` threads, `runs` timed runs
@@ -240,23 +266,18 @@ pub fn bandwidth(array_bytes: usize, threads: usize, runs: usize) -> Vec<Bandwid
                 "write" => par_mut(threads, &mut a, |x| x.fill(1.5)),
                 "copy" => par_zip(threads, &mut c, &a, |dst, src| dst.copy_from_slice(src)),
                 _ => {
-                    let (bb, cc) = (&b, &c);
-                    let parts = ranges(len, threads);
-                    let t = Instant::now();
-                    std::thread::scope(|s| {
-                        let mut rest = &mut a[..];
-                        for r in parts {
-                            let (mine, tail) = rest.split_at_mut(r.len());
-                            rest = tail;
-                            let (x, y) = (&bb[r.clone()], &cc[r]);
-                            s.spawn(move || {
-                                for ((o, p), q) in mine.iter_mut().zip(x).zip(y) {
-                                    *o = p + 3.0 * q;
-                                }
-                            });
+                    let mut jobs = Vec::new();
+                    let mut rest = &mut a[..];
+                    for r in ranges(len, threads) {
+                        let (mine, tail) = rest.split_at_mut(r.len());
+                        rest = tail;
+                        jobs.push((mine, &b[r.clone()], &c[r]));
+                    }
+                    timed_jobs(jobs, |(mine, x, y)| {
+                        for ((o, p), q) in mine.iter_mut().zip(x).zip(y) {
+                            *o = p + 3.0 * q;
                         }
-                    });
-                    t.elapsed().as_secs_f64()
+                    })
                 }
             };
             if i > 0 {
@@ -277,18 +298,14 @@ pub fn bandwidth(array_bytes: usize, threads: usize, runs: usize) -> Vec<Bandwid
 }
 
 fn par_mut(threads: usize, x: &mut [f64], f: impl Fn(&mut [f64]) + Sync) -> f64 {
-    let parts = ranges(x.len(), threads);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        let mut rest = x;
-        for r in parts {
-            let (mine, tail) = rest.split_at_mut(r.len());
-            rest = tail;
-            let f = &f;
-            s.spawn(move || f(mine));
-        }
-    });
-    t.elapsed().as_secs_f64()
+    let mut jobs = Vec::new();
+    let mut rest = x;
+    for r in ranges(rest.len(), threads) {
+        let (mine, tail) = rest.split_at_mut(r.len());
+        rest = tail;
+        jobs.push(mine);
+    }
+    timed_jobs(jobs, f)
 }
 
 fn par_zip(
@@ -297,18 +314,14 @@ fn par_zip(
     src: &[f64],
     f: impl Fn(&mut [f64], &[f64]) + Sync,
 ) -> f64 {
-    let parts = ranges(dst.len(), threads);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        let mut rest = dst;
-        for r in parts {
-            let (mine, tail) = rest.split_at_mut(r.len());
-            rest = tail;
-            let (f, part) = (&f, &src[r]);
-            s.spawn(move || f(mine, part));
-        }
-    });
-    t.elapsed().as_secs_f64()
+    let mut jobs = Vec::new();
+    let mut rest = dst;
+    for r in ranges(rest.len(), threads) {
+        let (mine, tail) = rest.split_at_mut(r.len());
+        rest = tail;
+        jobs.push((mine, &src[r]));
+    }
+    timed_jobs(jobs, |(d, s)| f(d, s))
 }
 
 /// Array size for the bandwidth test: four times the last-level cache (STREAM's rule), at least
