@@ -101,9 +101,7 @@ impl HttpConfig {
             tokenizer: None,
         }
     }
-}
 
-impl HttpConfig {
     /// `{base_url}/{path}`.
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base_url)
@@ -386,6 +384,7 @@ impl OpenAiTarget {
     /// A GET of `url` answered with JSON, within the connect timeout plus 5 s.
     async fn get_json(&self, url: &str) -> Option<Value> {
         let resp = self
+            .cfg
             .auth(self.client.get(url))
             .timeout(self.cfg.connect_timeout + Duration::from_secs(5))
             .send()
@@ -475,18 +474,11 @@ impl OpenAiTarget {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        self.cfg.url(path)
-    }
-
-    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        self.cfg.auth(rb)
-    }
-
     /// The model ids the server lists at `GET /models` (also a health check).
     pub async fn list_models(&self) -> Result<Vec<String>, TargetError> {
-        let url = self.url("models");
+        let url = self.cfg.url("models");
         let resp = self
+            .cfg
             .auth(self.client.get(&url))
             .timeout(self.cfg.connect_timeout + Duration::from_secs(5))
             .send()
@@ -573,9 +565,10 @@ impl Target for OpenAiTarget {
     /// `n` concurrent `GET /models`, read to the end: each leaves a kept-alive connection in
     /// the client's pool for the measured requests to take.
     async fn open_connections(&self, n: usize) -> usize {
-        let url = self.url("models");
+        let url = self.cfg.url("models");
         let one = || async {
             let resp = self
+                .cfg
                 .auth(self.client.get(&url))
                 .timeout(self.cfg.connect_timeout + Duration::from_secs(5))
                 .send()
@@ -736,7 +729,6 @@ async fn stream_request(
     // when the first text arrives (not a new timer per read).
     let timer = tokio::time::sleep_until(first_deadline.into());
     tokio::pin!(timer);
-    let mut waiting_first = true;
     loop {
         let next = tokio::select! {
             biased;
@@ -775,6 +767,7 @@ async fn stream_request(
                 // Stamp the arrival before any parsing.
                 let t = clock.now_ns();
                 record.t_first_byte_ns.get_or_insert(t);
+                let had_text = !st.chunks.is_empty();
                 parser.push(&bytes, &mut events);
                 for e in events.drain(..) {
                     st.event(&e, t, cfg.api);
@@ -782,8 +775,7 @@ async fn stream_request(
                 if st.done || st.error.is_some() {
                     break;
                 }
-                if waiting_first && !st.chunks.is_empty() {
-                    waiting_first = false;
+                if !had_text && !st.chunks.is_empty() {
                     timer.as_mut().reset(deadline.into());
                 }
             }
