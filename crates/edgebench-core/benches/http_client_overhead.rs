@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use edgebench_core::clock::Clock;
+use edgebench_core::hw::affinity;
 use edgebench_core::stats;
 use edgebench_core::target::mock_server::{MockServer, Response, Step};
 use edgebench_core::target::openai::{HttpConfig, OpenAiTarget};
@@ -166,50 +167,47 @@ struct Load {
 
 /// Where the server and the client run: the server on the first CPU this process may use, the
 /// client (its runtime, the runner's thread and the monitor) on the others; `None` (no pinning)
-/// with one CPU or when `EDGEBENCH_BENCH_NO_PIN` is set. On a 2-core VM the unpinned floor's ITL
-/// p99 was 5.6-16 ms against 3.0-3.7 ms pinned, minutes apart: a server writing 512 chunks in
-/// a row can have the client's threads woken on its own CPU (an affine wake-up on a loopback
-/// write), where they wait behind it while the other CPU idles.
-fn placement() -> Option<(nix::sched::CpuSet, nix::sched::CpuSet)> {
-    use nix::sched::{sched_getaffinity, CpuSet};
-    if std::env::var_os("EDGEBENCH_BENCH_NO_PIN").is_some() {
-        return None;
-    }
-    let allowed = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
-    let ids: Vec<usize> = (0..CpuSet::count())
-        .filter(|i| allowed.is_set(*i).unwrap_or(false))
-        .collect();
-    let (&first, rest) = ids.split_first()?;
-    if rest.is_empty() {
-        return None;
-    }
-    let mut server = CpuSet::new();
-    server.set(first).ok()?;
-    let mut client = CpuSet::new();
-    for &i in rest {
-        client.set(i).ok()?;
-    }
-    Some((server, client))
+/// with one CPU or when `EDGEBENCH_BENCH_NO_PIN` is set. Decided once, before any thread is
+/// pinned (the main thread is pinned to the client's CPUs by the first rig, and would see only
+/// those afterwards). A server writing 512 chunks in a row can have the client's threads woken
+/// on its own CPU (an affine wake-up on a loopback write), where they wait behind it while the
+/// other CPU idles.
+fn placement() -> Option<&'static (Vec<usize>, Vec<usize>)> {
+    static PLACEMENT: std::sync::OnceLock<Option<(Vec<usize>, Vec<usize>)>> =
+        std::sync::OnceLock::new();
+    PLACEMENT
+        .get_or_init(|| {
+            if std::env::var_os("EDGEBENCH_BENCH_NO_PIN").is_some() {
+                return None;
+            }
+            let cpus = affinity::allowed_cpus();
+            let (first, rest) = cpus.split_first()?;
+            (!rest.is_empty()).then(|| (vec![*first], rest.to_vec()))
+        })
+        .as_ref()
 }
 
-/// Pins the calling thread to `set`.
-fn pin(set: &nix::sched::CpuSet) {
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).expect("CPU affinity");
+/// Pins the calling thread to `cpus`.
+fn pin(cpus: &[usize]) {
+    assert!(
+        affinity::pin_current_thread(cpus),
+        "pinning to CPUs {cpus:?}"
+    );
 }
 
 fn rig(load: Load) -> Rig {
     let cpus = placement();
-    if let Some((_, client)) = &cpus {
+    if let Some((_, client)) = cpus {
         pin(client);
     }
-    let runtime = |workers, what, cpus: Option<nix::sched::CpuSet>| {
+    let runtime = |workers, what, cpus: Option<&Vec<usize>>| {
         let mut b = tokio::runtime::Builder::new_multi_thread();
-        if let Some(set) = cpus {
+        if let Some(set) = cpus.cloned() {
             b.on_thread_start(move || pin(&set));
         }
         b.worker_threads(workers).enable_all().build().expect(what)
     };
-    let server_rt = runtime(1, "server runtime", cpus.map(|c| c.0));
+    let server_rt = runtime(1, "server runtime", cpus.map(|c| &c.0));
     let grid = Instant::now();
     let gap_ns = load.gap.as_nanos() as u64;
     let server = server_rt
@@ -238,7 +236,7 @@ fn rig(load: Load) -> Rig {
     Rig {
         _server_rt: server_rt,
         server,
-        client_rt: runtime(client_workers(), "client runtime", cpus.map(|c| c.1)),
+        client_rt: runtime(client_workers(), "client runtime", cpus.map(|c| &c.1)),
         clock: Clock::new(),
     }
 }

@@ -181,39 +181,6 @@ fn sum8(x: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + rest
 }
 
-/// The CPUs this process may run on, in order (Linux; empty elsewhere).
-fn allowed_cpus() -> Vec<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::sched::{sched_getaffinity, CpuSet};
-        sched_getaffinity(nix::unistd::Pid::from_raw(0))
-            .map(|set| {
-                (0..CpuSet::count())
-                    .filter(|i| set.is_set(*i).unwrap_or(false))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Vec::new()
-    }
-}
-
-/// Pins the calling thread to `cpu` (Linux; a no-op elsewhere or when refused).
-fn pin_to(cpu: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::sched::{sched_setaffinity, CpuSet};
-        let mut set = CpuSet::new();
-        if set.set(cpu).is_ok() {
-            let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cpu;
-}
-
 /// Runs `work` on each job on a thread of its own and returns the seconds from the first
 /// thread's start to the last one's end, counted once every thread is running (a barrier): on
 /// a shared VM starting a thread on an idle virtual CPU can take milliseconds, as long as a
@@ -222,7 +189,7 @@ fn pin_to(cpu: usize) {
 /// to a CPU of its own, as STREAM runs with `OMP_PROC_BIND=spread`.
 fn timed_jobs<T: Send>(jobs: Vec<T>, work: impl Fn(T) + Sync) -> f64 {
     let ready = std::sync::Barrier::new(jobs.len());
-    let cpus = allowed_cpus();
+    let cpus = super::affinity::allowed_cpus();
     let pin = cpus.len() >= jobs.len();
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let workers: Vec<_> = jobs
@@ -233,7 +200,7 @@ fn timed_jobs<T: Send>(jobs: Vec<T>, work: impl Fn(T) + Sync) -> f64 {
                 let cpu = cpus.get(i).copied().filter(|_| pin);
                 s.spawn(move || {
                     if let Some(cpu) = cpu {
-                        pin_to(cpu);
+                        super::affinity::pin_current_thread(&[cpu]);
                     }
                     ready.wait();
                     let start = Instant::now();
