@@ -34,12 +34,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use edgebench_core::backend::mock_server::{MockServer, Response, Step};
+use edgebench_core::backend::openai::{HttpConfig, OpenAiTarget};
+use edgebench_core::backend::{ChatMessage, GenRequest, Sampling, Target};
 use edgebench_core::clock::Clock;
 use edgebench_core::hw::affinity;
 use edgebench_core::stats;
-use edgebench_core::target::mock_server::{MockServer, Response, Step};
-use edgebench_core::target::openai::{HttpConfig, OpenAiTarget};
-use edgebench_core::target::{ChatMessage, GenRequest, Sampling, Target};
 use futures_util::StreamExt;
 
 const TOKENS: usize = 32;
@@ -380,7 +380,7 @@ fn measure_runner(load: Load) -> Errors {
     let Load {
         streams, requests, ..
     } = load;
-    use edgebench_core::report::files::PerfLine;
+    use edgebench_core::results::PerfLine;
     use edgebench_core::runner::{self, CancelFlag, RunEvent, RunPlan};
     use edgebench_core::store::{ExperimentRow, Store};
     use edgebench_core::workload::ScenarioFile;
@@ -406,7 +406,14 @@ fn measure_runner(load: Load) -> Errors {
         .expect("experiment");
     let scenario = "interactive_assistant";
     store
-        .ensure_units("bench", &[("mock".into(), scenario.into(), String::new())])
+        .ensure_units(
+            "bench",
+            &[edgebench_core::results::UnitKey {
+                model: "mock".into(),
+                scenario: scenario.into(),
+                ..Default::default()
+            }],
+        )
         .expect("unit");
     let unit_id = store.units("bench").expect("units")[0].id;
     store.start_unit(unit_id).expect("start");

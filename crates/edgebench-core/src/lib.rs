@@ -3,19 +3,21 @@
 //! and the compliance analysis.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod catalog;
 pub mod clock;
 pub mod compare;
 pub mod compliance;
 pub mod eval;
+pub mod experiment;
 pub mod hw;
 pub mod metrics;
 pub mod monitor;
 pub mod record;
 pub mod report;
 pub mod repro;
+pub mod results;
 pub mod runner;
 pub mod stats;
 pub mod store;
-pub mod target;
 pub mod workload;

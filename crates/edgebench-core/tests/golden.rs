@@ -3,17 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
+use edgebench_core::backend::TargetInfo;
 use edgebench_core::catalog::ModelInfo;
 use edgebench_core::metrics::{self, UnitContext};
 use edgebench_core::monitor::MonitorSummary;
 use edgebench_core::record::{
     Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
 };
-use edgebench_core::report::files::{jsonl, ModelReport, PerfLine, RunSummary, UnitReport};
 use edgebench_core::report::render_summary;
 use edgebench_core::repro::Environment;
+use edgebench_core::results::{jsonl, ModelReport, PerfLine, RunSummary, UnitReport};
 use edgebench_core::runner::RunPlan;
-use edgebench_core::target::TargetInfo;
 
 const MS: u64 = 1_000_000;
 

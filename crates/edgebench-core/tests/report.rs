@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use edgebench_core::backend::TargetInfo;
 use edgebench_core::catalog::ModelInfo;
 use edgebench_core::compliance::{self, CommercialUse, RiskLevel};
 use edgebench_core::eval::{Confusion, EvalSummary, SandboxReport, Score};
@@ -19,13 +20,12 @@ use edgebench_core::monitor::{self, MonitorSummary};
 use edgebench_core::record::{
     Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
 };
-use edgebench_core::report::files::{
-    jsonl, ExperimentConfig, ModelReport, ModelSetup, PerfLine, RunSummary, UnitReport,
-};
 use edgebench_core::report::{self, csv, markdown, Format, ReportError};
 use edgebench_core::repro::Environment;
+use edgebench_core::results::{
+    jsonl, ExperimentConfig, ModelReport, ModelSetup, PerfLine, RunSummary, UnitReport,
+};
 use edgebench_core::runner::RunPlan;
-use edgebench_core::target::TargetInfo;
 use edgebench_core::workload::ScenarioFile;
 
 const MS: u64 = 1_000_000;
@@ -435,7 +435,7 @@ fn write_fixtures(dir: &Path) {
                 seed: 42,
             },
         );
-        let file = report::perf_file_name(&u.model, u.scenario, RUN_ID);
+        let file = edgebench_core::results::perf_file_name(&u.model, u.scenario, RUN_ID);
         let lines: Vec<PerfLine> = u
             .records
             .iter()
@@ -543,7 +543,7 @@ fn write_fixtures(dir: &Path) {
         let name = format!(
             "eval_{}_{}_{}.json",
             e.task,
-            report::sanitize(&e.model.name),
+            edgebench_core::results::sanitize(&e.model.name),
             &e.experiment_id[5..]
         );
         std::fs::write(dir.join(name), serde_json::to_vec_pretty(&e).unwrap()).unwrap();
@@ -798,11 +798,13 @@ fn store_samples_become_timelines() {
     store
         .ensure_units(
             RUN_ID,
-            &[(
-                "SmolLM2-135M-Instruct".into(),
-                "interactive_assistant".into(),
-                String::new(),
-            )],
+            &[edgebench_core::results::UnitKey {
+                model: "SmolLM2-135M-Instruct".into(),
+                format: "GGUF".into(),
+                quantization: "Q4_1".into(),
+                scenario: "interactive_assistant".into(),
+                setting: String::new(),
+            }],
         )
         .unwrap();
     let unit = store.units(RUN_ID).unwrap()[0].clone();
@@ -814,7 +816,9 @@ fn store_samples_become_timelines() {
             ..Sample::default()
         })
         .collect();
-    let r = report::files::RunSummary::clone(&report::load(dir.path()).unwrap().runs[0].value);
+    let r = edgebench_core::results::RunSummary::clone(
+        &report::load(dir.path()).unwrap().runs[0].value,
+    );
     let unit_report = r.models[0].units[0].clone();
     store.start_unit(unit.id).unwrap();
     store

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edgebench_core::backend::Sampling;
 use edgebench_core::stats;
-use edgebench_core::target::Sampling;
 use edgebench_core::workload::ScenarioFile;
 use edgebench_llama::{Engine, EngineConfig, GenerateJob, Prompt};
 

@@ -3,11 +3,11 @@
 
 use async_trait::async_trait;
 
+use edgebench_core::backend::{ChatMessage, Target, TargetInfo};
 use edgebench_core::eval::{BackendError, EvalBackend, GenOptions};
-use edgebench_core::target::{ChatMessage, Target, TargetInfo};
 
+use crate::backend::LlamaTarget;
 use crate::engine::SharedPrefixJob;
-use crate::target::LlamaTarget;
 
 /// A marker that stands for the user's text while the chat template is rendered.
 const MARK: &str = "\u{1}EDGEBENCH_USER_TEXT\u{1}";

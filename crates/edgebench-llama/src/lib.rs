@@ -1,17 +1,19 @@
 //! edgebench-llama: the embedded llama.cpp engine. One thread owns the backend, model and context;
 //! callers talk to it over channels, so the async world never blocks on llama.cpp.
 
+mod backend;
 mod engine;
 mod eval;
-mod target;
+mod loader;
 mod tokenizer;
 
+pub use backend::LlamaTarget;
 pub use engine::{
     Engine, EngineConfig, EngineError, EngineInfo, GenerateJob, Generation, Prompt,
     SharedPrefixJob, StreamedToken, ENGINE_NAME,
 };
 pub use eval::LlamaEvalBackend;
-pub use target::LlamaTarget;
+pub use loader::LlamaLoader;
 pub use tokenizer::{open_tokenizer, GgufTokenizer, JsonTokenizer};
 
 /// The llama.cpp backends this build contains (its cargo features).

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use edgebench_core::target::TokenCounter;
+use edgebench_core::backend::TokenCounter;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use edgebench_core::backend::{ChatMessage, Sampling};
 use edgebench_core::eval::{EvalBackend, GenOptions};
-use edgebench_core::target::{ChatMessage, Sampling};
 use edgebench_llama::{EngineConfig, GenerateJob, LlamaEvalBackend, LlamaTarget, Prompt};
 
 fn test_model() -> PathBuf {

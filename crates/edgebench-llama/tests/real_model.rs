@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use edgebench_core::backend::{ChatMessage, GenRequest, Sampling, Target};
 use edgebench_core::clock::Clock;
 use edgebench_core::record::{ErrorKind, FinishReason};
-use edgebench_core::target::{ChatMessage, GenRequest, Sampling, Target};
 use edgebench_llama::{Engine, EngineConfig, EngineError, GenerateJob, LlamaTarget, Prompt};
 
 fn test_model() -> PathBuf {
@@ -183,7 +183,7 @@ fn missing_and_corrupt_models_fail_to_load_with_the_path() {
 
 #[tokio::test]
 async fn a_vocab_only_tokenizer_counts_as_the_engine_does() {
-    use edgebench_core::target::TokenCounter;
+    use edgebench_core::backend::TokenCounter;
     let tok = edgebench_llama::GgufTokenizer::load(&test_model()).unwrap();
     let engine = Engine::load(EngineConfig::new(test_model(), 2)).unwrap();
     for text in [

@@ -335,6 +335,14 @@ pub struct EvalArgs {
     /// Requests in flight (HTTP).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub concurrency: u32,
+
+    /// Seconds to set up a connection to --endpoint before a request fails.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_positive_seconds)]
+    pub connect_timeout: f64,
+
+    /// Seconds from the send to the end of an answer before the item fails.
+    #[arg(long, default_value_t = 600.0, value_parser = parse_seconds)]
+    pub timeout: f64,
     /// Sequences decoded together by the embedded engine (fewer when the model's context cannot
     /// hold them all).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]

@@ -122,7 +122,7 @@ fn sigkill_at_random_points_then_resume_loses_and_doubles_nothing() {
             idx,
             (0..7).collect::<Vec<_>>(),
             "{}: lost or doubled",
-            u.scenario
+            u.key.scenario
         );
         let report = u.report.as_ref().unwrap();
         assert_eq!(report.summary.requests, 6);
@@ -140,7 +140,7 @@ fn sigkill_at_random_points_then_resume_loses_and_doubles_nothing() {
             idx,
             (0..7).collect::<Vec<u64>>(),
             "export of {}",
-            u.scenario
+            u.key.scenario
         );
     }
     assert!(results

@@ -804,7 +804,7 @@ fn a_concurrency_sweep_runs_steps_in_order_and_tabulates_them() {
 
 #[test]
 fn a_server_without_usage_is_counted_with_the_given_tokenizer() {
-    use edgebench_core::target::mock_server::{MockServer, Response, Step};
+    use edgebench_core::backend::mock_server::{MockServer, Response, Step};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt
         .block_on(MockServer::start(|req| {
@@ -882,4 +882,117 @@ fn a_server_without_usage_is_counted_with_the_given_tokenizer() {
     assert_eq!(l["output_tokens"], 2);
     assert_input_error(&run(&["--tokenizer", "/nonexistent.gguf"]), "--tokenizer");
     drop(server);
+}
+
+/// Every reader of a results folder counts each request once: after two mock runs of 4
+/// measured requests each (the store and the JSONL exports both hold them), `report`,
+/// `compare` and `results show` agree on counts and means.
+#[test]
+fn report_compare_and_results_count_each_request_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let r = results.to_str().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let o = edgebench(&[
+            "run",
+            "--endpoint",
+            "mock",
+            "--runs",
+            "4",
+            "--warmup",
+            "1",
+            "--cooldown",
+            "0",
+            "--max-tokens",
+            "8",
+            "--scenarios",
+            "interactive_assistant",
+            "--results",
+            r,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        ids.push(v["run_id"].as_str().unwrap().to_string());
+        // Distinct ids: the second run may start within the same second.
+    }
+    assert_ne!(ids[0], ids[1]);
+    let out = dir.path().join("report");
+    let o = edgebench(&[
+        "report",
+        "--input",
+        r,
+        "--output",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a JSON report");
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let perf = rep["performance"].as_array().unwrap();
+    assert_eq!(perf.len(), 2, "one row per run");
+    for row in perf {
+        for (name, m) in row["metrics"].as_object().unwrap() {
+            if name != "itl_ms" {
+                assert_eq!(m["n"], 4, "{name}: {m}");
+            }
+        }
+    }
+    let latency = rep["latency"].as_array().unwrap();
+    assert_eq!(latency.len(), 2, "{latency:?}");
+    for s in latency {
+        assert_eq!(s["ttft_ms"].as_array().unwrap().len(), 4, "{s}");
+    }
+    // The report's A/B section tests 4 against 4.
+    let ab = &rep["comparisons"][0]["scenarios"][0]["metrics"];
+    let ttft = ab
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "ttft_ms")
+        .expect("ttft_ms compared");
+    assert_eq!(
+        (ttft["n_baseline"].clone(), ttft["n_candidate"].clone()),
+        (4.into(), 4.into())
+    );
+    // compare on the same folder: the same counts and means.
+    let o = edgebench(&["compare", &ids[0], &ids[1], "--results", r, "--json"]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let cmp: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = cmp["scenarios"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "ttft_ms")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (m["n_baseline"].clone(), m["n_candidate"].clone()),
+        (4.into(), 4.into())
+    );
+    for (side, id) in [("baseline", &ids[0]), ("candidate", &ids[1])] {
+        let row = perf.iter().find(|p| p["run_id"] == id.as_str()).unwrap();
+        let mean = row["metrics"]["ttft_ms"]["mean"].as_f64().unwrap();
+        let got = m[side].as_f64().unwrap();
+        assert!(
+            (mean - got).abs() < 1e-9,
+            "{side}: report {mean} vs compare {got}"
+        );
+    }
+    // results show: 1 warm-up and 4 measured records per unit.
+    for id in &ids {
+        let o = edgebench(&["results", "--results", r, "show", id, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let units = v["units"].as_array().unwrap();
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0]["requests"], 5, "{}", units[0]);
+        assert_eq!(units[0]["format"], "mock");
+    }
 }

@@ -62,11 +62,13 @@ fn results_with_store(dir: &Path) -> PathBuf {
     store
         .ensure_units(
             RUN_ID,
-            &[(
-                "SmolLM2-135M-Instruct".into(),
-                "interactive_assistant".into(),
-                String::new(),
-            )],
+            &[edgebench_core::results::UnitKey {
+                model: "SmolLM2-135M-Instruct".into(),
+                format: "GGUF".into(),
+                quantization: "Q4_1".into(),
+                scenario: "interactive_assistant".into(),
+                setting: String::new(),
+            }],
         )
         .unwrap();
     let unit = store.units(RUN_ID).unwrap()[0].id;
@@ -78,7 +80,7 @@ fn results_with_store(dir: &Path) -> PathBuf {
             ..Sample::default()
         })
         .collect();
-    let summary: edgebench_core::report::RunSummary = serde_json::from_slice(
+    let summary: edgebench_core::results::RunSummary = serde_json::from_slice(
         &std::fs::read(results.join(format!("summary_{RUN_ID}.json"))).unwrap(),
     )
     .unwrap();

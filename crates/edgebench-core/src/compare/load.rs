@@ -6,9 +6,8 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use crate::eval::{EvalSummary, ItemResult};
-use crate::report::files::{PerfLine, UnitReport};
-use crate::store::Store;
+use crate::results::reader::{self, ReadError};
+use crate::results::{EvalSummary, ItemResult, PerfLine, ResultsFolder, UnitReport};
 
 /// Why a result set could not be loaded or compared.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +38,8 @@ pub enum CompareError {
     NotResults { file: String, reason: String },
     #[error("reading {path}: {reason}")]
     Io { path: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// One side of a comparison.
@@ -108,31 +109,20 @@ impl ResultSet {
 
 /// Loads the tasks of eval experiment `id` from the database in `dir`.
 fn load_eval(spec: &str, id: &str, dir: &Path) -> Result<ResultSet, CompareError> {
-    let db = dir.join("edgebench.db");
     let not_found = || CompareError::NotFound(spec.to_string(), dir.display().to_string());
-    if !db.is_file() {
+    if !dir.is_dir() {
         return Err(not_found());
     }
-    let store = Store::open(&db).map_err(|e| io(&db, e))?;
-    if store.experiment(id).map_err(|e| io(&db, e))?.is_none() {
+    let Some(units) = ResultsFolder::open(dir)?.eval_units(id)? else {
         return Err(not_found());
-    }
-    let mut evals = Vec::new();
-    for u in store.units(id).map_err(|e| io(&db, e))? {
-        let Some(json) = u.report_json.as_deref().filter(|_| u.status == "done") else {
-            continue;
-        };
-        let Ok(summary) = serde_json::from_str::<EvalSummary>(json) else {
-            continue;
-        };
-        let items = store
-            .eval_items(u.id)
-            .map_err(|e| io(&db, e))?
-            .into_iter()
-            .filter_map(|(_, j)| serde_json::from_str::<ItemResult>(&j).ok())
-            .collect();
-        evals.push(EvalSide { summary, items });
-    }
+    };
+    let evals: Vec<EvalSide> = units
+        .into_iter()
+        .map(|u| EvalSide {
+            summary: u.summary,
+            items: u.items,
+        })
+        .collect();
     if evals.is_empty() {
         return Err(CompareError::Empty(spec.to_string()));
     }
@@ -345,42 +335,43 @@ fn io(path: &Path, e: impl std::fmt::Display) -> CompareError {
     }
 }
 
-fn read_lines(path: &Path, out: &mut Vec<PerfLine>) -> Result<(), CompareError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-    for (i, l) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        out.push(serde_json::from_str(l).map_err(|e| CompareError::Parse {
-            file: path.display().to_string(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?);
+impl From<ReadError> for CompareError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Parse { file, reason } => {
+                // "path line N" from the reader: keep the line number apart.
+                match file
+                    .rsplit_once(" line ")
+                    .and_then(|(f, n)| Some((f, n.parse().ok()?)))
+                {
+                    Some((f, line)) => CompareError::Parse {
+                        file: f.to_string(),
+                        line,
+                        reason,
+                    },
+                    None => CompareError::Io { path: file, reason },
+                }
+            }
+            ReadError::Io { path, reason } => CompareError::Io { path, reason },
+            ReadError::NoInput(d) => CompareError::Io {
+                path: d,
+                reason: "not a folder".into(),
+            },
+            ReadError::Store(e) => CompareError::Store(e),
+        }
     }
-    Ok(())
+}
+
+fn read_lines(path: &Path, out: &mut Vec<PerfLine>) -> Result<(), CompareError> {
+    Ok(reader::read_perf_lines(path, out)?)
 }
 
 fn perf_files(dir: &Path) -> Result<Vec<PathBuf>, CompareError> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| io(dir, e))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("perf_") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(reader::files_with(dir, "perf_", ".jsonl")?)
 }
 
-/// The run id at the end of a perf file name (`..._YYYYMMDD_HHMMSS.jsonl`).
 fn run_id_of(path: &Path) -> Option<String> {
-    let stem = path.file_stem()?.to_str()?;
-    let parts: Vec<&str> = stem.rsplitn(3, '_').collect();
-    (parts.len() == 3).then(|| format!("{}_{}", parts[1], parts[0]))
+    reader::run_id_of(path)
 }
 
 /// Loads `spec`: a `.jsonl` perf file, a `.json` result file (a run summary, an eval summary or
@@ -398,45 +389,41 @@ pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
     if !path.exists() && spec.starts_with("eval_") {
         return load_eval(spec, spec, results_dir);
     }
-    let (dir, files, run_id) = if path.is_file() {
+    let (dir, lines, run_id) = if path.is_file() {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let id = run_id_of(path).unwrap_or_default();
-        (dir, vec![path.to_path_buf()], id)
+        let mut lines = Vec::new();
+        read_lines(path, &mut lines)?;
+        (dir, lines, id)
     } else {
         let (dir, wanted) = if path.is_dir() {
             (path.to_path_buf(), None)
         } else {
             (results_dir.to_path_buf(), Some(spec.to_string()))
         };
-        let all = if dir.is_dir() {
-            perf_files(&dir)?
-        } else {
-            Vec::new()
-        };
-        let id = match &wanted {
-            Some(id) => id.clone(),
-            None => all
-                .iter()
-                .filter_map(|p| run_id_of(p))
-                .max()
-                .unwrap_or_default(),
-        };
-        let files: Vec<PathBuf> = all
-            .into_iter()
-            .filter(|p| run_id_of(p).as_deref() == Some(id.as_str()))
-            .collect();
-        if files.is_empty() {
-            return Err(CompareError::NotFound(
-                spec.to_string(),
-                results_dir.display().to_string(),
-            ));
+        let not_found =
+            || CompareError::NotFound(spec.to_string(), results_dir.display().to_string());
+        if !dir.is_dir() {
+            return Err(not_found());
         }
-        (dir, files, id)
+        // The one results reader: the run's exports, and its stored units no export holds.
+        let folder = ResultsFolder::open(&dir)?;
+        let candidates = match wanted {
+            Some(id) => vec![id],
+            // The newest run that holds requests.
+            None => folder.run_ids()?.into_iter().rev().collect(),
+        };
+        let mut found = None;
+        for id in candidates {
+            let lines = folder.perf_lines(Some(std::slice::from_ref(&id)))?;
+            if !lines.is_empty() {
+                found = Some((lines, id));
+                break;
+            }
+        }
+        let (lines, id) = found.ok_or_else(not_found)?;
+        (dir, lines, id)
     };
-    let mut lines = Vec::new();
-    for f in &files {
-        read_lines(f, &mut lines)?;
-    }
     if !lines.iter().any(|l| !l.record.warmup) {
         return Err(CompareError::Empty(spec.to_string()));
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::eval::ItemResult;
-use crate::report::files::{PerfLine, UnitReport};
+use crate::results::{PerfLine, UnitReport};
 use crate::stats;
 
 /// How a comparison computes its intervals.

@@ -177,7 +177,7 @@ fn unit_report(
     scenario: &str,
     counts: &[(&str, u64)],
     peak_rss_mb: Option<f64>,
-) -> crate::report::files::UnitReport {
+) -> crate::results::UnitReport {
     let summary = crate::metrics::summarize_unit(
         &[],
         &crate::metrics::UnitContext {
@@ -189,7 +189,7 @@ fn unit_report(
             seed: 1,
         },
     );
-    crate::report::files::UnitReport {
+    crate::results::UnitReport {
         summary,
         monitor: Default::default(),
         context_tokens: None,
@@ -266,7 +266,7 @@ fn loads_files_folders_and_run_ids() {
             .map(|i| line(&format!("p{i}"), tps, true, None))
             .collect();
         let path = d.path().join(format!("perf_p_m_GGUF_Q4_1_s_{run}.jsonl"));
-        std::fs::write(&path, crate::report::files::jsonl(&lines).unwrap()).unwrap();
+        std::fs::write(&path, crate::results::jsonl(&lines).unwrap()).unwrap();
         path
     };
     let old = write("20260101_000000", 50.0);

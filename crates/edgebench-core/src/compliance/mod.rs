@@ -86,7 +86,7 @@ pub fn write(c: &Compliance, out_dir: &Path, timestamp: &str) -> Result<Vec<Path
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        crate::report::atomic_write(&path, &bytes).map_err(|e| ReportError::Io {
+        crate::results::atomic_write(&path, &bytes).map_err(|e| ReportError::Io {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::target::TargetInfo;
+use crate::backend::TargetInfo;
 
 /// Generation settings for a batch.
 #[derive(Debug, Clone)]

@@ -168,7 +168,7 @@ async fn download(dataset: &str, dir: &Path) -> Result<(), DataError> {
             }
         }
         let path = dir.join(r.file);
-        crate::report::atomic_write(&path, &bytes).map_err(io(&path))?;
+        crate::results::atomic_write(&path, &bytes).map_err(io(&path))?;
         unpack(dataset, dir, &path)?;
     }
     Ok(())
@@ -187,7 +187,7 @@ fn unpack(dataset: &str, dir: &Path, archive: &Path) -> Result<(), DataError> {
                     let mut buf = Vec::new();
                     entry.read_to_end(&mut buf).map_err(io(archive))?;
                     let out = dir.join(&name);
-                    crate::report::atomic_write(&out, &buf).map_err(io(&out))?;
+                    crate::results::atomic_write(&out, &buf).map_err(io(&out))?;
                 }
             }
         }
@@ -207,7 +207,7 @@ fn unpack(dataset: &str, dir: &Path, archive: &Path) -> Result<(), DataError> {
                         let mut buf = Vec::new();
                         entry.read_to_end(&mut buf).map_err(io(archive))?;
                         let out = dir.join(split).join(file);
-                        crate::report::atomic_write(&out, &buf).map_err(io(&out))?;
+                        crate::results::atomic_write(&out, &buf).map_err(io(&out))?;
                     }
                 }
             }

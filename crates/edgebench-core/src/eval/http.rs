@@ -1,14 +1,12 @@
 //! Evals over an OpenAI-compatible server: concurrent non-streaming chat completions, and
 //! completion log-probabilities for multiple-choice scoring where the server returns them.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
+use crate::backend::TargetInfo;
 use crate::eval::backend::{BackendError, EvalBackend, GenOptions};
-use crate::target::TargetInfo;
 
 /// An OpenAI-compatible server as an eval backend.
 pub struct HttpEvalBackend {
@@ -21,26 +19,24 @@ pub struct HttpEvalBackend {
 }
 
 impl HttpEvalBackend {
-    /// A backend for `base_url` (…/v1) and `model`, with `concurrency` requests in flight.
-    pub fn new(
-        base_url: &str,
-        model: &str,
-        api_key: Option<String>,
+    /// A backend with the run's HTTP settings: base URL, model, key, connect and total
+    /// timeouts, and the serving process to sample.
+    pub fn from_config(
+        cfg: &crate::backend::openai::HttpConfig,
         concurrency: usize,
-        server_pid: Option<u32>,
     ) -> Result<Self, BackendError> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(600))
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.total_timeout)
             .build()
             .map_err(|e| BackendError::Failed(e.to_string()))?;
         Ok(Self {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model: model.to_string(),
-            api_key,
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            model: cfg.model.clone(),
+            api_key: cfg.api_key.clone(),
             concurrency: concurrency.max(1),
             client,
-            server_pid,
+            server_pid: cfg.server_pid,
         })
     }
 

@@ -6,9 +6,8 @@ pub mod data;
 pub mod http;
 pub mod sandbox;
 pub mod score;
-pub mod summary;
 pub mod tasks;
 
+pub use crate::results::eval::{Confusion, EvalSummary, ItemResult, SandboxReport, Score};
 pub use backend::{BackendError, EvalBackend, GenOptions};
-pub use summary::{Confusion, EvalSummary, SandboxReport, Score};
-pub use tasks::{EvalError, ItemResult, TaskOptions, TaskOutcome};
+pub use tasks::{EvalError, TaskOptions, TaskOutcome};

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::eval::summary::{Confusion, Score};
+use crate::results::eval::{Confusion, Score};
 use crate::stats::{self, bootstrap::DEFAULT_LEVEL};
 
 /// Resamples for the CIs of scores.

@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::eval::answer::{self, map_label};
 use crate::eval::backend::{EvalBackend, GenOptions};
 use crate::eval::data::{self, DataError};
 use crate::eval::sandbox::{self, Limits, Outcome, Sandbox};
 use crate::eval::score;
-use crate::eval::summary::{Confusion, SandboxReport, Score};
+use crate::results::eval::{Confusion, ItemResult, SandboxReport, Score};
 
 /// The tasks `--task` accepts, and what the groups expand to.
 pub const TASKS: &[&str] = &[
@@ -59,27 +59,6 @@ pub enum EvalError {
     TaskFile { path: String, reason: String },
     #[error("interrupted")]
     Interrupted,
-}
-
-/// One scored item, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ItemResult {
-    pub id: String,
-    /// A stratum or kind (label, subject, case kind) for breakdowns.
-    #[serde(default)]
-    pub group: String,
-    pub gold: String,
-    /// The mapped answer (label, number, letter), `None` when invalid.
-    pub predicted: Option<String>,
-    /// 1 right, 0 wrong, or a fraction (fact coverage, fields matched).
-    pub score: f64,
-    /// The raw answer (capped at 2,000 characters).
-    pub answer: String,
-    /// Extra per-item figures (json_valid, length_ok, escape_attempt...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Options of a task run.
@@ -896,8 +875,8 @@ mod tests {
 
     #[async_trait::async_trait]
     impl EvalBackend for StopsGivingLoglik {
-        fn info(&self) -> crate::target::TargetInfo {
-            crate::target::TargetInfo::default()
+        fn info(&self) -> crate::backend::TargetInfo {
+            crate::backend::TargetInfo::default()
         }
         async fn generate(
             &self,

@@ -5,13 +5,14 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::input::{ReportInput, UnitKey};
+use super::input::{ReportInput, RunUnitKey};
 use super::verdict::{self, Level};
+use crate::backend::TargetInfo;
 use crate::compare::{self, CompareOptions, Criteria, ResultSet, ScenarioComparison};
 use crate::eval::{Confusion, SandboxReport, Score};
 use crate::metrics::{MetricSummary, UnitSummary};
 use crate::repro::Environment;
-use crate::target::TargetInfo;
+use crate::results::UnitKey;
 
 /// Version of the JSON document's layout (bumped on incompatible changes).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -630,8 +631,8 @@ fn failures(input: &ReportInput) -> Vec<FailureRow> {
     for f in &input.failed_units {
         out.push(FailureRow {
             run_id: f.run_id.clone(),
-            model: f.model.clone(),
-            scenario: f.scenario.clone(),
+            model: model_label(&f.key.model, &f.key.quantization),
+            scenario: f.key.scenario.clone(),
             kind: "unit failed".into(),
             count: 1,
             detail: f.error.clone(),
@@ -698,7 +699,7 @@ fn comparisons(input: &ReportInput) -> Vec<ModelComparison> {
             let lines: Vec<_> = input
                 .lines
                 .iter()
-                .filter(|l| l.run_id == r.value.run_id && l.model == m.model.name)
+                .filter(|l| l.run_id == r.value.run_id && UnitKey::of_line(l).is_model(&m.model))
                 .cloned()
                 .collect();
             if !lines.iter().any(|l| !l.record.warmup) {
@@ -738,21 +739,21 @@ fn comparisons(input: &ReportInput) -> Vec<ModelComparison> {
 }
 
 fn latency(input: &ReportInput) -> Vec<LatencySeries> {
-    let mut by: BTreeMap<UnitKey, Vec<f64>> = BTreeMap::new();
+    let mut by: BTreeMap<RunUnitKey, Vec<f64>> = BTreeMap::new();
     for l in input.lines.iter().filter(|l| !l.record.warmup) {
         if let Some(t) = l.metrics.ttft_ms.filter(|t| t.is_finite()) {
-            by.entry((l.run_id.clone(), l.model.clone(), l.scenario.clone()))
+            by.entry((l.run_id.clone(), UnitKey::of_line(l)))
                 .or_default()
                 .push(t);
         }
     }
     by.into_iter()
-        .map(|((run_id, model, scenario), mut v)| {
+        .map(|((run_id, key), mut v)| {
             v.sort_by(f64::total_cmp);
             LatencySeries {
                 run_id,
-                model,
-                scenario,
+                model: key.model,
+                scenario: key.scenario,
                 ttft_ms: v,
             }
         })
@@ -766,14 +767,14 @@ fn timelines(input: &ReportInput) -> Vec<Timeline> {
     input
         .samples
         .iter()
-        .map(|((run_id, model, scenario), s)| {
+        .map(|((run_id, key), s)| {
             let step = s.len().div_ceil(TIMELINE_POINTS).max(1);
             let t0 = s.first().map_or(0, |x| x.t_ns);
             let kept: Vec<_> = s.iter().step_by(step).collect();
             Timeline {
                 run_id: run_id.clone(),
-                model: model.clone(),
-                scenario: scenario.clone(),
+                model: key.model.clone(),
+                scenario: key.scenario.clone(),
                 t_s: kept
                     .iter()
                     .map(|x| x.t_ns.saturating_sub(t0) as f64 / 1e9)
@@ -795,7 +796,7 @@ pub fn build(input: &ReportInput, generated: time::OffsetDateTime) -> Report {
         generated: generated
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
-        timestamp: super::files::file_timestamp(generated),
+        timestamp: crate::results::file_timestamp(generated),
         setup: setup_rows(input),
         tradeoff: tradeoff(&performance, &capability),
         verdicts: verdicts(&performance, &capability),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::report::files::PerfLine;
+use crate::results::PerfLine;
 use crate::store::{ExperimentRow, UnitRow};
 
 /// Export formats.

@@ -244,7 +244,7 @@ fn perf_charts(r: &Report) -> String {
         figure(
             &mut out,
             svg::lines(
-                &format!("chart-cdf-{}", super::files::sanitize(scenario)),
+                &format!("chart-cdf-{}", crate::results::sanitize(scenario)),
                 &format!("TTFT distribution: {scenario}"),
                 "ttft_ms",
                 "fraction of requests",
@@ -267,7 +267,7 @@ fn perf_charts(r: &Report) -> String {
             .copied()
             .zip(t.cpu_percent.iter().copied())
             .collect();
-        let id = super::files::sanitize(&format!("{}-{}-{}", t.run_id, t.model, t.scenario));
+        let id = crate::results::sanitize(&format!("{}-{}-{}", t.run_id, t.model, t.scenario));
         if !rss.is_empty() {
             figure(
                 &mut out,

@@ -5,7 +5,6 @@ pub mod compare_md;
 pub mod csv;
 pub mod document;
 pub mod export;
-pub mod files;
 pub mod html;
 pub mod input;
 pub mod markdown;
@@ -16,8 +15,8 @@ pub mod verdict;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::results::atomic_write;
 pub use document::{build, Report};
-pub use files::{atomic_write, file_timestamp, perf_file_name, sanitize, PerfLine, RunSummary};
 pub use input::{load, ReportError, ReportInput};
 pub use table::render_summary;
 

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use super::files::{RunSummary, UnitReport};
 use crate::metrics::MetricSummary;
+use crate::results::{RunSummary, UnitReport};
 
 fn num(v: f64) -> String {
     if v.abs() >= 1000.0 {

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::{GenRequest, Sampling, Target};
 use crate::clock::Clock;
 use crate::monitor::{self, Monitor, MonitorSummary, Sample};
 use crate::record::{ErrorKind, RequestRecord};
-use crate::target::{GenRequest, Sampling, Target};
 use crate::workload::{self, BuildOptions, BuiltPrompt, PromptRole, Scenario, ScenarioFile};
 
 /// What to run against one target.
@@ -110,7 +110,7 @@ pub enum RunError {
     #[error("interrupted")]
     Interrupted,
     #[error("target: {0}")]
-    Target(#[from] crate::target::TargetError),
+    Target(#[from] crate::backend::TargetError),
     #[error("{0}")]
     Storage(String),
 }
@@ -162,6 +162,11 @@ impl CancelFlag {
     /// True once cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for code that polls an atomic (the engine thread between tokens).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
     }
 }
 
@@ -586,8 +591,8 @@ async fn sleep_unless_cancelled(d: Duration, cancel: &CancelFlag) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::mock::MockTarget;
     use crate::metrics::{summarize_unit, UnitContext};
-    use crate::target::mock::MockTarget;
     use std::sync::Mutex;
 
     fn plan() -> RunPlan {
@@ -740,7 +745,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_that_goes_away_mid_run_ends_the_unit_with_what_it_measured() {
-        use crate::target::mock_server::{MockServer, Response, Step};
+        use crate::backend::mock_server::{MockServer, Response, Step};
         let file = ScenarioFile::default_file().unwrap();
         let sc = file.select(&["interactive_assistant".into()]).unwrap();
         let server = MockServer::start(|_| {
@@ -753,8 +758,8 @@ mod tests {
         })
         .await
         .unwrap();
-        let target = crate::target::openai::OpenAiTarget::new(
-            crate::target::openai::HttpConfig::new(server.base_url(), "m"),
+        let target = crate::backend::openai::OpenAiTarget::new(
+            crate::backend::openai::HttpConfig::new(server.base_url(), "m"),
         )
         .unwrap();
         let p = RunPlan {
@@ -992,8 +997,8 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let target = crate::target::openai::OpenAiTarget::new(
-            crate::target::openai::HttpConfig::new(format!("http://127.0.0.1:{port}/v1"), "m"),
+        let target = crate::backend::openai::OpenAiTarget::new(
+            crate::backend::openai::HttpConfig::new(format!("http://127.0.0.1:{port}/v1"), "m"),
         )
         .unwrap();
         for concurrency in [1, 2] {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::monitor::Sample;
-use crate::report::files::{PerfLine, UnitReport};
+use crate::results::{PerfLine, UnitKey, UnitReport};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,13 @@ ALTER TABLE monitor_samples ADD COLUMN vram_mb REAL;
 ALTER TABLE monitor_samples ADD COLUMN temp_c REAL;
 ALTER TABLE monitor_samples ADD COLUMN energy_j REAL;
 "#,
+    // Typed unit keys: `model` keeps the display label (and the uniqueness it always had);
+    // units written before this version have empty typed columns and are read from the label.
+    r#"
+ALTER TABLE units ADD COLUMN model_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE units ADD COLUMN format TEXT NOT NULL DEFAULT '';
+ALTER TABLE units ADD COLUMN quantization TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// An experiment as stored.
@@ -105,9 +112,9 @@ pub struct ExperimentRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitRow {
     pub id: i64,
-    pub model: String,
-    pub scenario: String,
-    pub setting: String,
+    /// Which model build, scenario (or task) and setting.
+    #[serde(flatten)]
+    pub key: UnitKey,
     /// "pending", "running", "failed", "skipped" or "done".
     pub status: String,
     pub error: Option<String>,
@@ -364,24 +371,29 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Makes sure the experiment has these units (model, scenario, setting), in this order;
-    /// existing ones keep their state.
-    pub fn ensure_units(
-        &mut self,
-        experiment: &str,
-        units: &[(String, String, String)],
-    ) -> Result<(), StoreError> {
+    /// Makes sure the experiment has these units, in this order; existing ones keep their state.
+    pub fn ensure_units(&mut self, experiment: &str, units: &[UnitKey]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
-        for (i, (m, s, set)) in units.iter().enumerate() {
+        for (i, k) in units.iter().enumerate() {
             tx.execute(
-                "INSERT OR IGNORE INTO units (experiment_id, model, scenario, setting, position, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-                params![experiment, m, s, set, i as i64],
+                "INSERT OR IGNORE INTO units (experiment_id, model, scenario, setting, position, status,
+                                              model_name, format, quantization)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
+                params![
+                    experiment,
+                    k.model_label(),
+                    k.scenario,
+                    k.setting,
+                    i as i64,
+                    k.model,
+                    k.format,
+                    k.quantization
+                ],
             )
             .map_err(sql)?;
         }
@@ -395,18 +407,30 @@ impl Store {
             .prepare(
                 "SELECT u.id, u.model, u.scenario, u.setting, u.status, u.error, u.report_json,
                         (SELECT COUNT(*) FROM requests r WHERE r.unit_id = u.id)
-                        + (SELECT COUNT(*) FROM eval_items e WHERE e.unit_id = u.id)
+                        + (SELECT COUNT(*) FROM eval_items e WHERE e.unit_id = u.id),
+                        u.model_name, u.format, u.quantization
                  FROM units u WHERE u.experiment_id = ?1 ORDER BY u.position",
             )
             .map_err(self.sql())?;
         let rows = st
             .query_map([experiment], |r| {
                 let report: Option<String> = r.get(6)?;
+                let label: String = r.get(1)?;
+                let name: String = r.get(8)?;
+                let (model, format, quantization) = if name.is_empty() {
+                    UnitKey::parse_model_label(&label)
+                } else {
+                    (name, r.get(9)?, r.get(10)?)
+                };
                 Ok(UnitRow {
                     id: r.get(0)?,
-                    model: r.get(1)?,
-                    scenario: r.get(2)?,
-                    setting: r.get(3)?,
+                    key: UnitKey {
+                        model,
+                        format,
+                        quantization,
+                        scenario: r.get(2)?,
+                        setting: r.get(3)?,
+                    },
                     status: r.get(4)?,
                     error: r.get(5)?,
                     report: report.as_deref().and_then(|j| serde_json::from_str(j).ok()),

@@ -4,6 +4,17 @@
 use super::*;
 use crate::record::{FinishReason, RequestRecord, TokenCountSource};
 
+/// The unit of model `m` (GGUF Q4_1, as the lines below) on scenario `s`.
+fn key(m: &str, s: &str) -> UnitKey {
+    UnitKey {
+        model: m.into(),
+        format: "GGUF".into(),
+        quantization: "Q4_1".into(),
+        scenario: s.into(),
+        setting: String::new(),
+    }
+}
+
 fn line(idx: u32, warmup: bool) -> PerfLine {
     PerfLine {
         run_id: "e1".into(),
@@ -110,8 +121,7 @@ fn experiments_are_found_by_hash_listed_and_deleted_with_their_units() {
             .collect::<Vec<_>>(),
         ["c", "b", "a"]
     );
-    s.ensure_units("a", &[("m".into(), "s".into(), String::new())])
-        .unwrap();
+    s.ensure_units("a", &[key("m", "s")]).unwrap();
     let u = s.units("a").unwrap()[0].id;
     s.add_request(u, &line(0, false)).unwrap();
     assert!(s.delete_experiment("a").unwrap());
@@ -123,10 +133,7 @@ fn experiments_are_found_by_hash_listed_and_deleted_with_their_units() {
 fn units_keep_state_and_restart_from_scratch_without_duplicates() {
     let mut s = Store::in_memory().unwrap();
     s.create_experiment(&experiment("e", "h", "t")).unwrap();
-    let units = vec![
-        ("m".to_string(), "s1".to_string(), String::new()),
-        ("m".to_string(), "s2".to_string(), String::new()),
-    ];
+    let units = vec![key("m", "s1"), key("m", "s2")];
     s.ensure_units("e", &units).unwrap();
     s.ensure_units("e", &units).unwrap();
     let rows = s.units("e").unwrap();
@@ -193,8 +200,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_database_intact() {
     let p = d.path().join("edgebench.db");
     let mut s = Store::open(&p).unwrap();
     s.create_experiment(&experiment("e", "h", "t")).unwrap();
-    s.ensure_units("e", &[("m".into(), "s".into(), String::new())])
-        .unwrap();
+    s.ensure_units("e", &[key("m", "s")]).unwrap();
     let u = s.units("e").unwrap()[0].id;
     s.start_unit(u).unwrap();
     s.add_request(u, &line(0, false)).unwrap();

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-use crate::target::{ChatMessage, Target};
+use crate::backend::{ChatMessage, Target};
 
 /// One prompt of a unit, ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,7 +262,7 @@ async fn count_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::mock::MockTarget;
+    use crate::backend::mock::MockTarget;
 
     #[tokio::test]
     async fn reused_prompts_get_a_fresh_lead_in() {

@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use edgebench_core::backend::Sampling;
 use edgebench_core::hw::bench::{self, Ceiling};
 use edgebench_core::hw::text::{self, BenchReport, GpuCompute};
 use edgebench_core::hw::{self as corehw, HardwareInfo};
 use edgebench_core::repro;
 use edgebench_core::stats;
-use edgebench_core::target::Sampling;
 use edgebench_llama::{Engine, EngineConfig, GenerateJob, Prompt};
 
 use crate::args::{HwBenchArgs, HwCommand};

@@ -4,6 +4,7 @@ mod compare;
 mod eval;
 mod hw;
 mod models;
+mod render;
 mod report;
 mod results;
 mod run;
@@ -11,20 +12,6 @@ mod run;
 use std::process::ExitCode;
 
 use crate::args::{Cli, Command};
-
-/// Stores the machine as this invocation found it (each resume adds one).
-pub(crate) fn snapshot_hardware(
-    store: &edgebench_core::store::Store,
-    experiment: &str,
-    environment: &edgebench_core::repro::Environment,
-) -> anyhow::Result<()> {
-    let taken = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let json = serde_json::to_string(&environment.hardware)?;
-    store.add_hardware_snapshot(experiment, &taken, &json)?;
-    Ok(())
-}
 
 /// The run was interrupted (Ctrl-C): exit 130.
 #[derive(Debug)]

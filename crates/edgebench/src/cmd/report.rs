@@ -43,7 +43,7 @@ pub fn compliance(a: ComplianceArgs) -> anyhow::Result<ExitCode> {
     let now = generated()?;
     let rfc3339 = now.format(&time::format_description::well_known::Rfc3339)?;
     let c = compliance::analyse(&input, &rfc3339)?;
-    for path in compliance::write(&c, &a.output, &report::file_timestamp(now))? {
+    for path in compliance::write(&c, &a.output, &edgebench_core::results::file_timestamp(now))? {
         eprintln!("wrote {}", path.display());
     }
     print!("{}", markdown::compliance_section(&c));

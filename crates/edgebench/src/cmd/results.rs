@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use edgebench_core::report::export::{self, ExperimentExport, UnitExport};
-use edgebench_core::report::{atomic_write, files::PerfLine};
+use edgebench_core::results::{atomic_write, PerfLine};
 use edgebench_core::store::{ExperimentRow, Store, UnitRow};
 
 use crate::args::{ExportFormatArg, ResultsCommand};
@@ -27,7 +27,7 @@ pub fn results(dir: &Path, command: ResultsCommand) -> anyhow::Result<ExitCode> 
             let bytes = match format {
                 ExportFormatArg::Jsonl => {
                     let all: Vec<PerfLine> = lines.concat();
-                    edgebench_core::report::files::jsonl(&all)?
+                    edgebench_core::results::jsonl(&all)?
                 }
                 ExportFormatArg::Csv => export::requests_csv(&lines.concat())?,
                 ExportFormatArg::Json => {
@@ -152,10 +152,11 @@ fn show(store: &Store, db: &Path, id: &str, json: bool) -> anyhow::Result<()> {
     println!("command     {}", e.command);
     println!("units       {done}/{total} done, {failed} failed");
     for u in &units {
-        let what = if u.setting.is_empty() {
-            format!("{} / {}", u.model, u.scenario)
+        let k = &u.key;
+        let what = if k.setting.is_empty() {
+            format!("{} / {}", k.model_label(), k.scenario)
         } else {
-            format!("{} / {} / {}", u.model, u.scenario, u.setting)
+            format!("{} / {} / {}", k.model_label(), k.scenario, k.setting)
         };
         let mut line = format!("  [{:<7}] {what}: {} records", u.status, u.requests);
         if let Some(err) = &u.error {

@@ -1,17 +1,27 @@
-//! Result files: names users script against, JSONL request lines, the JSON run summary, and
-//! atomic writes (a file appears whole or not at all).
+//! Results: the one data model of what edgebench measured (request lines, unit and run
+//! summaries, eval summaries and scored items, the experiment config and its hash), typed unit
+//! keys, the file names users script against, atomic writes (a file appears whole or not at
+//! all), and the one reader of a results folder that reports, comparisons and `results` use.
+
+pub mod eval;
+pub mod key;
+pub mod reader;
+
+pub use eval::{EvalSummary, ItemResult};
+pub use key::UnitKey;
+pub use reader::{Loaded, ReadError, ResultsFolder, DB_FILE};
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::backend::TargetInfo;
 use crate::catalog::ModelInfo;
 use crate::metrics::{RequestMetrics, UnitSummary};
 use crate::monitor::MonitorSummary;
 use crate::record::RequestRecord;
 use crate::repro::Environment;
 use crate::runner::RunPlan;
-use crate::target::TargetInfo;
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
 /// place; on error nothing is left at `path` or beside it.

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use std::time::Instant;
 
+use edgebench_core::backend::{ChatMessage, GenRequest, Target, TargetError, TargetInfo};
 use edgebench_core::clock::Clock;
 use edgebench_core::record::{
     Chunk, EngineTimings, ErrorKind, FinishReason, RequestError, RequestRecord, TokenCountSource,
 };
-use edgebench_core::target::{ChatMessage, GenRequest, Target, TargetError, TargetInfo};
 
 use crate::engine::{Engine, EngineConfig, EngineError, GenerateJob, Prompt, ENGINE_NAME};
 

@@ -1,11 +1,11 @@
-//! The eval summary file (`results/eval_{task}_{model}_{timestamp}.json`): scores with CIs, speed, and the setup.
+//! Eval results: the summary file (`results/eval_{task}_{model}_{timestamp}.json`: scores with CIs, speed, the setup) and the scored items the store keeps.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::backend::TargetInfo;
 use crate::catalog::ModelInfo;
 use crate::repro::Environment;
-use crate::target::TargetInfo;
 
 /// One score with its bootstrap 95% CI over items.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,4 +75,25 @@ pub struct EvalSummary {
     /// How the machine settled before the task (flags a busy machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<crate::hw::settle::SettleReport>,
+}
+
+/// One scored item, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub id: String,
+    /// A stratum or kind (label, subject, case kind) for breakdowns.
+    #[serde(default)]
+    pub group: String,
+    pub gold: String,
+    /// The mapped answer (label, number, letter), `None` when invalid.
+    pub predicted: Option<String>,
+    /// 1 right, 0 wrong, or a fraction (fact coverage, fields matched).
+    pub score: f64,
+    /// The raw answer (capped at 2,000 characters).
+    pub answer: String,
+    /// Extra per-item figures (json_valid, length_ok, escape_attempt...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

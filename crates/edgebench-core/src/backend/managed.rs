@@ -224,7 +224,7 @@ pub fn count_delta(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::mock_server::{MockServer, Response};
+    use crate::backend::mock_server::{MockServer, Response};
 
     #[tokio::test]
     async fn starts_waits_for_health_counts_patterns_and_stops() {

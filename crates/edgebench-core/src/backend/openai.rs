@@ -834,8 +834,8 @@ async fn stream_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::mock_server::{MockServer, Response, Step};
-    use crate::target::Sampling;
+    use crate::backend::mock_server::{MockServer, Response, Step};
+    use crate::backend::Sampling;
     use std::sync::{Arc, Mutex};
 
     fn req(ignore_eos: bool) -> GenRequest {
@@ -944,7 +944,7 @@ mod tests {
     #[derive(Debug)]
     struct CharCounter;
 
-    impl crate::target::TokenCounter for CharCounter {
+    impl crate::backend::TokenCounter for CharCounter {
         fn count(&self, text: &str) -> u64 {
             text.chars().count() as u64
         }
@@ -1170,7 +1170,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_body_headers_apis_and_model_list() {
-        let seen: Arc<Mutex<Vec<crate::target::mock_server::Request>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<crate::backend::mock_server::Request>>> = Arc::default();
         let s2 = seen.clone();
         let server = MockServer::start(move |r| {
             s2.lock().unwrap().push(r.clone());

@@ -1,0 +1,292 @@
+//! The part of an experiment's life that runs and evals share: the store (or its in-memory
+//! stand-in), create or resume under the config-hash rule, units and their statuses, the
+//! checkpoint summary, and cleaning up after a plan that failed before it measured anything.
+
+use std::path::{Path, PathBuf};
+
+use super::ExperimentError;
+use crate::results::{file_timestamp, UnitKey, DB_FILE};
+use crate::store::{ExperimentRow, Store, UnitRow};
+
+/// How to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// A new experiment.
+    No,
+    /// The newest unfinished experiment with this configuration.
+    Latest,
+    /// This experiment.
+    Id(String),
+}
+
+/// What opening an experiment needs.
+#[derive(Debug, Clone)]
+pub struct ExperimentStart {
+    pub results_dir: PathBuf,
+    /// Keep nothing on disk (`--no-checkpoint`): the store lives in memory.
+    pub no_checkpoint: bool,
+    pub resume: Resume,
+    /// "perf" or "eval".
+    pub kind: String,
+    /// Prefix of new ids ("" for runs, "eval_" for evals).
+    pub id_prefix: String,
+    pub config_hash: String,
+    /// The configuration as JSON (evals store it at creation; runs set it as they go).
+    pub config_json: String,
+    /// The command that started it, for the resume hint.
+    pub command: String,
+    pub started: time::OffsetDateTime,
+}
+
+/// An open experiment: its row in the store and the store itself.
+pub struct Experiment {
+    pub store: Store,
+    pub row: ExperimentRow,
+    pub resumed: bool,
+    persistent: bool,
+    results_dir: PathBuf,
+    dir_existed: bool,
+    db_existed: bool,
+}
+
+/// Done, or skipped because its sweep stopped.
+pub fn finished(u: &UnitRow) -> bool {
+    u.status == "done" || u.status == "skipped"
+}
+
+impl Experiment {
+    /// Creates the experiment, or resumes one with the same configuration hash.
+    pub fn open(s: &ExperimentStart) -> Result<Self, ExperimentError> {
+        let db_path = s.results_dir.join(DB_FILE);
+        let (dir_existed, db_existed) = (s.results_dir.exists(), db_path.exists());
+        let store = if s.no_checkpoint {
+            Store::in_memory()?
+        } else {
+            Store::open(&db_path)?
+        };
+        let short = |h: &str| h[..12.min(h.len())].to_string();
+        let (row, resumed) = match &s.resume {
+            Resume::No => {
+                let stamp = file_timestamp(s.started);
+                let mut id = format!("{}{stamp}", s.id_prefix);
+                let mut n = 2;
+                while store.has_experiment(&id)? {
+                    id = format!("{}{stamp}-{n}", s.id_prefix);
+                    n += 1;
+                }
+                let row = ExperimentRow {
+                    id,
+                    kind: s.kind.clone(),
+                    created: s
+                        .started
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    config_hash: s.config_hash.clone(),
+                    config_json: s.config_json.clone(),
+                    command: s.command.clone(),
+                    status: "running".into(),
+                };
+                store.create_experiment(&row)?;
+                (row, false)
+            }
+            resume => {
+                let row = match resume {
+                    Resume::Id(id) => store.experiment(id)?.ok_or_else(|| {
+                        ExperimentError::Plan(format!(
+                            "--resume {id}: no such experiment in {}",
+                            db_path.display()
+                        ))
+                    })?,
+                    _ => match store.latest_unfinished(&s.config_hash)? {
+                        Some(row) => row,
+                        None => {
+                            // Say so when the experiment with this configuration already finished.
+                            let done = store
+                                .experiments()?
+                                .into_iter()
+                                .find(|e| e.config_hash == s.config_hash && e.status == "done");
+                            let why = done.map_or_else(String::new, |e| {
+                                format!("; experiment {} with it is done", e.id)
+                            });
+                            return Err(ExperimentError::Plan(format!(
+                                "nothing to resume: {} has no unfinished {} with this configuration (config {}){why}",
+                                db_path.display(),
+                                if s.kind == "eval" { "eval" } else { "experiment" },
+                                short(&s.config_hash)
+                            )));
+                        }
+                    },
+                };
+                if row.config_hash != s.config_hash {
+                    return Err(ExperimentError::Plan(format!(
+                        "--resume {}: that experiment ran with another configuration (config {} here, {} there); repeat its command: {}",
+                        row.id,
+                        short(&s.config_hash),
+                        short(&row.config_hash),
+                        row.command
+                    )));
+                }
+                store.set_status(&row.id, "running")?;
+                (row, true)
+            }
+        };
+        Ok(Self {
+            store,
+            row,
+            resumed,
+            persistent: !s.no_checkpoint,
+            results_dir: s.results_dir.clone(),
+            dir_existed,
+            db_existed,
+        })
+    }
+
+    /// The experiment's id.
+    pub fn id(&self) -> &str {
+        &self.row.id
+    }
+
+    /// Whether the store is on disk (a resume is possible).
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// Records the machine as this invocation found it (each resume adds one).
+    pub fn snapshot_hardware(
+        &self,
+        environment: &crate::repro::Environment,
+    ) -> Result<(), ExperimentError> {
+        let taken = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let json = serde_json::to_string(&environment.hardware)
+            .map_err(|e| ExperimentError::Plan(e.to_string()))?;
+        self.store
+            .add_hardware_snapshot(&self.row.id, &taken, &json)?;
+        Ok(())
+    }
+
+    /// Makes sure the experiment has these units, in order.
+    pub fn ensure_units(&mut self, keys: &[UnitKey]) -> Result<(), ExperimentError> {
+        let id = self.row.id.clone();
+        self.store.ensure_units(&id, keys)?;
+        Ok(())
+    }
+
+    /// The experiment's units, in order.
+    pub fn units(&self) -> Result<Vec<UnitRow>, ExperimentError> {
+        Ok(self.store.units(&self.row.id)?)
+    }
+
+    /// Sets the experiment's status.
+    pub fn set_status(&self, status: &str) -> Result<(), ExperimentError> {
+        self.store.set_status(&self.row.id, status)?;
+        Ok(())
+    }
+
+    /// Writes `experiment_config_{id}.json` and keeps it in the store.
+    pub fn save_config(
+        &self,
+        config: &crate::results::ExperimentConfig,
+    ) -> Result<PathBuf, ExperimentError> {
+        let bytes =
+            serde_json::to_vec_pretty(config).map_err(|e| ExperimentError::Plan(e.to_string()))?;
+        if self.row.kind != "eval" {
+            self.store
+                .set_config(&self.row.id, &String::from_utf8_lossy(&bytes))?;
+        }
+        let path = self.config_path();
+        crate::results::atomic_write(&path, &bytes).map_err(|e| ExperimentError::io(&path, e))?;
+        Ok(path)
+    }
+
+    /// `results/experiment_config_{id}.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.results_dir
+            .join(format!("experiment_config_{}.json", self.row.id))
+    }
+
+    /// The CHECKPOINT SUMMARY printed at the end of every run and eval.
+    pub fn checkpoint_summary(&self) -> Result<String, ExperimentError> {
+        use std::fmt::Write;
+        let e = self
+            .store
+            .experiment(&self.row.id)?
+            .unwrap_or_else(|| self.row.clone());
+        let units = self.units()?;
+        let done = units.iter().filter(|u| finished(u)).count();
+        let mut out = String::new();
+        let _ = writeln!(out, "\nCHECKPOINT SUMMARY");
+        let _ = writeln!(
+            out,
+            "  experiment: {} ({}, config {})",
+            e.id,
+            e.kind,
+            &e.config_hash[..12.min(e.config_hash.len())]
+        );
+        let _ = writeln!(out, "  progress:   {done}/{} units done", units.len());
+        for u in units.iter().filter(|u| u.status == "failed") {
+            let _ = writeln!(
+                out,
+                "  failed:     {} · {}: {}",
+                u.key.model_label(),
+                u.key.scenario,
+                u.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        let remaining: Vec<String> = units
+            .iter()
+            .filter(|u| !finished(u))
+            .map(|u| format!("{} · {}", u.key.model_label(), u.key.scenario))
+            .collect();
+        if remaining.is_empty() {
+            let _ = writeln!(out, "  remaining:  none");
+        } else {
+            let _ = writeln!(out, "  remaining:  {}", remaining.join(", "));
+            if self.persistent {
+                let _ = writeln!(out, "  to finish:  {} --resume {}", e.command, e.id);
+            } else {
+                let _ = writeln!(out, "  (--no-checkpoint: nothing was saved to resume from)");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether this invocation created the experiment and nothing was measured yet (a
+    /// failure then is bad input found while preparing).
+    pub fn untouched(&self) -> Result<bool, ExperimentError> {
+        Ok(!self.resumed
+            && self
+                .units()?
+                .iter()
+                .all(|u| u.requests == 0 && u.status != "done"))
+    }
+
+    /// Removes what this invocation created: the experiment, its config file, and the
+    /// database and folder when they did not exist before.
+    pub fn discard(self) -> Result<(), ExperimentError> {
+        self.store.delete_experiment(&self.row.id)?;
+        let config = self.config_path();
+        let db_path = self.results_dir.join(DB_FILE);
+        let (dir, dir_existed, db_existed) =
+            (self.results_dir.clone(), self.dir_existed, self.db_existed);
+        drop(self.store);
+        let _ = std::fs::remove_file(&config);
+        if !db_existed {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = db_path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if !dir_existed {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(())
+    }
+
+    /// The results folder.
+    pub fn results_dir(&self) -> &Path {
+        &self.results_dir
+    }
+}

@@ -1,0 +1,219 @@
+//! An experiment from plan to files, for runs and evals alike: create or resume (config hash
+//! and resume rules), units and their statuses, the warm-up/measured phase hooks, server
+//! snapshots, cold start, result files. It reports through one event stream and stops on one
+//! cancellation token; the CLI and the web UI only build plans and render events.
+
+pub mod eval;
+mod lifecycle;
+pub mod perf;
+mod snapshots;
+pub mod targets;
+
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::openai::HttpConfig;
+use crate::backend::{Target, TargetError};
+use crate::catalog::ModelInfo;
+use crate::eval::{EvalBackend, EvalError};
+use crate::results::{PerfLine, UnitKey};
+use crate::runner::RunError;
+use crate::store::StoreError;
+
+pub use crate::runner::CancelFlag;
+pub use lifecycle::{Experiment, ExperimentStart, Resume};
+
+/// What an experiment tells its observers, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The experiment exists in the store (new, or resumed).
+    Started {
+        experiment_id: String,
+        resumed: bool,
+    },
+    /// Something worth telling (a model loading, a server's version).
+    Info(String),
+    /// Something that may make figures less trustworthy.
+    Warning(String),
+    /// A unit is about to run; `work` is its number of requests (warm-ups included) or items.
+    UnitStarted { key: UnitKey, work: u64 },
+    /// A request of a perf unit finished (warm-ups included).
+    RequestDone { key: UnitKey, line: Box<PerfLine> },
+    /// Eval items scored so far in a unit, out of its total.
+    ItemsScored { key: UnitKey, done: u64, total: u64 },
+    /// A unit was skipped (a sweep stopped before it).
+    UnitSkipped { key: UnitKey, reason: String },
+    /// A unit finished; its result file, when it has one.
+    UnitDone {
+        key: UnitKey,
+        file: Option<PathBuf>,
+        /// A one-line summary (eval scores).
+        line: Option<String>,
+    },
+    /// A unit failed; the experiment may go on with the next one.
+    UnitFailed { key: UnitKey, error: String },
+    /// The experiment stopped: "done", "failed" or "interrupted", with the checkpoint summary
+    /// (progress, failures, how to resume) as text.
+    Finished {
+        experiment_id: String,
+        status: String,
+        checkpoint: String,
+    },
+}
+
+/// Receives an experiment's events. Closures are sinks; so is a channel sender.
+pub trait EventSink: Send + Sync {
+    fn event(&self, e: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> EventSink for F {
+    fn event(&self, e: Event) {
+        self(e)
+    }
+}
+
+impl EventSink for tokio::sync::mpsc::UnboundedSender<Event> {
+    fn event(&self, e: Event) {
+        let _ = self.send(e);
+    }
+}
+
+impl EventSink for tokio::sync::broadcast::Sender<Event> {
+    fn event(&self, e: Event) {
+        let _ = self.send(e);
+    }
+}
+
+/// Why an experiment stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// Ctrl-C or a cancel from the web UI; what was measured is kept (resumable).
+    #[error("interrupted")]
+    Interrupted,
+    /// A plan that cannot run (bad resume id, another configuration ...).
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(RunError),
+    #[error(transparent)]
+    Eval(EvalError),
+    #[error(transparent)]
+    Backend(#[from] TargetError),
+    #[error("{0}")]
+    Engine(String),
+    #[error("writing {path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+impl From<RunError> for ExperimentError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Interrupted => Self::Interrupted,
+            e => Self::Run(e),
+        }
+    }
+}
+
+impl From<EvalError> for ExperimentError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::Interrupted => Self::Interrupted,
+            e => Self::Eval(e),
+        }
+    }
+}
+
+impl ExperimentError {
+    pub(crate) fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone)]
+pub enum BackendSpec {
+    /// The embedded llama.cpp engine, loaded through the [`EngineLoader`].
+    Embedded(EngineSpec),
+    /// An OpenAI-compatible server.
+    Http(Box<HttpConfig>),
+    /// The in-process mock (known delays, no model).
+    Mock,
+}
+
+/// Settings of the embedded engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSpec {
+    pub threads: u32,
+    /// A fixed context window (default: sized per request).
+    pub ctx_size: Option<u32>,
+    /// llama.cpp's own log on stderr.
+    pub verbose: bool,
+    /// Eval: sequences decoded together per batch.
+    pub parallel: usize,
+}
+
+/// Loads models into the embedded engine. The engine crate implements it (the library has no
+/// FFI); tests use fakes.
+#[async_trait]
+pub trait EngineLoader: Send + Sync {
+    /// Loads `model` for generation; `cancel` interrupts a running generation.
+    async fn load_target(
+        &self,
+        model: &ModelInfo,
+        spec: &EngineSpec,
+        cancel: &CancelFlag,
+    ) -> Result<Box<dyn Target>, String>;
+
+    /// Loads `model` for evals (generation and log-likelihoods).
+    async fn load_eval(
+        &self,
+        model: &ModelInfo,
+        spec: &EngineSpec,
+        cancel: &CancelFlag,
+    ) -> Result<Box<dyn EvalBackend>, String>;
+
+    /// The engine's name, for the results ("llama.cpp").
+    fn engine_name(&self) -> String;
+}
+
+/// A loader for builds without the embedded engine: every load is refused.
+pub struct NoEngine;
+
+#[async_trait]
+impl EngineLoader for NoEngine {
+    async fn load_target(
+        &self,
+        _: &ModelInfo,
+        _: &EngineSpec,
+        _: &CancelFlag,
+    ) -> Result<Box<dyn Target>, String> {
+        Err("this build has no embedded engine; use --endpoint".into())
+    }
+
+    async fn load_eval(
+        &self,
+        _: &ModelInfo,
+        _: &EngineSpec,
+        _: &CancelFlag,
+    ) -> Result<Box<dyn EvalBackend>, String> {
+        Err("this build has no embedded engine; use --endpoint".into())
+    }
+
+    fn engine_name(&self) -> String {
+        "none".into()
+    }
+}
+
+/// Shared handles an experiment runs with.
+#[derive(Clone)]
+pub struct Context {
+    pub events: Arc<dyn EventSink>,
+    pub cancel: CancelFlag,
+    pub engine: Arc<dyn EngineLoader>,
+}
