@@ -408,6 +408,7 @@ pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
         }
         // The one results reader: the run's exports, and its stored units no export holds.
         let folder = ResultsFolder::open(&dir)?;
+        let named = wanted.is_some();
         let candidates = match wanted {
             Some(id) => vec![id],
             // The newest run that holds requests.
@@ -416,7 +417,9 @@ pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
         let mut found = None;
         for id in candidates {
             let lines = folder.perf_lines(Some(std::slice::from_ref(&id)))?;
-            if !lines.is_empty() {
+            // A named run is taken as it is (no measured request is an error below); the
+            // newest run is the newest with measured requests.
+            if (named && !lines.is_empty()) || lines.iter().any(|l| !l.record.warmup) {
                 found = Some((lines, id));
                 break;
             }

@@ -131,22 +131,21 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
     let plan_err = |e: serde_json::Error| ExperimentError::Plan(e.to_string());
     let config_hash = crate::results::canonical_hash(&config).map_err(plan_err)?;
     let config_json = serde_json::to_string(&config).map_err(plan_err)?;
-    let mut exp = Experiment::open(&ExperimentStart {
-        results_dir: plan.results_dir.clone(),
-        no_checkpoint: false,
-        resume: plan.resume.clone(),
-        kind: "eval".into(),
-        id_prefix: "eval_".into(),
-        config_hash: config_hash.clone(),
-        config_json,
-        command: plan.command.clone(),
-        started,
-    })?;
-    events.event(Event::Started {
-        experiment_id: exp.id().to_string(),
-        resumed: exp.resumed,
-    });
-    exp.snapshot_hardware(&plan.environment)?;
+    let mut exp = Experiment::start(
+        &ExperimentStart {
+            results_dir: plan.results_dir.clone(),
+            no_checkpoint: false,
+            resume: plan.resume.clone(),
+            kind: "eval".into(),
+            id_prefix: "eval_".into(),
+            config_hash: config_hash.clone(),
+            config_json,
+            command: plan.command.clone(),
+            started,
+        },
+        &plan.environment,
+        events,
+    )?;
     // The reproducibility record, as for runs: machine, software, configuration, hash; the
     // targets are filled in as each model's backend opens.
     let mut record = ExperimentConfig {
@@ -189,7 +188,7 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
     let result = run.models(&models, &mut record).await;
     let (summaries, failures, written) = (run.summaries, run.failures, run.written);
     if let Err(e) = result {
-        return Err(stop(exp, e, events));
+        return Err(stop(exp, e, events, false));
     }
     let status = if failures == 0 { "done" } else { "failed" };
     exp.set_status(status)?;

@@ -55,6 +55,23 @@ pub fn finished(u: &UnitRow) -> bool {
 }
 
 impl Experiment {
+    /// Creates the experiment, or resumes one with the same configuration hash; tells the
+    /// observers and records the machine as this invocation found it.
+    pub fn start(
+        s: &ExperimentStart,
+        environment: &crate::repro::Environment,
+        events: &dyn super::EventSink,
+    ) -> Result<Self, ExperimentError> {
+        let exp = Self::open(s)?;
+        events.event(super::Event::Started {
+            experiment_id: exp.id().to_string(),
+            kind: exp.row.kind.clone(),
+            resumed: exp.resumed,
+        });
+        exp.snapshot_hardware(environment)?;
+        Ok(exp)
+    }
+
     /// Creates the experiment, or resumes one with the same configuration hash.
     pub fn open(s: &ExperimentStart) -> Result<Self, ExperimentError> {
         let db_path = s.results_dir.join(DB_FILE);

@@ -27,9 +27,10 @@ pub use lifecycle::{Experiment, ExperimentStart, Resume};
 /// What an experiment tells its observers, in order.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The experiment exists in the store (new, or resumed).
+    /// The experiment exists in the store (new, or resumed); `kind` is "perf" or "eval".
     Started {
         experiment_id: String,
+        kind: String,
         resumed: bool,
     },
     /// Something worth telling (a model loading, a server's version).
@@ -53,8 +54,9 @@ pub enum Event {
     },
     /// A unit failed; the experiment may go on with the next one.
     UnitFailed { key: UnitKey, error: String },
-    /// The experiment stopped: "done", "failed" or "interrupted", with the checkpoint summary
-    /// (progress, failures, how to resume) as text.
+    /// The experiment stopped: "done", "failed", "interrupted", or "discarded" (it failed
+    /// before measuring anything and was removed), with the checkpoint summary (progress,
+    /// failures, how to resume) as text.
     Finished {
         experiment_id: String,
         status: String,

@@ -146,22 +146,21 @@ async fn run_with_server(
     let passages_sha256 = plan.file.passages_sha256();
     let config_hash = results::config_hash(&plan.run, &plan.scenarios, &passages_sha256, &setups)
         .map_err(|e| ExperimentError::Plan(e.to_string()))?;
-    let mut exp = Experiment::open(&ExperimentStart {
-        results_dir: plan.results_dir.clone(),
-        no_checkpoint: plan.no_checkpoint,
-        resume: plan.resume.clone(),
-        kind: "perf".into(),
-        id_prefix: String::new(),
-        config_hash: config_hash.clone(),
-        config_json: String::new(),
-        command: plan.command.clone(),
-        started,
-    })?;
-    events.event(Event::Started {
-        experiment_id: exp.id().to_string(),
-        resumed: exp.resumed,
-    });
-    exp.snapshot_hardware(&plan.environment)?;
+    let mut exp = Experiment::start(
+        &ExperimentStart {
+            results_dir: plan.results_dir.clone(),
+            no_checkpoint: plan.no_checkpoint,
+            resume: plan.resume.clone(),
+            kind: "perf".into(),
+            id_prefix: String::new(),
+            config_hash: config_hash.clone(),
+            config_json: String::new(),
+            command: plan.command.clone(),
+            started,
+        },
+        &plan.environment,
+        events,
+    )?;
     // Earlier invocations of a resumed experiment recorded the targets they loaded.
     if let Ok(prev) = serde_json::from_str::<ExperimentConfig>(&exp.row.config_json) {
         for s in &mut setups {
@@ -202,7 +201,7 @@ async fn run_with_server(
     let outcome = state.run_models(&models).await;
     match outcome {
         Ok(()) => {}
-        Err(e) => return Err(stop(exp, e, events)),
+        Err(e) => return Err(stop(exp, e, events, true)),
     }
     // The summary, from the store (units of earlier invocations included).
     let units = exp.units()?;
@@ -262,21 +261,30 @@ async fn run_with_server(
     })
 }
 
-/// Marks the experiment as it stopped (interrupted, failed, or discarded when it failed
-/// before anything was measured) and tells the observers; returns the error to report.
+/// Marks the experiment as it stopped (interrupted or failed) and tells the observers; returns
+/// the error to report. With `discard_untouched`, a new experiment that failed before anything
+/// was measured (bad input found while preparing) is removed instead, files and all.
 pub(super) fn stop(
     exp: Experiment,
     e: ExperimentError,
     events: &dyn super::EventSink,
+    discard_untouched: bool,
 ) -> ExperimentError {
     let interrupted = matches!(e, ExperimentError::Interrupted);
-    if !interrupted {
+    let id = exp.id().to_string();
+    if discard_untouched && !interrupted {
         match exp.untouched() {
             Ok(true) => {
-                return match exp.discard() {
+                let r = exp.discard();
+                events.event(Event::Finished {
+                    experiment_id: id,
+                    status: "discarded".into(),
+                    checkpoint: String::new(),
+                });
+                return match r {
                     Ok(()) => e,
                     Err(other) => other,
-                }
+                };
             }
             Ok(false) => {}
             Err(other) => return other,
@@ -287,7 +295,7 @@ pub(super) fn stop(
         return other;
     }
     events.event(Event::Finished {
-        experiment_id: exp.id().to_string(),
+        experiment_id: id,
         status: status.into(),
         checkpoint: exp.checkpoint_summary().unwrap_or_default(),
     });
@@ -543,7 +551,13 @@ impl RunState<'_> {
             Some(&snapshots),
         )
         .await;
-        let figures = snapshots.figures().await;
+        // The server's figures only for a unit that ended well (an interrupted or failed one
+        // reports at once).
+        let figures = if result.is_ok() {
+            snapshots.figures().await
+        } else {
+            Default::default()
+        };
         let last = shared
             .into_inner()
             .map_err(|_| ExperimentError::Plan("store lock poisoned".into()))?

@@ -249,17 +249,19 @@ impl ResultsFolder {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let have: BTreeSet<(String, UnitKey)> = lines
+        let mut have: BTreeSet<(String, UnitKey)> = lines
             .iter()
             .map(|l| (l.run_id.clone(), UnitKey::of_line(l)))
             .collect();
+        let run_ids: BTreeSet<&String> = run_ids.iter().collect();
         for run_id in run_ids {
             for u in store.units(run_id)? {
                 let key = UnitKey {
                     setting: String::new(),
                     ..u.key.clone()
                 };
-                if u.requests == 0 || have.contains(&(run_id.clone(), key)) {
+                // `insert` is false when the exports (or an earlier unit) hold it already.
+                if u.requests == 0 || !have.insert((run_id.clone(), key)) {
                     continue;
                 }
                 lines.extend(store.requests(u.id)?);

@@ -65,8 +65,12 @@ impl EventSink for Terminal {
         match e {
             Event::Started {
                 experiment_id,
+                kind,
                 resumed: true,
-            } => self.say(&format!("resuming experiment {experiment_id}")),
+            } => {
+                let what = if kind == "eval" { "eval" } else { "experiment" };
+                self.say(&format!("resuming {what} {experiment_id}"));
+            }
             Event::Started { .. } => {}
             Event::Info(s) => self.say(&s),
             Event::Warning(s) => self.say(&format!("warning: {s}")),
@@ -113,11 +117,20 @@ impl EventSink for Terminal {
                         eprintln!("[Interrupted] (--no-checkpoint: nothing saved to resume from)");
                     }
                 }
+                if status == "discarded" {
+                    return;
+                }
                 if status != "done" || self.done_checkpoint {
                     eprint!("{checkpoint}");
                 }
             }
         }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
