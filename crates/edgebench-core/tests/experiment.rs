@@ -176,3 +176,33 @@ async fn a_plan_that_fails_before_measuring_leaves_nothing_behind() {
     assert!(err.to_string().contains("no embedded engine"), "{err}");
     assert!(!results.exists(), "the folder this run created is gone");
 }
+
+/// A front end (the web server) runs experiments on spawned tasks: their futures are `Send`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_run_on_spawned_tasks() {
+    fn is_send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Arc::new(context(Arc::new(Mutex::new(Vec::new())), None));
+    let eval_plan = edgebench_core::experiment::eval::EvalPlan {
+        tasks: vec!["gsm8k"],
+        models: edgebench_core::experiment::eval::EvalModels::Embedded(
+            Vec::new(),
+            Default::default(),
+        ),
+        options: Default::default(),
+        results_dir: dir.path().join("evals"),
+        resume: Resume::No,
+        command: String::new(),
+        environment: Environment::capture("test", None, &["CPU"]),
+        settle: None,
+        monitor_interval: std::time::Duration::from_millis(500),
+    };
+    is_send(&edgebench_core::experiment::eval::run(eval_plan, &ctx));
+    let p = plan(dir.path(), Resume::No);
+    let c = ctx.clone();
+    let out = tokio::spawn(async move { perf::run(p, &c).await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.summary.models[0].units.len(), 2);
+}

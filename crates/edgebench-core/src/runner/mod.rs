@@ -352,15 +352,15 @@ pub async fn run_unit(
     // a pool that runs out is sent again behind fresh lead-ins (see `workload::reuse`).
     let window = plan.duration_s.map(Duration::from_secs_f64);
     let pool = unit.measured.len();
-    let measured_prompt = |k: usize| -> Option<std::borrow::Cow<'_, BuiltPrompt>> {
+    // Owned prompts: futures built from borrowed ones (a `Cow`) in the iterator below are
+    // taken as higher-ranked, which makes the unit's future not `Send` (a spawned experiment).
+    // The request clones the messages anyway.
+    let measured_prompt = |k: usize| -> Option<BuiltPrompt> {
         let p = unit.measured.get(k % pool.max(1))?;
         match k / pool.max(1) {
-            0 => Some(std::borrow::Cow::Borrowed(p)),
+            0 => Some(p.clone()),
             _ if window.is_none() => None,
-            round => Some(std::borrow::Cow::Owned(workload::reuse(
-                p,
-                u32::try_from(round).unwrap_or(u32::MAX),
-            ))),
+            round => Some(workload::reuse(p, u32::try_from(round).unwrap_or(u32::MAX))),
         }
     };
     // Warm-ups always run one at a time; measured requests follow the load shape.

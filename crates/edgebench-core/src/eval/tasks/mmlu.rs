@@ -1,0 +1,312 @@
+//! MMLU: multiple-choice questions, scored by the log-likelihood of each answer letter where the backend gives them, else by the generated letter.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+
+use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use crate::eval::answer;
+use crate::eval::backend::{EvalBackend, GenOptions};
+use crate::eval::data;
+use crate::eval::score;
+use crate::eval::EvalError;
+use crate::results::eval::{Confusion, ItemResult, Score};
+
+/// MMLU: multiple-choice questions over 57 subjects.
+pub struct Mmlu;
+
+#[async_trait]
+impl Task for Mmlu {
+    fn name(&self) -> &'static str {
+        "mmlu"
+    }
+
+    async fn run(
+        &self,
+        backend: &dyn EvalBackend,
+        opts: &TaskOptions,
+        done: &HashMap<String, ItemResult>,
+        sink: &mut Sink<'_>,
+    ) -> Result<Scored, EvalError> {
+        let data_dir = opts.data_dir.as_deref();
+        #[allow(unused_mut)]
+        let mut options = BTreeMap::new();
+        let (method, items_total, items, new_items) = {
+            let dir = data::locate("mmlu", data_dir).await?;
+            let test = data::mmlu(&dir, "test")?;
+            let dev = if opts.shots > 0 {
+                data::mmlu(&dir, "dev")?
+            } else {
+                BTreeMap::new()
+            };
+            options.insert("shots".into(), opts.shots.to_string());
+            let all: Vec<&data::Mcq> = test.values().flatten().collect();
+            let picked: Vec<usize> = match opts.per_subject {
+                Some(k) => {
+                    options.insert("per_subject".into(), k.to_string());
+                    let mut v = Vec::new();
+                    let mut offset = 0;
+                    for (i, qs) in test.values().enumerate() {
+                        let strata = vec![String::new(); qs.len()];
+                        v.extend(
+                            data::stratified_sample(&strata, Some(k), opts.seed + i as u64)
+                                .into_iter()
+                                .map(|j| offset + j),
+                        );
+                        offset += qs.len();
+                    }
+                    v
+                }
+                None => {
+                    let strata: Vec<String> = all.iter().map(|q| q.subject.clone()).collect();
+                    data::stratified_sample(&strata, opts.sample_size, opts.seed)
+                }
+            };
+            let total = picked.len();
+            let mut results: Vec<ItemResult> = Vec::with_capacity(total);
+            let mut new_items = 0;
+            let conts: Vec<String> = [" A", " B", " C", " D"].map(String::from).to_vec();
+            let mut method = "loglikelihood".to_string();
+            // Items scored by log-likelihood before the backend stopped giving them, if it did.
+            let mut by_loglik = 0usize;
+            let mut pending_gen: Vec<GenItem> = Vec::new();
+            for &i in &picked {
+                let q = all[i];
+                if let Some(r) = done.get(&q.id) {
+                    results.push(r.clone());
+                    continue;
+                }
+                if (sink.cancelled)() {
+                    return Err(EvalError::Interrupted);
+                }
+                let shots: &[data::Mcq] = dev
+                    .get(&q.subject)
+                    .map_or(&[], |v| &v[..(opts.shots as usize).min(v.len())]);
+                let context = mmlu_prompt(&q.subject, shots, q, false);
+                let gold = char::from(b'A' + q.answer as u8).to_string();
+                if method == "loglikelihood" {
+                    match backend
+                        .loglikelihoods(&context, &conts)
+                        .await
+                        .map_err(|e| EvalError::Backend(e.to_string()))?
+                    {
+                        Some(lps) => {
+                            let best = lps
+                                .iter()
+                                .enumerate()
+                                .max_by(|a, b| a.1.total_cmp(b.1))
+                                .map(|(k, _)| k)
+                                .filter(|k| lps[*k].is_finite());
+                            let pred = best.map(|k| char::from(b'A' + k as u8).to_string());
+                            let r = ItemResult {
+                                id: q.id.clone(),
+                                group: q.subject.clone(),
+                                score: f64::from(u8::from(pred.as_deref() == Some(gold.as_str()))),
+                                gold,
+                                predicted: pred,
+                                answer: lps
+                                    .iter()
+                                    .map(|l| format!("{l:.4}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                                extra: BTreeMap::new(),
+                                error: None,
+                            };
+                            (sink.commit)(std::slice::from_ref(&r)).map_err(EvalError::Store)?;
+                            results.push(r);
+                            new_items += 1;
+                            by_loglik += 1;
+                            if new_items % 10 == 0 {
+                                (sink.progress)(results.len(), total);
+                            }
+                            continue;
+                        }
+                        None => method = "generate-letter".into(),
+                    }
+                }
+                pending_gen.push(GenItem {
+                    id: q.id.clone(),
+                    group: q.subject.clone(),
+                    user: context,
+                    gold,
+                });
+            }
+            if !pending_gen.is_empty() {
+                let system = "Answer the multiple choice question with the letter of the correct choice only.";
+                let gen_opts = GenOptions {
+                    max_tokens: 4,
+                    stop: vec!["\n".into()],
+                    seed: opts.seed,
+                };
+                let (r, n) = generate_all(
+                    backend,
+                    system,
+                    pending_gen,
+                    &gen_opts,
+                    opts,
+                    done,
+                    sink,
+                    |g, text| {
+                        let p = answer::choice_letter(text, 4)
+                            .map(|k| char::from(b'A' + k as u8).to_string());
+                        ItemResult {
+                            id: g.id.clone(),
+                            group: g.group.clone(),
+                            gold: g.gold.clone(),
+                            score: f64::from(u8::from(p.as_deref() == Some(g.gold.as_str()))),
+                            predicted: p,
+                            answer: cap(text),
+                            extra: BTreeMap::new(),
+                            error: None,
+                        }
+                    },
+                )
+                .await?;
+                results.extend(r);
+                new_items += n;
+            }
+            if method != "loglikelihood" && by_loglik > 0 {
+                // Say so rather than label every item by the method of the last ones.
+                method = format!(
+                "mixed: {by_loglik} by loglikelihood, then generate-letter (the backend stopped giving log-likelihoods)"
+            );
+            }
+            (method, all.len(), results, new_items)
+        };
+        Ok(Scored {
+            method,
+            items_total,
+            items,
+            new_items,
+            labels: Vec::new(),
+            sandbox: None,
+            options,
+        })
+    }
+
+    fn scores(
+        &self,
+        items: &[ItemResult],
+        _labels: &[String],
+        seed: u64,
+    ) -> (BTreeMap<String, Score>, Vec<Confusion>) {
+        let v: Vec<f64> = items.iter().map(|i| i.score).collect();
+        (
+            [("accuracy".to_string(), score::mean_score(&v, seed))].into(),
+            Vec::new(),
+        )
+    }
+}
+
+fn mmlu_prompt(subject: &str, shots: &[data::Mcq], q: &data::Mcq, with_answer: bool) -> String {
+    let fmt = |m: &data::Mcq| {
+        let mut s = format!("{}\n", m.question.trim());
+        for (k, c) in m.choices.iter().enumerate() {
+            s.push_str(&format!("{}. {}\n", char::from(b'A' + k as u8), c.trim()));
+        }
+        s.push_str("Answer:");
+        s
+    };
+    let mut p = format!(
+        "The following are multiple choice questions (with answers) about {}.\n\n",
+        subject.replace('_', " ")
+    );
+    for s in shots {
+        p.push_str(&fmt(s));
+        p.push_str(&format!(" {}\n\n", char::from(b'A' + s.answer as u8)));
+    }
+    p.push_str(&fmt(q));
+    let _ = with_answer;
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::tasks::run_task;
+    use std::path::Path;
+
+    /// Gives log-likelihoods for its first `until` calls, then none; answers "A" when asked.
+    struct StopsGivingLoglik {
+        until: usize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl EvalBackend for StopsGivingLoglik {
+        fn info(&self) -> crate::backend::TargetInfo {
+            crate::backend::TargetInfo::default()
+        }
+        async fn generate(
+            &self,
+            _system: &str,
+            users: &[String],
+            _opts: &GenOptions,
+        ) -> Result<Vec<Result<String, String>>, crate::eval::BackendError> {
+            Ok(users.iter().map(|_| Ok("A".to_string())).collect())
+        }
+        async fn loglikelihoods(
+            &self,
+            _context: &str,
+            continuations: &[String],
+        ) -> Result<Option<Vec<f64>>, crate::eval::BackendError> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((n < self.until).then(|| vec![-1.0; continuations.len()]))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_mmlu_run_that_loses_log_likelihoods_midway_says_it_mixed_methods() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+        let opts = TaskOptions {
+            per_subject: Some(1),
+            data_dir: Some(data),
+            ..TaskOptions::default()
+        };
+        let opts = &opts;
+        let run = |until: usize| {
+            let backend = StopsGivingLoglik {
+                until,
+                calls: Default::default(),
+            };
+            async move {
+                let mut commit = |_: &[ItemResult]| Ok(());
+                let mut sink = Sink {
+                    commit: &mut commit,
+                    progress: &|_, _| {},
+                    cancelled: &|| false,
+                };
+                run_task("mmlu", &backend, opts, &HashMap::new(), &mut sink)
+                    .await
+                    .unwrap()
+            }
+        };
+        let all = run(usize::MAX).await;
+        assert_eq!(all.method, "loglikelihood");
+        let none = run(0).await;
+        assert_eq!(none.method, "generate-letter");
+        let mixed = run(3).await;
+        assert!(
+            mixed.method.starts_with("mixed: 3 by loglikelihood"),
+            "{}",
+            mixed.method
+        );
+        assert_eq!(mixed.items.len(), all.items.len());
+    }
+
+    #[test]
+    fn mmlu_prompts_follow_the_harness_format() {
+        let q = data::Mcq {
+            id: "x".into(),
+            subject: "high_school_physics".into(),
+            question: "What?".into(),
+            choices: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            answer: 2,
+        };
+        let p = mmlu_prompt(&q.subject, std::slice::from_ref(&q), &q, false);
+        assert_eq!(
+            p,
+            "The following are multiple choice questions (with answers) about high school physics.\n\nWhat?\nA. a\nB. b\nC. c\nD. d\nAnswer: C\n\nWhat?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
+        );
+    }
+}

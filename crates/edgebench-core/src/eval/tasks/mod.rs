@@ -1,0 +1,306 @@
+//! The eval tasks behind one trait: each task's items, prompts and scoring live in its own
+//! module; adding a task is its module and one line in [`REGISTRY`]. Items are committed as they
+//! are scored, so a resumed eval skips what is done.
+
+mod classify;
+mod coding;
+mod gsm8k;
+mod mmlu;
+mod realistic;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::eval::backend::{EvalBackend, GenOptions};
+use crate::eval::data::DataError;
+use crate::eval::sandbox;
+use crate::eval::score;
+use crate::results::eval::{Confusion, ItemResult, SandboxReport, Score};
+
+pub use realistic::{
+    fact_coverage, field_accuracy, load_cases, realistic_source_path, Case, REALISTIC_TOML,
+};
+
+/// Every task, in the order `--task all` runs them.
+pub static REGISTRY: &[&dyn Task] = &[
+    &classify::Banking77,
+    &classify::PhraseBank,
+    &realistic::Realistic,
+    &coding::Coding,
+    &mmlu::Mmlu,
+    &gsm8k::Gsm8k,
+];
+
+/// What a task scored, before the common bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// generate, loglikelihood or generate-letter.
+    pub method: String,
+    /// Items in the task's data (all of them, not only the sample).
+    pub items_total: usize,
+    pub items: Vec<ItemResult>,
+    /// Items scored by this invocation (the rest came from the store).
+    pub new_items: usize,
+    /// Classification labels, in order.
+    pub labels: Vec<String>,
+    pub sandbox: Option<SandboxReport>,
+    /// Task options worth recording (agreement, shots, isolation ...).
+    pub options: BTreeMap<String, String>,
+}
+
+/// One eval task.
+#[async_trait]
+pub trait Task: Send + Sync {
+    /// The name `--task` takes.
+    fn name(&self) -> &'static str;
+
+    /// Scores the task's items on `backend`, skipping those in `done`, committing each batch
+    /// through `sink`.
+    async fn run(
+        &self,
+        backend: &dyn EvalBackend,
+        opts: &TaskOptions,
+        done: &HashMap<String, ItemResult>,
+        sink: &mut Sink<'_>,
+    ) -> Result<Scored, EvalError>;
+
+    /// The task's scores (with CIs) from its items, and its most frequent confusions.
+    fn scores(
+        &self,
+        items: &[ItemResult],
+        labels: &[String],
+        seed: u64,
+    ) -> (BTreeMap<String, Score>, Vec<Confusion>);
+}
+
+/// The task called `name`.
+pub fn task(name: &str) -> Option<&'static dyn Task> {
+    REGISTRY.iter().copied().find(|t| t.name() == name)
+}
+
+/// The names of every task.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|t| t.name()).collect()
+}
+
+/// Expands `banking_all` and `all` into tasks; an unknown name is an error naming it.
+pub fn expand(task_name: &str) -> Result<Vec<&'static str>, EvalError> {
+    match task_name {
+        "all" => Ok(names()),
+        "banking_all" => Ok(vec!["banking77", "financial_phrasebank"]),
+        t => task(t).map(|k| vec![k.name()]).ok_or_else(|| {
+            EvalError::Usage(format!(
+                "--task {t:?}: unknown (known: {}, banking_all, all)",
+                names().join(", ")
+            ))
+        }),
+    }
+}
+
+/// Why an eval failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("{0}")]
+    Backend(String),
+    #[error("storing results: {0}")]
+    Store(String),
+    #[error("task file {path}: {reason}")]
+    TaskFile { path: String, reason: String },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Options of a task run.
+#[derive(Debug, Clone)]
+pub struct TaskOptions {
+    pub sample_size: Option<usize>,
+    /// MMLU: questions per subject (stratified), instead of `sample_size`.
+    pub per_subject: Option<usize>,
+    pub seed: u64,
+    pub data_dir: Option<PathBuf>,
+    /// Financial PhraseBank agreement level: all, 75, 66, 50.
+    pub agreement: String,
+    /// MMLU shots from the dev split (0 or 5).
+    pub shots: u32,
+    /// Items sent to the backend together.
+    pub batch: usize,
+    pub unsafe_exec: bool,
+    /// A replacement for the built-in realistic task file.
+    pub realistic_file: Option<PathBuf>,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self {
+            sample_size: None,
+            per_subject: None,
+            seed: 42,
+            data_dir: None,
+            agreement: "all".into(),
+            shots: 0,
+            batch: 32,
+            unsafe_exec: false,
+            realistic_file: None,
+        }
+    }
+}
+
+/// The outcome of a task run.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub task: String,
+    /// generate, loglikelihood or generate-letter.
+    pub method: String,
+    pub items: Vec<ItemResult>,
+    pub items_total: usize,
+    /// Items scored by this invocation (the rest came from the store).
+    pub new_items: usize,
+    pub elapsed_s: f64,
+    pub labels: Vec<String>,
+    pub sandbox: Option<SandboxReport>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// A generation item before scoring.
+pub(crate) struct GenItem {
+    pub id: String,
+    pub group: String,
+    pub user: String,
+    pub gold: String,
+}
+
+/// Where results go and progress is told.
+pub struct Sink<'a> {
+    /// Commits scored items (to the store).
+    pub commit: &'a mut (dyn FnMut(&[ItemResult]) -> Result<(), String> + Send),
+    /// (done, total) after every batch.
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
+    /// Set to stop between batches.
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// An answer as stored: at most 2,000 characters.
+pub(crate) fn cap(s: &str) -> String {
+    s.chars().take(2000).collect()
+}
+
+/// Runs one task on a backend. `done` holds items stored by an earlier invocation (skipped).
+pub async fn run_task(
+    task_name: &str,
+    backend: &dyn EvalBackend,
+    opts: &TaskOptions,
+    done: &HashMap<String, ItemResult>,
+    sink: &mut Sink<'_>,
+) -> Result<TaskOutcome, EvalError> {
+    let started = Instant::now();
+    let t = task(task_name).ok_or_else(|| {
+        expand(task_name)
+            .err()
+            .unwrap_or_else(|| EvalError::Usage(format!("--task {task_name:?}")))
+    })?;
+    let mut s = t.run(backend, opts, done, sink).await?;
+    s.items.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(TaskOutcome {
+        task: task_name.to_string(),
+        method: s.method,
+        items: s.items,
+        items_total: s.items_total,
+        new_items: s.new_items,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        labels: s.labels,
+        sandbox: s.sandbox,
+        options: s.options,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn generate_all(
+    backend: &dyn EvalBackend,
+    system: &str,
+    items: Vec<GenItem>,
+    gen_opts: &GenOptions,
+    opts: &TaskOptions,
+    done: &HashMap<String, ItemResult>,
+    sink: &mut Sink<'_>,
+    score_one: impl Fn(&GenItem, &str) -> ItemResult,
+) -> Result<(Vec<ItemResult>, usize), EvalError> {
+    let total = items.len();
+    let mut out: Vec<ItemResult> = Vec::with_capacity(total);
+    let mut todo: Vec<GenItem> = Vec::new();
+    for g in items {
+        match done.get(&g.id) {
+            Some(r) => out.push(r.clone()),
+            None => todo.push(g),
+        }
+    }
+    (sink.progress)(out.len(), total);
+    let mut new_items = 0;
+    for chunk in todo.chunks(opts.batch.max(1)) {
+        if (sink.cancelled)() {
+            return Err(EvalError::Interrupted);
+        }
+        let users: Vec<String> = chunk.iter().map(|g| g.user.clone()).collect();
+        let answers = backend
+            .generate(system, &users, gen_opts)
+            .await
+            .map_err(|e| EvalError::Backend(e.to_string()))?;
+        if (sink.cancelled)() {
+            return Err(EvalError::Interrupted);
+        }
+        let scored: Vec<ItemResult> = chunk
+            .iter()
+            .zip(answers)
+            .map(|(g, a)| match a {
+                Ok(text) => score_one(g, &text),
+                Err(e) => ItemResult {
+                    id: g.id.clone(),
+                    group: g.group.clone(),
+                    gold: g.gold.clone(),
+                    predicted: None,
+                    score: 0.0,
+                    answer: String::new(),
+                    extra: BTreeMap::new(),
+                    error: Some(e),
+                },
+            })
+            .collect();
+        (sink.commit)(&scored).map_err(EvalError::Store)?;
+        new_items += scored.len();
+        out.extend(scored);
+        (sink.progress)(out.len(), total);
+    }
+    Ok((out, new_items))
+}
+
+/// The scores of a task from its items (the request error rate first, then the task's own),
+/// and the most frequent confusions for classification.
+pub fn scores(outcome: &TaskOutcome, seed: u64) -> (BTreeMap<String, Score>, Vec<Confusion>) {
+    let mut out = BTreeMap::new();
+    let failed: Vec<f64> = outcome
+        .items
+        .iter()
+        .map(|i| f64::from(u8::from(i.error.is_some())))
+        .collect();
+    if !failed.is_empty() {
+        out.insert(
+            "request_error_rate".to_string(),
+            score::mean_score(&failed, seed),
+        );
+    }
+    let mut confusions = Vec::new();
+    if let Some(t) = task(&outcome.task) {
+        let (s, c) = t.scores(&outcome.items, &outcome.labels, seed);
+        out.extend(s);
+        confusions = c;
+    }
+    (out, confusions)
+}
