@@ -5,6 +5,7 @@
 use super::*;
 use crate::metrics::RequestMetrics;
 use crate::record::{FinishReason, RequestRecord, TokenCountSource};
+use crate::results::ItemResult;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;

@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod perf;
 mod snapshots;
 pub mod targets;
+mod unit;
 
 use async_trait::async_trait;
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::record::{FinishReason, RequestRecord, TokenCountSource};
+use crate::results::PerfLine;
 
 /// The unit of model `m` (GGUF Q4_1, as the lines below) on scenario `s`.
 fn key(m: &str, s: &str) -> UnitKey {
