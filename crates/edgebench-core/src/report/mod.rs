@@ -1,6 +1,7 @@
 //! Exporters: result files (written atomically), the terminal summary, and reports (Markdown,
 //! self-contained HTML, CSV and JSON) built from a results folder.
 
+mod build;
 pub mod compare_md;
 pub mod csv;
 pub mod document;
@@ -16,7 +17,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::results::atomic_write;
-pub use document::{build, Report};
+pub use build::{build, device_name};
+pub use document::Report;
 pub use input::{load, ReportError, ReportInput};
 pub use table::render_summary;
 
