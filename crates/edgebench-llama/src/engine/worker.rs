@@ -1,453 +1,37 @@
-//! The engine thread: loads the model, applies the chat template, prefills, samples and streams
-//! tokens with their arrival times, and reads llama.cpp's own timings.
+//! The engine thread's worker: the context sized per request, chat templates, greedy or
+//! sampled generation with each token stamped, batched sequences sharing a prompt prefix, and
+//! log-likelihoods from the logits.
 
-use std::num::NonZeroU32;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::Instant;
-
-use edgebench_core::backend::{ChatMessage, Sampling};
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::LlamaToken;
-use tokio::sync::{mpsc as tmpsc, oneshot};
-
-/// The engine's name and the llama.cpp binding it is built on.
-pub const ENGINE_NAME: &str = "llama.cpp (llama-cpp-2 0.1.160, llama-cpp-sys-2 0.1.161)";
-
-/// Why the engine failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EngineError {
-    #[error("llama.cpp backend: {0}")]
-    Backend(String),
-    #[error("cannot load model {path}: {reason}")]
-    Load { path: PathBuf, reason: String },
-    #[error("cannot create a llama.cpp context: {0}")]
-    Context(String),
-    #[error("chat template: {0}")]
-    Template(String),
-    #[error("prompt of {prompt_tokens} tokens plus {max_tokens} output tokens exceeds the {n_ctx}-token context")]
-    ContextOverflow {
-        prompt_tokens: usize,
-        max_tokens: u32,
-        n_ctx: u32,
-    },
-    #[error("empty prompt")]
-    EmptyPrompt,
-    #[error("llama.cpp decode failed: {0}")]
-    Decode(String),
-    #[error("the engine thread has stopped")]
-    Stopped,
-}
-
-/// How to load the engine.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub model_path: PathBuf,
-    /// Threads for decoding (llama.cpp's own default of 4 is wrong on most machines).
-    pub threads: u32,
-    /// Threads for prompt processing.
-    pub threads_batch: u32,
-    /// A fixed context window. Default (`None`): sized to each request like llama-bench does,
-    /// the prompt plus its output tokens rounded up to 256, at most the training context.
-    pub n_ctx: Option<u32>,
-    /// Logical batch size (llama-bench's default, 2048).
-    pub n_batch: u32,
-    /// Physical batch size (llama-bench's default, 512).
-    pub n_ubatch: u32,
-    /// Layers to offload to a GPU backend (0 on CPU-only builds).
-    pub n_gpu_layers: u32,
-    /// Let llama.cpp print its logs to stderr.
-    pub verbose: bool,
-    /// Checked after every token: set it to stop a generation early.
-    pub cancel: Option<Arc<AtomicBool>>,
-}
-
-impl EngineConfig {
-    /// Defaults for a model path with `threads` threads.
-    pub fn new(model_path: impl Into<PathBuf>, threads: u32) -> Self {
-        Self {
-            model_path: model_path.into(),
-            threads,
-            threads_batch: threads,
-            n_ctx: None,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 0,
-            verbose: false,
-            cancel: None,
-        }
-    }
-}
-
-/// Facts about the loaded engine.
-#[derive(Debug, Clone)]
-pub struct EngineInfo {
-    pub model_load_ms: f64,
-    /// The largest context the engine will create: the fixed `n_ctx`, else the training context.
-    pub n_ctx: u32,
-    pub n_ctx_train: u32,
-    pub threads: u32,
-    pub n_params: u64,
-    pub has_chat_template: bool,
-    /// llama.cpp's system info line (the SIMD features the build uses).
-    pub system_info: String,
-}
-
-/// What to feed the model.
-#[derive(Debug, Clone)]
-pub enum Prompt {
-    /// Chat messages, rendered with the model's chat template.
-    Chat(Vec<ChatMessage>),
-    /// Token ids, sent as they are (for benchmarks of exact lengths).
-    Tokens(Vec<i32>),
-}
-
-/// A token as it arrives, for callers that stream.
-#[derive(Debug, Clone)]
-pub struct StreamedToken {
-    pub at: Instant,
-    pub text: String,
-}
-
-/// One generation request.
-#[derive(Debug, Clone)]
-pub struct GenerateJob {
-    pub prompt: Prompt,
-    pub max_tokens: u32,
-    /// Keep generating past end-of-generation tokens until `max_tokens`.
-    pub ignore_eos: bool,
-    pub sampling: Sampling,
-    /// Receives every token as it is sampled (optional; costs a wake-up per token).
-    pub stream: Option<tmpsc::UnboundedSender<StreamedToken>>,
-}
-
-/// The outcome of a generation.
-#[derive(Debug, Clone)]
-pub struct Generation {
-    /// When the engine thread took the job.
-    pub started: Instant,
-    pub prompt_tokens: usize,
-    /// Arrival time of every output token (the moment it was sampled).
-    pub token_times: Vec<Instant>,
-    pub text: String,
-    /// True when an end-of-generation token stopped it.
-    pub stopped: bool,
-    /// True when the cancel flag stopped it.
-    pub cancelled: bool,
-    /// llama.cpp's own prompt-eval time (ms) and tokens, decode time (ms) and tokens.
-    pub prompt_eval_ms: f64,
-    pub prompt_eval_tokens: u64,
-    pub decode_ms: f64,
-    pub decode_tokens: u64,
-}
-
-enum Command {
-    Reserve(u32, oneshot::Sender<Result<u32, EngineError>>),
-    Generate(
-        GenerateJob,
-        oneshot::Sender<Result<Generation, EngineError>>,
-    ),
-    CountTokens(Prompt, oneshot::Sender<Result<usize, EngineError>>),
-    Render(
-        Vec<ChatMessage>,
-        oneshot::Sender<Result<String, EngineError>>,
-    ),
-    Shared(
-        SharedPrefixJob,
-        oneshot::Sender<Result<Vec<String>, EngineError>>,
-    ),
-    LogLikelihood(
-        String,
-        Vec<String>,
-        oneshot::Sender<Result<Vec<f64>, EngineError>>,
-    ),
-    Tokenize(String, oneshot::Sender<Result<Vec<i32>, EngineError>>),
-}
-
-/// Many greedy generations that share a prompt prefix (evals): the prefix is decoded once and its
-/// KV cache shared by up to `parallel` sequences decoded together in each llama.cpp batch.
-#[derive(Debug, Clone)]
-pub struct SharedPrefixJob {
-    /// Rendered text every prompt starts with (special tokens are parsed; BOS is added).
-    pub prefix: String,
-    /// The rest of each prompt, rendered.
-    pub suffixes: Vec<String>,
-    pub max_tokens: u32,
-    /// Stop a generation when its text contains one of these.
-    pub stop: Vec<String>,
-    /// Sequences decoded together.
-    pub parallel: usize,
-}
-
-/// A loaded model on its own thread. Dropping it stops the thread and frees the model.
-pub struct Engine {
-    tx: Option<mpsc::Sender<Command>>,
-    info: EngineInfo,
-    thread: Option<JoinHandle<()>>,
-}
-
-static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-
-pub(crate) fn backend(verbose: bool) -> Result<&'static LlamaBackend, EngineError> {
-    BACKEND
-        .get_or_init(|| {
-            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
-            if !verbose {
-                b.void_logs();
-            }
-            Ok(b)
-        })
-        .as_ref()
-        .map_err(|e| EngineError::Backend(e.clone()))
-}
-
-/// llama.cpp's system info line: the backends and CPU features this build uses.
-pub fn system_info() -> String {
-    // SAFETY: llama_print_system_info returns a pointer to a static, NUL-terminated buffer.
-    let p = unsafe { llama_cpp_sys_2::llama_print_system_info() };
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: non-null pointer to a NUL-terminated string owned by llama.cpp.
-    unsafe { std::ffi::CStr::from_ptr(p) }
-        .to_string_lossy()
-        .trim()
-        .to_string()
-}
-
-impl Engine {
-    /// Loads the model on a new engine thread and waits until it is ready.
-    pub fn load(config: EngineConfig) -> Result<Self, EngineError> {
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("edgebench-llama".into())
-            .spawn(move || engine_main(config, rx, ready_tx))
-            .map_err(|e| EngineError::Backend(e.to_string()))?;
-        let info = ready_rx.recv().map_err(|_| EngineError::Stopped)??;
-        Ok(Self {
-            tx: Some(tx),
-            info,
-            thread: Some(thread),
-        })
-    }
-
-    /// Facts about the loaded model and context.
-    pub fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-
-    fn send<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Command,
-    ) -> Result<oneshot::Receiver<Result<T, EngineError>>, EngineError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .as_ref()
-            .ok_or(EngineError::Stopped)?
-            .send(make(tx))
-            .map_err(|_| EngineError::Stopped)?;
-        Ok(rx)
-    }
-
-    /// Sizes the context for requests of up to `tokens` tokens (prompt plus output), rounded up to
-    /// 256; returns the context size. A fixed `n_ctx` is kept as it is.
-    pub async fn reserve_context(&self, tokens: u32) -> Result<u32, EngineError> {
-        self.send(|tx| Command::Reserve(tokens, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-
-    /// Runs one generation.
-    pub async fn generate(&self, job: GenerateJob) -> Result<Generation, EngineError> {
-        self.send(|tx| Command::Generate(job, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-
-    /// Tokens the prompt takes once rendered (chat template and special tokens included).
-    pub async fn count_tokens(&self, prompt: Prompt) -> Result<usize, EngineError> {
-        self.send(|tx| Command::CountTokens(prompt, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-
-    /// The chat messages rendered with the model's chat template (ChatML when it has none),
-    /// ending with the assistant's turn.
-    pub async fn render_chat(&self, messages: Vec<ChatMessage>) -> Result<String, EngineError> {
-        self.send(|tx| Command::Render(messages, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-
-    /// Greedy generations for prompts sharing a prefix, batched; answers in input order.
-    pub async fn generate_shared_prefix(
-        &self,
-        job: SharedPrefixJob,
-    ) -> Result<Vec<String>, EngineError> {
-        self.send(|tx| Command::Shared(job, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-
-    /// The log-likelihood of each continuation after `context` (natural log, summed over the
-    /// continuation's tokens), as lm-evaluation-harness computes it.
-    pub async fn loglikelihoods(
-        &self,
-        context: String,
-        continuations: Vec<String>,
-    ) -> Result<Vec<f64>, EngineError> {
-        self.send(|tx| Command::LogLikelihood(context, continuations, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-
-    /// Tokenizes plain text (no template, no special tokens added).
-    pub async fn tokenize(&self, text: String) -> Result<Vec<i32>, EngineError> {
-        self.send(|tx| Command::Tokenize(text, tx))?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn engine_main(
-    cfg: EngineConfig,
-    rx: mpsc::Receiver<Command>,
-    ready: mpsc::SyncSender<Result<EngineInfo, EngineError>>,
-) {
-    let started = Instant::now();
-    let loaded = (|| {
-        let backend = backend(cfg.verbose)?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(cfg.n_gpu_layers);
-        let model = LlamaModel::load_from_file(backend, &cfg.model_path, &params).map_err(|e| {
-            EngineError::Load {
-                path: cfg.model_path.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        Ok::<_, EngineError>((backend, model))
-    })();
-    let (backend, model) = match loaded {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let n_ctx_train = model.n_ctx_train();
-    let template = model.chat_template(None).ok();
-    let mut worker = Worker {
-        model: &model,
-        backend,
-        ctx: None,
-        ctx_size: 0,
-        ctx_seqs: 1,
-        fixed_ctx: cfg.n_ctx,
-        max_ctx: cfg.n_ctx.unwrap_or(n_ctx_train),
-        cfg: cfg.clone(),
-        template,
-        batch: LlamaBatch::new(cfg.n_batch as usize, 1),
-        n_batch: cfg.n_batch as usize,
-        cancel: cfg.cancel.clone(),
-        ll_context: Vec::new(),
-    };
-    if let Err(e) = worker.reserve(cfg.n_ctx.unwrap_or(CTX_STEP)) {
-        let _ = ready.send(Err(e));
-        return;
-    }
-    let info = EngineInfo {
-        model_load_ms: started.elapsed().as_secs_f64() * 1e3,
-        n_ctx: worker.max_ctx,
-        n_ctx_train,
-        threads: cfg.threads,
-        n_params: model.n_params(),
-        has_chat_template: worker.template.is_some(),
-        system_info: system_info(),
-    };
-    if ready.send(Ok(info)).is_err() {
-        return;
-    }
-    while let Ok(cmd) = rx.recv() {
-        // Only log-likelihood calls keep sequence 0's KV for the next one.
-        if matches!(
-            cmd,
-            Command::Reserve(..) | Command::Generate(..) | Command::Shared(..)
-        ) {
-            worker.ll_context.clear();
-        }
-        match cmd {
-            Command::Reserve(tokens, reply) => {
-                let _ = reply.send(worker.reserve(tokens));
-            }
-            Command::Generate(job, reply) => {
-                let _ = reply.send(worker.generate(job));
-            }
-            Command::CountTokens(prompt, reply) => {
-                let _ = reply.send(worker.tokens(&prompt).map(|t| t.len()));
-            }
-            Command::Render(messages, reply) => {
-                let _ = reply.send(worker.render(&messages));
-            }
-            Command::Shared(job, reply) => {
-                let _ = reply.send(worker.shared_prefix(job));
-            }
-            Command::LogLikelihood(context, conts, reply) => {
-                let _ = reply.send(worker.loglikelihoods(&context, &conts));
-            }
-            Command::Tokenize(text, reply) => {
-                let toks = worker.model.vocab().tokenize(text.as_bytes(), false, false);
-                let _ = reply.send(Ok(toks.into_iter().map(|t| t.0).collect()));
-            }
-        }
-    }
-}
+use super::*;
 
 /// Context sizes are multiples of this (llama.cpp pads to 256 as well).
-const CTX_STEP: u32 = 256;
+pub(super) const CTX_STEP: u32 = 256;
 
-struct Worker<'m> {
-    model: &'m LlamaModel,
-    backend: &'static LlamaBackend,
+pub(super) struct Worker<'m> {
+    pub(super) model: &'m LlamaModel,
+    pub(super) backend: &'static LlamaBackend,
     /// `None` only while being re-created.
-    ctx: Option<LlamaContext<'m>>,
-    ctx_size: u32,
+    pub(super) ctx: Option<LlamaContext<'m>>,
+    pub(super) ctx_size: u32,
     /// Sequences the current context was created for (1 for benchmarks).
-    ctx_seqs: u32,
-    fixed_ctx: Option<u32>,
-    max_ctx: u32,
-    cfg: EngineConfig,
-    template: Option<LlamaChatTemplate>,
-    batch: LlamaBatch<'static>,
-    n_batch: usize,
-    cancel: Option<Arc<AtomicBool>>,
+    pub(super) ctx_seqs: u32,
+    pub(super) fixed_ctx: Option<u32>,
+    pub(super) max_ctx: u32,
+    pub(super) cfg: EngineConfig,
+    pub(super) template: Option<LlamaChatTemplate>,
+    pub(super) batch: LlamaBatch<'static>,
+    pub(super) n_batch: usize,
+    pub(super) cancel: Option<Arc<AtomicBool>>,
     /// The tokens of the last log-likelihood context, held in sequence 0's KV cache; the next
     /// call decodes only what follows their common prefix (a subject's few-shot examples).
-    ll_context: Vec<LlamaToken>,
+    pub(super) ll_context: Vec<LlamaToken>,
 }
 
 /// ChatML, used when a model carries no chat template (as llama-server does).
-const FALLBACK_TEMPLATE: &str = "chatml";
+pub(super) const FALLBACK_TEMPLATE: &str = "chatml";
 
 /// The index of the largest value (the first on ties, NaN ignored), as llama.cpp's greedy sampler.
-fn argmax(logits: &[f32]) -> i32 {
+pub(super) fn argmax(logits: &[f32]) -> i32 {
     let mut best = 0usize;
     let mut best_v = f32::NEG_INFINITY;
     for (i, &v) in logits.iter().enumerate() {
@@ -459,7 +43,7 @@ fn argmax(logits: &[f32]) -> i32 {
     i32::try_from(best).unwrap_or(0)
 }
 
-fn sampler(s: &Sampling, n_vocab: i32) -> LlamaSampler {
+pub(super) fn sampler(s: &Sampling, n_vocab: i32) -> LlamaSampler {
     let mut chain = Vec::new();
     if (s.repeat_penalty - 1.0).abs() > f32::EPSILON {
         chain.push(LlamaSampler::penalties(
@@ -487,7 +71,7 @@ fn sampler(s: &Sampling, n_vocab: i32) -> LlamaSampler {
 
 impl<'m> Worker<'m> {
     /// (Re)creates the context for `tokens` tokens, rounded up to [`CTX_STEP`], unless fixed.
-    fn reserve(&mut self, tokens: u32) -> Result<u32, EngineError> {
+    pub(super) fn reserve(&mut self, tokens: u32) -> Result<u32, EngineError> {
         let want = match self.fixed_ctx {
             Some(n) => n,
             None => tokens
@@ -503,7 +87,7 @@ impl<'m> Worker<'m> {
     }
 
     /// Creates a context of `n_ctx` tokens for `seqs` sequences sharing one KV cache.
-    fn create_context(&mut self, n_ctx: u32, seqs: u32) -> Result<u32, EngineError> {
+    pub(super) fn create_context(&mut self, n_ctx: u32, seqs: u32) -> Result<u32, EngineError> {
         let want = n_ctx;
         // Free the old context (and its KV cache) before allocating the new one.
         self.ctx = None;
@@ -527,13 +111,13 @@ impl<'m> Worker<'m> {
         Ok(self.ctx_size)
     }
 
-    fn ctx(&mut self) -> Result<&mut LlamaContext<'m>, EngineError> {
+    pub(super) fn ctx(&mut self) -> Result<&mut LlamaContext<'m>, EngineError> {
         self.ctx
             .as_mut()
             .ok_or_else(|| EngineError::Context("no context".into()))
     }
 
-    fn render(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+    pub(super) fn render(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
         let msgs = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
@@ -553,7 +137,7 @@ impl<'m> Worker<'m> {
             .map_err(|e| EngineError::Template(e.to_string()))
     }
 
-    fn tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+    pub(super) fn tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
         match prompt {
             Prompt::Tokens(t) => Ok(t.iter().map(|&i| LlamaToken(i)).collect()),
             Prompt::Chat(messages) => {
@@ -563,7 +147,7 @@ impl<'m> Worker<'m> {
         }
     }
 
-    fn decode(&mut self) -> Result<(), EngineError> {
+    pub(super) fn decode(&mut self) -> Result<(), EngineError> {
         let ctx = self
             .ctx
             .as_mut()
@@ -572,7 +156,7 @@ impl<'m> Worker<'m> {
             .map_err(|e| EngineError::Decode(e.to_string()))
     }
 
-    fn generate(&mut self, job: GenerateJob) -> Result<Generation, EngineError> {
+    pub(super) fn generate(&mut self, job: GenerateJob) -> Result<Generation, EngineError> {
         let started = Instant::now();
         let tokens = self.tokens(&job.prompt)?;
         if tokens.is_empty() {
@@ -694,21 +278,21 @@ impl<'m> Worker<'m> {
 }
 
 /// One sequence of a shared-prefix job in flight.
-struct Slot {
-    item: usize,
-    seq: i32,
+pub(super) struct Slot {
+    pub(super) item: usize,
+    pub(super) seq: i32,
     /// Prompt tokens not yet decoded.
-    pending: Vec<LlamaToken>,
+    pub(super) pending: Vec<LlamaToken>,
     /// The next position in the sequence.
-    pos: i32,
+    pub(super) pos: i32,
     /// Where this slot's logits are in the last batch.
-    logits_at: Option<i32>,
-    generated: u32,
-    bytes: Vec<u8>,
+    pub(super) logits_at: Option<i32>,
+    pub(super) generated: u32,
+    pub(super) bytes: Vec<u8>,
 }
 
 /// Log-softmax of `logits` at `token`.
-fn log_prob(logits: &[f32], token: LlamaToken) -> f64 {
+pub(super) fn log_prob(logits: &[f32], token: LlamaToken) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
     let l = usize::try_from(token.0)
@@ -720,7 +304,13 @@ fn log_prob(logits: &[f32], token: LlamaToken) -> f64 {
 }
 
 impl<'m> Worker<'m> {
-    fn add(&mut self, t: LlamaToken, pos: i32, seq: i32, logits: bool) -> Result<(), EngineError> {
+    pub(super) fn add(
+        &mut self,
+        t: LlamaToken,
+        pos: i32,
+        seq: i32,
+        logits: bool,
+    ) -> Result<(), EngineError> {
         self.batch
             .add(t, pos, &[seq], logits)
             .map_err(|e| EngineError::Decode(e.to_string()))
@@ -728,7 +318,7 @@ impl<'m> Worker<'m> {
 
     /// Decodes `tokens` into sequence `seq` from position `start`, logits on the last one only
     /// when `logits_last`.
-    fn decode_seq(
+    pub(super) fn decode_seq(
         &mut self,
         tokens: &[LlamaToken],
         start: i32,
@@ -747,13 +337,16 @@ impl<'m> Worker<'m> {
         Ok(())
     }
 
-    fn cancelled(&self) -> bool {
+    pub(super) fn cancelled(&self) -> bool {
         self.cancel
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
-    fn shared_prefix(&mut self, job: SharedPrefixJob) -> Result<Vec<String>, EngineError> {
+    pub(super) fn shared_prefix(
+        &mut self,
+        job: SharedPrefixJob,
+    ) -> Result<Vec<String>, EngineError> {
         let vocab = self.model.vocab();
         let prefix = vocab.tokenize(job.prefix.as_bytes(), true, true);
         let suffixes: Vec<Vec<LlamaToken>> = job
@@ -900,7 +493,7 @@ impl<'m> Worker<'m> {
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    fn loglikelihoods(
+    pub(super) fn loglikelihoods(
         &mut self,
         context: &str,
         continuations: &[String],
@@ -996,7 +589,7 @@ mod tests {
     use llama_cpp_2::token::LlamaToken;
 
     #[test]
-    fn log_prob_is_a_log_softmax() {
+    pub(super) fn log_prob_is_a_log_softmax() {
         let l = [1.0f32, 2.0, 3.0];
         let z: f64 = l.iter().map(|&x| f64::from(x).exp()).sum();
         for (i, &x) in l.iter().enumerate() {
@@ -1007,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn argmax_takes_the_first_maximum_and_ignores_nan() {
+    pub(super) fn argmax_takes_the_first_maximum_and_ignores_nan() {
         assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
         assert_eq!(argmax(&[f32::NAN, -5.0, -4.0]), 2);
         assert_eq!(argmax(&[]), 0);
