@@ -582,6 +582,29 @@ fn full_report() -> report::Report {
     r
 }
 
+/// The HTML report is rendered from the same blocks as the Markdown one: every section, table
+/// and verdict is there, verdicts as classes (no emoji), nothing loaded from elsewhere.
+#[test]
+fn html_report() {
+    let r = full_report();
+    let html = report::html::render(&r);
+    golden("report.html", &html);
+    assert!(!html.contains('🟢') && !html.contains('🟡') && !html.contains('🔴'));
+    let md = markdown::render(&r);
+    let md_rows = md.lines().filter(|l| l.starts_with("| ")).count();
+    let html_rows = html.matches("<tr>").count();
+    assert_eq!(
+        html_rows, md_rows,
+        "one HTML row per Markdown row (headers included)"
+    );
+    let marks = ["🟢", "🟡", "🔴"]
+        .iter()
+        .map(|m| md.matches(m).count())
+        .sum::<usize>();
+    let dots = html.matches("<span class=\"v ").count();
+    assert_eq!(dots, marks, "one verdict dot per Markdown mark");
+}
+
 #[test]
 fn markdown_report() {
     let r = full_report();

@@ -222,23 +222,34 @@ pub struct CommunityRow {
 }
 
 impl CommunityRow {
-    /// The Markdown table header.
-    pub const HEADER: &'static str =
-        "| device | source | params (M) | KV cache | gen_tokens | mean tok/s | peak VRAM MiB |\n|---|---|---:|---|---:|---:|---:|";
+    /// The column names of the community table.
+    pub const HEAD: [&'static str; 7] = [
+        "device",
+        "source",
+        "params (M)",
+        "KV cache",
+        "gen_tokens",
+        "mean tok/s",
+        "peak VRAM MiB",
+    ];
 
-    /// The row, ready to paste.
-    pub fn markdown(&self) -> String {
-        format!(
-            "| {} | {} | {:.1} | {} | {:.0} | {:.2} | {} |",
-            self.device,
-            self.source,
-            self.params_m,
-            self.kv_cache,
-            self.gen_tokens,
-            self.mean_tokens_per_s,
+    /// The row's cells, as the community table shows them.
+    pub fn cells(&self) -> Vec<String> {
+        vec![
+            self.device.clone(),
+            self.source.clone(),
+            format!("{:.1}", self.params_m),
+            self.kv_cache.clone(),
+            format!("{:.0}", self.gen_tokens),
+            format!("{:.2}", self.mean_tokens_per_s),
             self.peak_vram_mib
-                .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
-        )
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.0}")),
+        ]
+    }
+
+    /// The row, ready to paste into the community table.
+    pub fn markdown(&self) -> String {
+        format!("| {} |", self.cells().join(" | "))
     }
 }
 

@@ -1,10 +1,12 @@
 //! The HTML report: one self-contained file (inline CSS and SVG, no scripts, no external
-//! resources) built from the Markdown sections plus charts, with print CSS for PDF output.
+//! resources) rendered from the report's blocks (verdicts as data) plus charts, with print CSS
+//! for PDF output.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::document::{model_label, Report};
+use super::layout::{Align, Block, Span, Table};
 use super::markdown;
 use super::svg::{self, Bar, Point, Series, PALETTE};
 
@@ -34,6 +36,7 @@ table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: 12.5px; widt
 th, td { border: 1px solid #d0d0d0; padding: 3px 6px; vertical-align: top; }
 th { background: #f3f3f3; text-align: left; overflow-wrap: anywhere; }
 td.r { text-align: right; white-space: nowrap; }
+blockquote { margin: .6rem 0; padding: .3rem .8rem; border-left: 4px solid var(--fair); background: #fdf8ec; }
 code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; background: #f5f5f5; padding: 0 2px; }
 .v { font-weight: 600; white-space: nowrap; }
 .v::before { content: "\25CF\00A0"; }
@@ -54,19 +57,9 @@ nav ul { columns: 3; padding-left: 1.2rem; }
 }
 "#;
 
-/// Inline Markdown (the subset the report emits): escaping, `code`, **bold**, verdict marks.
+/// Inline markup of the report's text (`code`, **bold**, `\|` and `\*` escapes), escaped.
 fn inline(s: &str) -> String {
-    let mut t = esc(s);
-    for (text, class, word) in [
-        ("🟢 low", "good", "low"),
-        ("🟡 medium", "fair", "medium"),
-        ("🔴 high", "poor", "high"),
-    ] {
-        t = t.replace(text, &format!("<span class=\"v {class}\">{word}</span>"));
-    }
-    for (mark, class) in [("🟢", "good"), ("🟡", "fair"), ("🔴", "poor")] {
-        t = t.replace(mark, &format!("<span class=\"v {class}\"></span>"));
-    }
+    let t = esc(s);
     let mut out = String::new();
     for (i, part) in t.split('`').enumerate() {
         if i % 2 == 1 {
@@ -84,84 +77,53 @@ fn inline(s: &str) -> String {
     out.replace("\\|", "|").replace("\\*", "*")
 }
 
-fn split_row(line: &str) -> Vec<String> {
-    let inner = line.trim().trim_start_matches('|');
-    let inner = inner.strip_suffix('|').unwrap_or(inner);
-    let mut cells = Vec::new();
-    let mut cur = String::new();
-    let mut prev = ' ';
-    for c in inner.chars() {
-        if c == '|' && prev != '\\' {
-            cells.push(cur.trim().to_string());
-            cur.clear();
-        } else {
-            cur.push(c);
-        }
-        prev = c;
-    }
-    cells.push(cur.trim().to_string());
-    cells
+/// Text and verdict marks: each mark a coloured dot whose class is the verdict.
+fn spans(s: &[Span]) -> String {
+    s.iter()
+        .map(|s| match s {
+            Span::Text(t) => inline(t),
+            Span::Mark(l) => format!("<span class=\"v {}\"></span>", l.as_str()),
+        })
+        .collect()
 }
 
-fn table(out: &mut String, rows: &[&str]) {
-    let head = split_row(rows[0]);
-    let right: Vec<bool> = rows
-        .get(1)
-        .map(|r| split_row(r).iter().map(|c| c.ends_with(':')).collect())
-        .unwrap_or_default();
+fn table(out: &mut String, t: &Table) {
     out.push_str("<table><thead><tr>");
-    for h in &head {
+    for h in &t.head {
         let _ = write!(out, "<th>{}</th>", inline(h));
     }
     out.push_str("</tr></thead><tbody>");
-    for r in rows.iter().skip(2) {
+    for r in &t.rows {
         out.push_str("<tr>");
-        for (i, c) in split_row(r).iter().enumerate() {
-            let class = if right.get(i).copied().unwrap_or(false) {
+        for (i, c) in r.iter().enumerate() {
+            let class = if t.align.get(i) == Some(&Align::Right) {
                 " class=\"r\""
             } else {
                 ""
             };
-            let _ = write!(out, "<td{class}>{}</td>", inline(c));
+            let _ = write!(out, "<td{class}>{}</td>", spans(&c.0));
         }
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table>\n");
 }
 
-/// Converts the report's Markdown (headings, tables, paragraphs) to HTML.
-pub fn markdown_to_html(md: &str) -> String {
+/// Renders the report's blocks as HTML.
+pub fn blocks_to_html(blocks: &[Block]) -> String {
     let mut out = String::new();
-    let lines: Vec<&str> = md.lines().collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let l = lines[i];
-        if l.starts_with('|') {
-            let start = i;
-            while i < lines.len() && lines[i].starts_with('|') {
-                i += 1;
+    for b in blocks {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "<h{level}>{}</h{level}>", inline(text));
             }
-            table(&mut out, &lines[start..i]);
-            continue;
-        }
-        if let Some(h) = l.strip_prefix("### ") {
-            let _ = writeln!(out, "<h3>{}</h3>", inline(h));
-        } else if let Some(h) = l.strip_prefix("## ") {
-            let _ = writeln!(out, "<h2>{}</h2>", inline(h));
-        } else if let Some(h) = l.strip_prefix("# ") {
-            let _ = writeln!(out, "<h1>{}</h1>", inline(h));
-        } else if !l.trim().is_empty() {
-            let start = i;
-            while i + 1 < lines.len()
-                && !lines[i + 1].trim().is_empty()
-                && !lines[i + 1].starts_with('|')
-                && !lines[i + 1].starts_with('#')
-            {
-                i += 1;
+            Block::Paragraph(s) => {
+                let _ = writeln!(out, "<p>{}</p>", spans(s));
             }
-            let _ = writeln!(out, "<p>{}</p>", inline(&lines[start..=i].join(" ")));
+            Block::Note(s) => {
+                let _ = writeln!(out, "<blockquote><p>{}</p></blockquote>", spans(s));
+            }
+            Block::Table(t) => table(&mut out, t),
         }
-        i += 1;
     }
     out
 }
@@ -378,21 +340,21 @@ pub fn render(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>edgebench benchmark report {}</title><style>{CSS}</style></head><body>\n",
         esc(&r.timestamp)
     );
-    out.push_str(&markdown_to_html(&markdown::preamble(r)));
+    out.push_str(&blocks_to_html(&markdown::preamble(r)));
     out.push_str("<nav><ul>");
-    for (id, md) in &sections {
-        let title = md
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("## "))
-            .unwrap_or(id);
-        let _ = write!(out, "<li><a href=\"#{id}\">{}</a></li>", esc(title));
+    for s in &sections {
+        let _ = write!(
+            out,
+            "<li><a href=\"#{}\">{}</a></li>",
+            s.id,
+            inline(s.title())
+        );
     }
     out.push_str("</ul></nav>\n");
-    for (id, md) in &sections {
-        let _ = write!(out, "<section id=\"{id}\">");
-        out.push_str(&markdown_to_html(md));
-        let charts = match *id {
+    for s in &sections {
+        let _ = write!(out, "<section id=\"{}\">", s.id);
+        out.push_str(&blocks_to_html(&s.blocks));
+        let charts = match s.id {
             "performance" => perf_charts(r),
             "capability" => capability_chart(r),
             "tradeoff" => tradeoff_chart(r),
@@ -410,16 +372,22 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::layout::{Blocks, Cell};
+    use crate::report::verdict::Level;
 
     #[test]
-    fn markdown_subset_converts() {
-        let html = markdown_to_html(
-            "## Title\n\nSome `code` and **bold** <b>.\n\n| a | b |\n|---|---:|\n| x \\| y | 🟢 1 |\n",
-        );
+    fn blocks_render_as_html_with_verdicts_as_classes() {
+        let mut b = Blocks::default();
+        b.heading(2, "Title");
+        b.para("Some `code` and **bold** <b>.");
+        let t = b.table(&["a", "b"], "lr");
+        t.row(vec!["x \\| y".into(), Cell::judged("1", Some(Level::Good))]);
+        let html = blocks_to_html(&b.0);
         assert!(html.contains("<h2>Title</h2>"));
         assert!(html.contains("<code>code</code>"));
         assert!(html.contains("<strong>bold</strong> &lt;b&gt;."));
         assert!(html.contains("<td>x | y</td>"));
         assert!(html.contains("<td class=\"r\"><span class=\"v good\"></span> 1</td>"));
+        assert!(!html.contains('🟢'), "verdicts are classes, not emoji");
     }
 }
