@@ -15,6 +15,8 @@ use crate::engine::{Engine, EngineConfig, EngineError, GenerateJob, Prompt, ENGI
 pub struct LlamaTarget {
     engine: Engine,
     rss_after_load_mb: Option<f64>,
+    /// Eval sequences decoded together per batch.
+    parallel: usize,
 }
 
 impl LlamaTarget {
@@ -25,7 +27,19 @@ impl LlamaTarget {
         Ok(Self {
             engine,
             rss_after_load_mb,
+            parallel: 1,
         })
+    }
+
+    /// Decodes up to `n` eval sequences together per batch.
+    pub fn with_parallel(mut self, n: usize) -> Self {
+        self.parallel = n.max(1);
+        self
+    }
+
+    /// Eval sequences decoded together per batch.
+    pub fn parallel(&self) -> usize {
+        self.parallel
     }
 
     /// The engine, for direct use (benchmarks, token counting).

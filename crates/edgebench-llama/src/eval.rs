@@ -1,10 +1,9 @@
-//! The embedded engine as an eval backend: chat prompts that share a system message are decoded
+//! The embedded engine as an eval backend (its `Backend` methods): chat prompts that share a system message are decoded
 //! with the shared prefix in the KV cache once and several sequences per llama.cpp batch.
 
 use async_trait::async_trait;
 
-use edgebench_core::backend::{ChatMessage, Target, TargetInfo};
-use edgebench_core::eval::{BackendError, EvalBackend, GenOptions};
+use edgebench_core::backend::{Backend, BackendError, ChatMessage, GenOptions};
 
 use crate::backend::LlamaTarget;
 use crate::engine::SharedPrefixJob;
@@ -12,31 +11,13 @@ use crate::engine::SharedPrefixJob;
 /// A marker that stands for the user's text while the chat template is rendered.
 const MARK: &str = "\u{1}EDGEBENCH_USER_TEXT\u{1}";
 
-/// The embedded engine for evals.
-pub struct LlamaEvalBackend {
-    target: LlamaTarget,
-    /// Sequences decoded together.
-    pub parallel: usize,
-}
-
-impl LlamaEvalBackend {
-    /// Wraps a loaded target; `parallel` sequences per batch.
-    pub fn new(target: LlamaTarget, parallel: usize) -> Self {
-        Self { target, parallel }
-    }
-}
-
 fn failed(e: impl std::fmt::Display) -> BackendError {
     BackendError::Failed(e.to_string())
 }
 
 #[async_trait]
-impl EvalBackend for LlamaEvalBackend {
-    fn info(&self) -> TargetInfo {
-        self.target.info()
-    }
-
-    async fn generate(
+impl Backend for LlamaTarget {
+    async fn generate_batch(
         &self,
         system: &str,
         users: &[String],
@@ -47,12 +28,7 @@ impl EvalBackend for LlamaEvalBackend {
             messages.push(ChatMessage::new("system", system));
         }
         messages.push(ChatMessage::new("user", MARK));
-        let rendered = self
-            .target
-            .engine()
-            .render_chat(messages)
-            .await
-            .map_err(failed)?;
+        let rendered = self.engine().render_chat(messages).await.map_err(failed)?;
         let (prefix, tail) = rendered.split_once(MARK).ok_or_else(|| {
             failed("the chat template changed the user text; cannot share the prefix")
         })?;
@@ -61,10 +37,9 @@ impl EvalBackend for LlamaEvalBackend {
             suffixes: users.iter().map(|u| format!("{u}{tail}")).collect(),
             max_tokens: opts.max_tokens,
             stop: opts.stop.clone(),
-            parallel: self.parallel,
+            parallel: self.parallel(),
         };
         let out = self
-            .target
             .engine()
             .generate_shared_prefix(job)
             .await
@@ -77,8 +52,7 @@ impl EvalBackend for LlamaEvalBackend {
         context: &str,
         continuations: &[String],
     ) -> Result<Option<Vec<f64>>, BackendError> {
-        self.target
-            .engine()
+        self.engine()
             .loglikelihoods(context.to_string(), continuations.to_vec())
             .await
             .map(Some)

@@ -12,7 +12,6 @@ pub use engine::{
     Engine, EngineConfig, EngineError, EngineInfo, GenerateJob, Generation, Prompt,
     SharedPrefixJob, StreamedToken, ENGINE_NAME,
 };
-pub use eval::LlamaEvalBackend;
 pub use loader::LlamaLoader;
 pub use tokenizer::{open_tokenizer, GgufTokenizer, JsonTokenizer};
 

@@ -3,19 +3,18 @@
 
 use async_trait::async_trait;
 
-use edgebench_core::backend::Target;
+use edgebench_core::backend::Backend;
 use edgebench_core::catalog::ModelInfo;
-use edgebench_core::eval::EvalBackend;
 use edgebench_core::experiment::{CancelFlag, EngineLoader, EngineSpec};
 
-use crate::{EngineConfig, LlamaEvalBackend, LlamaTarget, ENGINE_NAME};
+use crate::{EngineConfig, LlamaTarget, ENGINE_NAME};
 
 /// Loads models into llama.cpp.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LlamaLoader;
 
 impl LlamaLoader {
-    async fn load(
+    async fn open(
         model: &ModelInfo,
         spec: &EngineSpec,
         cancel: &CancelFlag,
@@ -33,23 +32,14 @@ impl LlamaLoader {
 
 #[async_trait]
 impl EngineLoader for LlamaLoader {
-    async fn load_target(
+    async fn load(
         &self,
         model: &ModelInfo,
         spec: &EngineSpec,
         cancel: &CancelFlag,
-    ) -> Result<Box<dyn Target>, String> {
-        Ok(Box::new(Self::load(model, spec, cancel).await?))
-    }
-
-    async fn load_eval(
-        &self,
-        model: &ModelInfo,
-        spec: &EngineSpec,
-        cancel: &CancelFlag,
-    ) -> Result<Box<dyn EvalBackend>, String> {
-        let t = Self::load(model, spec, cancel).await?;
-        Ok(Box::new(LlamaEvalBackend::new(t, spec.parallel.max(1))))
+    ) -> Result<Box<dyn Backend>, String> {
+        let t = Self::open(model, spec, cancel).await?;
+        Ok(Box::new(t.with_parallel(spec.parallel)))
     }
 
     fn engine_name(&self) -> String {

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use edgebench_core::backend::{Backend, GenOptions};
 use edgebench_core::backend::{ChatMessage, Sampling};
-use edgebench_core::eval::{EvalBackend, GenOptions};
-use edgebench_llama::{EngineConfig, GenerateJob, LlamaEvalBackend, LlamaTarget, Prompt};
+use edgebench_llama::{EngineConfig, GenerateJob, LlamaTarget, Prompt};
 
 fn test_model() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -45,14 +45,14 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
             .unwrap();
         sequential.push(g.text);
     }
-    let backend = LlamaEvalBackend::new(target, 4);
+    let backend = target.with_parallel(4);
     let opts = GenOptions {
         max_tokens: 24,
         stop: Vec::new(),
         seed: 42,
     };
     let batched: Vec<String> = backend
-        .generate(system, &users, &opts)
+        .generate_batch(system, &users, &opts)
         .await
         .unwrap()
         .into_iter()
@@ -73,7 +73,7 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
     assert!(batched.iter().all(|b| !b.is_empty()));
     // Stop strings cut the answer.
     let stopped = backend
-        .generate(
+        .generate_batch(
             system,
             &users[..2],
             &GenOptions {
@@ -89,7 +89,7 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
 #[tokio::test]
 async fn loglikelihoods_rank_the_obvious_answer_and_add_up_over_tokens() {
     let target = LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap();
-    let backend = LlamaEvalBackend::new(target, 4);
+    let backend = target.with_parallel(4);
     let ctx = "The capital of France is";
     let lps = backend
         .loglikelihoods(
@@ -120,20 +120,18 @@ async fn loglikelihoods_reusing_a_shared_prefix_match_a_fresh_engine() {
     let conts: Vec<String> = [" A", " B", " yes", " no"].map(String::from).to_vec();
     let q1 = format!("{shots}Q: Is water wet?\nA:");
     let q2 = format!("{shots}Q: Is fire cold?\nA:");
-    let fresh = LlamaEvalBackend::new(
-        LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap(),
-        4,
-    );
+    let fresh = LlamaTarget::load(EngineConfig::new(test_model(), 2))
+        .unwrap()
+        .with_parallel(4);
     let want2 = fresh.loglikelihoods(&q2, &conts).await.unwrap().unwrap();
     let want_shots = fresh
         .loglikelihoods(shots.trim_end(), &conts)
         .await
         .unwrap()
         .unwrap();
-    let warm = LlamaEvalBackend::new(
-        LlamaTarget::load(EngineConfig::new(test_model(), 2)).unwrap(),
-        4,
-    );
+    let warm = LlamaTarget::load(EngineConfig::new(test_model(), 2))
+        .unwrap()
+        .with_parallel(4);
     let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 0.02);
     // q1 leaves the shots in the KV cache; q2 decodes only its own question.
     warm.loglikelihoods(&q1, &conts).await.unwrap().unwrap();
@@ -152,7 +150,7 @@ async fn loglikelihoods_reusing_a_shared_prefix_match_a_fresh_engine() {
         "{shorter:?} vs {want_shots:?}"
     );
     // A generation in between takes the KV cache; the next call starts over and still agrees.
-    warm.generate(
+    warm.generate_batch(
         "",
         &["Say hi.".to_string()],
         &GenOptions {

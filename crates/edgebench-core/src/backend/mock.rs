@@ -58,6 +58,9 @@ pub fn mock_token_count(messages: &[ChatMessage]) -> u64 {
         .sum()
 }
 
+/// Evals on the mock: answers generated one streamed request at a time, no log-likelihoods.
+impl super::Backend for MockTarget {}
+
 #[async_trait]
 impl Target for MockTarget {
     fn info(&self) -> TargetInfo {

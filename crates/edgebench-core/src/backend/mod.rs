@@ -1,4 +1,6 @@
-//! Targets: what edgebench measures (the embedded engine, an OpenAI-compatible server, a mock).
+//! Backends: what edgebench measures and evaluates (the embedded engine, an OpenAI-compatible
+//! server, a mock), behind one abstraction: [`Target`] for measured generation, and
+//! [`Backend`] on top of it for evals (batched greedy answers and log-likelihoods).
 
 pub mod managed;
 pub mod mock;
@@ -171,4 +173,86 @@ pub trait Target: Send + Sync {
         let _ = n;
         0
     }
+}
+
+/// Generation settings for a batch of eval prompts.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub max_tokens: u32,
+    /// Stop when the answer contains one of these (the stop text is cut off).
+    pub stop: Vec<String>,
+    pub seed: u64,
+}
+
+/// Why a backend failed as a whole (a failed item is an `Err` string in its slot instead).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The one backend abstraction: a [`Target`] that also answers evals. The embedded engine and
+/// the OpenAI-compatible client implement both methods with their own fast paths (a shared
+/// prompt prefix in the KV cache; concurrent requests and `logprobs`); by default answers are
+/// generated one streamed request at a time and log-likelihoods are not available.
+#[async_trait]
+pub trait Backend: Target {
+    /// Greedy answers to chat prompts that share the system message, in input order; a failed
+    /// item is an `Err` with its reason.
+    async fn generate_batch(
+        &self,
+        system: &str,
+        users: &[String],
+        opts: &GenOptions,
+    ) -> Result<Vec<Result<String, String>>, BackendError> {
+        let clock = Clock::new();
+        let mut out = Vec::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            let mut messages = Vec::new();
+            if !system.is_empty() {
+                messages.push(ChatMessage::new("system", system));
+            }
+            messages.push(ChatMessage::new("user", user.clone()));
+            let request = GenRequest {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                warmup: false,
+                prompt_id: format!("item{i}"),
+                messages,
+                max_tokens: opts.max_tokens,
+                ignore_eos: false,
+                sampling: Sampling {
+                    seed: opts.seed,
+                    ..Sampling::default()
+                },
+                scheduled: Instant::now(),
+            };
+            let r = self.generate(request, &clock).await;
+            out.push(match r.error {
+                Some(e) => Err(e.message),
+                None => Ok(cut_at_stop(r.output_text, &opts.stop)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The log-likelihood of each continuation after the raw `context` (no chat template);
+    /// `Ok(None)` when the backend cannot score.
+    async fn loglikelihoods(
+        &self,
+        context: &str,
+        continuations: &[String],
+    ) -> Result<Option<Vec<f64>>, BackendError> {
+        let _ = (context, continuations);
+        Ok(None)
+    }
+}
+
+/// `text` up to the first stop string (not included).
+pub fn cut_at_stop(mut text: String, stop: &[String]) -> String {
+    for s in stop.iter().filter(|s| !s.is_empty()) {
+        if let Some(k) = text.find(s.as_str()) {
+            text.truncate(k);
+        }
+    }
+    text
 }

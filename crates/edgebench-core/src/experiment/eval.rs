@@ -13,11 +13,12 @@ use super::{
     CancelFlag, Context, EngineSpec, Event, Experiment, ExperimentError, ExperimentStart, Resume,
 };
 use crate::backend::openai::HttpConfig;
+use crate::backend::openai::OpenAiTarget;
+use crate::backend::Backend;
 use crate::catalog::ModelInfo;
 use crate::clock::Clock;
-use crate::eval::http::HttpEvalBackend;
 use crate::eval::tasks::{self, Sink};
-use crate::eval::{EvalBackend, EvalError, EvalSummary, ItemResult, TaskOptions};
+use crate::eval::{EvalError, EvalSummary, ItemResult, TaskOptions};
 use crate::hw::settle::{self, SettlePolicy};
 use crate::monitor::{self, Monitor};
 use crate::repro::Environment;
@@ -210,7 +211,7 @@ async fn open_backend(
     ctx: &Context,
     model: &ModelInfo,
     cancel: &CancelFlag,
-) -> Result<Box<dyn EvalBackend>, ExperimentError> {
+) -> Result<Box<dyn Backend>, ExperimentError> {
     match &plan.models {
         EvalModels::Embedded(_, spec) => {
             ctx.events.event(Event::Info(format!(
@@ -218,7 +219,7 @@ async fn open_backend(
                 model.name, model.format, model.quantization, spec.threads
             )));
             ctx.engine
-                .load_eval(model, spec, cancel)
+                .load(model, spec, cancel)
                 .await
                 .map_err(ExperimentError::Engine)
         }
@@ -227,11 +228,9 @@ async fn open_backend(
             concurrency,
             ..
         } => {
-            let cfg = super::targets::http_config_for(template, &model.name);
-            Ok(Box::new(
-                HttpEvalBackend::from_config(&cfg, *concurrency)
-                    .map_err(|e| ExperimentError::Engine(e.to_string()))?,
-            ))
+            let mut cfg = super::targets::http_config_for(template, &model.name);
+            cfg.eval_concurrency = *concurrency;
+            Ok(Box::new(OpenAiTarget::new(cfg)?))
         }
     }
 }
@@ -336,7 +335,7 @@ impl EvalRun<'_> {
         task: &str,
         key: &UnitKey,
         unit_id: i64,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
     ) -> Result<(), ExperimentError> {
         let events = self.ctx.events.as_ref();
         self.exp.store.continue_unit(unit_id)?;

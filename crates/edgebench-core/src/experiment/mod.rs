@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::openai::HttpConfig;
-use crate::backend::{Target, TargetError};
+use crate::backend::{Backend, TargetError};
 use crate::catalog::ModelInfo;
-use crate::eval::{EvalBackend, EvalError};
+use crate::eval::EvalError;
 use crate::results::{PerfLine, UnitKey};
 use crate::runner::RunError;
 use crate::store::StoreError;
@@ -165,21 +165,13 @@ pub struct EngineSpec {
 /// FFI); tests use fakes.
 #[async_trait]
 pub trait EngineLoader: Send + Sync {
-    /// Loads `model` for generation; `cancel` interrupts a running generation.
-    async fn load_target(
+    /// Loads `model` for runs and evals; `cancel` interrupts a running generation.
+    async fn load(
         &self,
         model: &ModelInfo,
         spec: &EngineSpec,
         cancel: &CancelFlag,
-    ) -> Result<Box<dyn Target>, String>;
-
-    /// Loads `model` for evals (generation and log-likelihoods).
-    async fn load_eval(
-        &self,
-        model: &ModelInfo,
-        spec: &EngineSpec,
-        cancel: &CancelFlag,
-    ) -> Result<Box<dyn EvalBackend>, String>;
+    ) -> Result<Box<dyn Backend>, String>;
 
     /// The engine's name, for the results ("llama.cpp").
     fn engine_name(&self) -> String;
@@ -190,21 +182,12 @@ pub struct NoEngine;
 
 #[async_trait]
 impl EngineLoader for NoEngine {
-    async fn load_target(
+    async fn load(
         &self,
         _: &ModelInfo,
         _: &EngineSpec,
         _: &CancelFlag,
-    ) -> Result<Box<dyn Target>, String> {
-        Err("this build has no embedded engine; use --endpoint".into())
-    }
-
-    async fn load_eval(
-        &self,
-        _: &ModelInfo,
-        _: &EngineSpec,
-        _: &CancelFlag,
-    ) -> Result<Box<dyn EvalBackend>, String> {
+    ) -> Result<Box<dyn Backend>, String> {
         Err("this build has no embedded engine; use --endpoint".into())
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{BackendSpec, CancelFlag, EngineLoader, Event, EventSink, ExperimentError};
 use crate::backend::mock::MockTarget;
 use crate::backend::openai::{HttpConfig, OpenAiTarget};
-use crate::backend::{Target, TargetInfo};
+use crate::backend::{Backend, TargetInfo};
 use crate::catalog::{self, ModelInfo};
 use crate::monitor;
 
@@ -140,7 +140,7 @@ pub async fn open_target(
     engine: &dyn EngineLoader,
     cancel: &CancelFlag,
     events: &dyn EventSink,
-) -> Result<Box<dyn Target>, ExperimentError> {
+) -> Result<Box<dyn Backend>, ExperimentError> {
     match spec {
         BackendSpec::Embedded(e) => {
             events.event(Event::Info(format!(
@@ -148,7 +148,7 @@ pub async fn open_target(
                 model.name, model.format, model.quantization, e.threads
             )));
             engine
-                .load_target(model, e, cancel)
+                .load(model, e, cancel)
                 .await
                 .map_err(ExperimentError::Engine)
         }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::results::PerfLine;
-use crate::store::{ExperimentRow, UnitRow};
+use crate::store::{ExperimentRow, Store, StoreError, UnitRow};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum ExportError {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// One row of the CSV export: the request's identity and its derived figures.
@@ -123,4 +125,41 @@ pub fn experiment_json(e: &ExperimentExport<'_>) -> Result<Vec<u8>, ExportError>
     let mut v = serde_json::to_vec_pretty(e)?;
     v.push(b'\n');
     Ok(v)
+}
+
+/// Experiment `e` of `store` in `format`: its stored requests (JSONL, CSV), or the experiment
+/// with its units, requests and scored eval items (JSON).
+pub fn export(
+    store: &Store,
+    e: &ExperimentRow,
+    format: ExportFormat,
+) -> Result<Vec<u8>, ExportError> {
+    let units = store.units(&e.id)?;
+    let mut lines: Vec<Vec<PerfLine>> = Vec::new();
+    for u in &units {
+        lines.push(store.requests(u.id)?);
+    }
+    match format {
+        ExportFormat::Jsonl => Ok(crate::results::jsonl(&lines.concat())?),
+        ExportFormat::Csv => requests_csv(&lines.concat()),
+        ExportFormat::Json => {
+            let mut out = Vec::new();
+            for (u, l) in units.iter().zip(&lines) {
+                let items = store
+                    .eval_items(u.id)?
+                    .into_iter()
+                    .filter_map(|(_, j)| serde_json::from_str(&j).ok())
+                    .collect();
+                out.push(UnitExport {
+                    unit: u,
+                    request_lines: l,
+                    eval_items: items,
+                });
+            }
+            experiment_json(&ExperimentExport {
+                experiment: e,
+                units: out,
+            })
+        }
+    }
 }

@@ -315,6 +315,34 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)?
     }
 
+    /// llama.cpp's own decode rate, tokens/s: 64 tokens from a one-token prompt, the median
+    /// of `runs` after one warm-up (what `hw bench` sets against the memory-bandwidth ceiling).
+    pub async fn decode_rate(&self, runs: u32) -> Result<f64, EngineError> {
+        let first = self
+            .tokenize("The".to_string())
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(1);
+        self.reserve_context(80).await?;
+        let mut rates = Vec::new();
+        for i in 0..=runs {
+            let g = self
+                .generate(GenerateJob {
+                    prompt: Prompt::Tokens(vec![first]),
+                    max_tokens: 64,
+                    ignore_eos: true,
+                    sampling: edgebench_core::backend::Sampling::default(),
+                    stream: None,
+                })
+                .await?;
+            if i > 0 && g.decode_ms > 0.0 {
+                rates.push(g.decode_tokens as f64 / (g.decode_ms / 1e3));
+            }
+        }
+        Ok(edgebench_core::stats::median(&rates).unwrap_or(0.0))
+    }
+
     /// Tokenizes plain text (no template, no special tokens added).
     pub async fn tokenize(&self, text: String) -> Result<Vec<i32>, EngineError> {
         self.send(|tx| Command::Tokenize(text, tx))?

@@ -3,13 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use edgebench_core::backend::Sampling;
+use edgebench_core::hw as corehw;
 use edgebench_core::hw::bench::{self, Ceiling};
 use edgebench_core::hw::text::{self, BenchReport, GpuCompute};
-use edgebench_core::hw::{self as corehw, HardwareInfo};
 use edgebench_core::repro;
-use edgebench_core::stats;
-use edgebench_llama::{Engine, EngineConfig, GenerateJob, Prompt};
+use edgebench_llama::{Engine, EngineConfig};
 
 use crate::args::{HwBenchArgs, HwCommand};
 
@@ -28,55 +26,14 @@ pub fn hw(cmd: HwCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Why GPU compute is not measured on this machine and build.
-fn gpu_skip_reason(h: &HardwareInfo) -> String {
-    if h.gpus.is_empty() {
-        return "no GPU detected".to_string();
-    }
-    let gpu_backends: Vec<&String> = h.backends_built.iter().filter(|b| *b != "CPU").collect();
-    if gpu_backends.is_empty() {
-        format!(
-            "this build of llama.cpp has no GPU backend (the machine has {} {}; rebuild with its backend)",
-            h.gpus[0].vendor, h.gpus[0].model
-        )
-    } else {
-        "GPU GEMM needs a GPU BLAS this build does not link; see the engine's prefill rate"
-            .to_string()
-    }
-}
-
-/// llama.cpp's own decode rate for `path`: 64 tokens from a one-token prompt, median of `runs`.
+/// llama.cpp's own decode rate for the model at `path` (see [`Engine::decode_rate`]).
 fn decode_rate(path: &std::path::Path, threads: u32, runs: u32) -> anyhow::Result<f64> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let engine = Engine::load(EngineConfig::new(path, threads))
         .with_context(|| format!("loading model {}", path.display()))?;
-    rt.block_on(async {
-        let first = engine
-            .tokenize("The".to_string())
-            .await?
-            .last()
-            .copied()
-            .unwrap_or(1);
-        engine.reserve_context(80).await?;
-        let mut rates = Vec::new();
-        for i in 0..=runs {
-            let g = engine
-                .generate(GenerateJob {
-                    prompt: Prompt::Tokens(vec![first]),
-                    max_tokens: 64,
-                    ignore_eos: true,
-                    sampling: Sampling::default(),
-                    stream: None,
-                })
-                .await?;
-            if i > 0 && g.decode_ms > 0.0 {
-                rates.push(g.decode_tokens as f64 / (g.decode_ms / 1e3));
-            }
-        }
-        Ok::<f64, anyhow::Error>(stats::median(&rates).unwrap_or(0.0))
-    })
+    Ok(rt.block_on(engine.decode_rate(runs))?)
 }
 
 fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
@@ -138,7 +95,7 @@ fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
         bandwidth,
         gpu: GpuCompute {
             gflops: None,
-            skipped: Some(gpu_skip_reason(&h)),
+            skipped: Some(corehw::gpu_skip_reason(&h)),
         },
         ceilings,
     };

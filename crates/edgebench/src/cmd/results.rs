@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
-use edgebench_core::report::export::{self, ExperimentExport, UnitExport};
-use edgebench_core::results::{atomic_write, PerfLine};
+use edgebench_core::report::export::{self, ExportFormat};
+use edgebench_core::results::atomic_write;
 use edgebench_core::store::{ExperimentRow, Store, UnitRow};
 
 use crate::args::{ExportFormatArg, ResultsCommand};
@@ -19,37 +19,12 @@ pub fn results(dir: &Path, command: ResultsCommand) -> anyhow::Result<ExitCode> 
         ResultsCommand::Show { id, json } => show(&store, &db, &id, json)?,
         ResultsCommand::Export { id, format, output } => {
             let e = experiment(&store, &db, &id)?;
-            let units = store.units(&e.id)?;
-            let mut lines: Vec<Vec<PerfLine>> = Vec::new();
-            for u in &units {
-                lines.push(store.requests(u.id)?);
-            }
-            let bytes = match format {
-                ExportFormatArg::Jsonl => {
-                    let all: Vec<PerfLine> = lines.concat();
-                    edgebench_core::results::jsonl(&all)?
-                }
-                ExportFormatArg::Csv => export::requests_csv(&lines.concat())?,
-                ExportFormatArg::Json => {
-                    let mut out = Vec::new();
-                    for (u, l) in units.iter().zip(&lines) {
-                        let items = store
-                            .eval_items(u.id)?
-                            .into_iter()
-                            .filter_map(|(_, j)| serde_json::from_str(&j).ok())
-                            .collect();
-                        out.push(UnitExport {
-                            unit: u,
-                            request_lines: l,
-                            eval_items: items,
-                        });
-                    }
-                    export::experiment_json(&ExperimentExport {
-                        experiment: &e,
-                        units: out,
-                    })?
-                }
+            let format = match format {
+                ExportFormatArg::Jsonl => ExportFormat::Jsonl,
+                ExportFormatArg::Csv => ExportFormat::Csv,
+                ExportFormatArg::Json => ExportFormat::Json,
             };
+            let bytes = export::export(&store, &e, format)?;
             match output {
                 Some(p) => {
                     atomic_write(&p, &bytes).with_context(|| format!("writing {}", p.display()))?;

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP target (LM Studio, llama-server, Ollama, vLLM, TGI): streaming
 //! `chat/completions` or `completions` over SSE, each chunk stamped when its bytes arrive.
 
+mod eval;
 mod stream;
 mod wire;
 
@@ -88,6 +89,8 @@ pub struct HttpConfig {
     pub server_pid: Option<u32>,
     /// Counts output tokens when the server sends no `usage` (else chunks are counted).
     pub tokenizer: Option<std::sync::Arc<dyn super::TokenCounter>>,
+    /// Eval requests in flight at once (`eval --concurrency`).
+    pub eval_concurrency: usize,
 }
 
 impl HttpConfig {
@@ -105,6 +108,7 @@ impl HttpConfig {
             context_tokens: None,
             server_pid: None,
             tokenizer: None,
+            eval_concurrency: 4,
         }
     }
 

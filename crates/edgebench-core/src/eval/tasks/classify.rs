@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::map_label;
-use crate::eval::backend::{EvalBackend, GenOptions};
 use crate::eval::data;
 use crate::eval::score;
 use crate::eval::EvalError;
@@ -27,7 +27,7 @@ impl Task for Banking77 {
 
     async fn run(
         &self,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
         opts: &TaskOptions,
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,
@@ -48,7 +48,7 @@ impl Task for PhraseBank {
 
     async fn run(
         &self,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
         opts: &TaskOptions,
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,
@@ -66,7 +66,7 @@ type Scores = (BTreeMap<String, Score>, Vec<Confusion>);
 
 async fn classify(
     task: &str,
-    backend: &dyn EvalBackend,
+    backend: &dyn Backend,
     opts: &TaskOptions,
     done: &HashMap<String, ItemResult>,
     sink: &mut Sink<'_>,

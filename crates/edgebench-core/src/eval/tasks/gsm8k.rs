@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use crate::backend::{Backend, GenOptions};
 use crate::eval::answer;
-use crate::eval::backend::{EvalBackend, GenOptions};
 use crate::eval::data;
 use crate::eval::score;
 use crate::eval::EvalError;
@@ -23,7 +23,7 @@ impl Task for Gsm8k {
 
     async fn run(
         &self,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
         opts: &TaskOptions,
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use crate::backend::{Backend, GenOptions};
 use crate::eval::answer;
-use crate::eval::backend::{EvalBackend, GenOptions};
 use crate::eval::data;
 use crate::eval::score;
 use crate::eval::EvalError;
@@ -23,7 +23,7 @@ impl Task for Mmlu {
 
     async fn run(
         &self,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
         opts: &TaskOptions,
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,
@@ -230,26 +230,47 @@ mod tests {
     struct StopsGivingLoglik {
         until: usize,
         calls: std::sync::atomic::AtomicUsize,
+        mock: crate::backend::mock::MockTarget,
     }
 
     #[async_trait::async_trait]
-    impl EvalBackend for StopsGivingLoglik {
+    impl crate::backend::Target for StopsGivingLoglik {
         fn info(&self) -> crate::backend::TargetInfo {
-            crate::backend::TargetInfo::default()
+            self.mock.info()
+        }
+        async fn count_prompt_tokens(
+            &self,
+            m: &[crate::backend::ChatMessage],
+        ) -> Result<Option<u64>, crate::backend::TargetError> {
+            self.mock.count_prompt_tokens(m).await
+        }
+        fn context_tokens(&self) -> Option<u32> {
+            self.mock.context_tokens()
         }
         async fn generate(
+            &self,
+            request: crate::backend::GenRequest,
+            clock: &crate::clock::Clock,
+        ) -> crate::record::RequestRecord {
+            self.mock.generate(request, clock).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for StopsGivingLoglik {
+        async fn generate_batch(
             &self,
             _system: &str,
             users: &[String],
             _opts: &GenOptions,
-        ) -> Result<Vec<Result<String, String>>, crate::eval::BackendError> {
+        ) -> Result<Vec<Result<String, String>>, crate::backend::BackendError> {
             Ok(users.iter().map(|_| Ok("A".to_string())).collect())
         }
         async fn loglikelihoods(
             &self,
             _context: &str,
             continuations: &[String],
-        ) -> Result<Option<Vec<f64>>, crate::eval::BackendError> {
+        ) -> Result<Option<Vec<f64>>, crate::backend::BackendError> {
             let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok((n < self.until).then(|| vec![-1.0; continuations.len()]))
         }
@@ -268,6 +289,7 @@ mod tests {
             let backend = StopsGivingLoglik {
                 until,
                 calls: Default::default(),
+                mock: Default::default(),
             };
             async move {
                 let mut commit = |_: &[ItemResult]| Ok(());

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::eval::backend::{EvalBackend, GenOptions};
+use crate::backend::{Backend, GenOptions};
 use crate::eval::data::DataError;
 use crate::eval::sandbox;
 use crate::eval::score;
@@ -61,7 +61,7 @@ pub trait Task: Send + Sync {
     /// through `sink`.
     async fn run(
         &self,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
         opts: &TaskOptions,
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,
@@ -196,7 +196,7 @@ pub(crate) fn cap(s: &str) -> String {
 /// Runs one task on a backend. `done` holds items stored by an earlier invocation (skipped).
 pub async fn run_task(
     task_name: &str,
-    backend: &dyn EvalBackend,
+    backend: &dyn Backend,
     opts: &TaskOptions,
     done: &HashMap<String, ItemResult>,
     sink: &mut Sink<'_>,
@@ -224,7 +224,7 @@ pub async fn run_task(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn generate_all(
-    backend: &dyn EvalBackend,
+    backend: &dyn Backend,
     system: &str,
     items: Vec<GenItem>,
     gen_opts: &GenOptions,
@@ -250,7 +250,7 @@ pub(crate) async fn generate_all(
         }
         let users: Vec<String> = chunk.iter().map(|g| g.user.clone()).collect();
         let answers = backend
-            .generate(system, &users, gen_opts)
+            .generate_batch(system, &users, gen_opts)
             .await
             .map_err(|e| EvalError::Backend(e.to_string()))?;
         if (sink.cancelled)() {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::{self, map_label};
-use crate::eval::backend::{EvalBackend, GenOptions};
 use crate::eval::data;
 use crate::eval::score;
 use crate::eval::EvalError;
@@ -26,7 +26,7 @@ impl Task for Realistic {
 
     async fn run(
         &self,
-        backend: &dyn EvalBackend,
+        backend: &dyn Backend,
         opts: &TaskOptions,
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,

@@ -1,53 +1,20 @@
-//! Evals over an OpenAI-compatible server: concurrent non-streaming chat completions, and
-//! completion log-probabilities for multiple-choice scoring where the server returns them.
+//! The OpenAI-compatible client as an eval backend: concurrent non-streaming chat completions
+//! (with the run's timeouts and key), and completion log-probabilities for multiple-choice
+//! scoring where the server returns them.
 
-use async_trait::async_trait;
-use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use futures_util::stream;
 
-use crate::backend::TargetInfo;
-use crate::eval::backend::{BackendError, EvalBackend, GenOptions};
+use super::*;
+use crate::backend::{cut_at_stop, Backend, BackendError, GenOptions};
 
-/// An OpenAI-compatible server as an eval backend.
-pub struct HttpEvalBackend {
-    base_url: String,
-    model: String,
-    api_key: Option<String>,
-    concurrency: usize,
-    client: reqwest::Client,
-    server_pid: Option<u32>,
-}
-
-impl HttpEvalBackend {
-    /// A backend with the run's HTTP settings: base URL, model, key, connect and total
-    /// timeouts, and the serving process to sample.
-    pub fn from_config(
-        cfg: &crate::backend::openai::HttpConfig,
-        concurrency: usize,
-    ) -> Result<Self, BackendError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.total_timeout)
-            .build()
-            .map_err(|e| BackendError::Failed(e.to_string()))?;
-        Ok(Self {
-            base_url: cfg.base_url.trim_end_matches('/').to_string(),
-            model: cfg.model.clone(),
-            api_key: cfg.api_key.clone(),
-            concurrency: concurrency.max(1),
-            client,
-            server_pid: cfg.server_pid,
-        })
-    }
-
+impl OpenAiTarget {
+    /// A non-streaming POST to `{base_url}/{path}` with the total timeout; the JSON answer.
     async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
-        let mut req = self
-            .client
-            .post(format!("{}/{path}", self.base_url))
+        let req = self
+            .cfg
+            .auth(self.client.post(self.cfg.url(path)))
+            .timeout(self.cfg.total_timeout)
             .json(&body);
-        if let Some(k) = &self.api_key {
-            req = req.bearer_auth(k);
-        }
         let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| format!("{path}: {e}"))?;
@@ -86,17 +53,8 @@ pub fn first_token_top_logprobs(v: &Value) -> Option<Vec<(String, f64)>> {
 }
 
 #[async_trait]
-impl EvalBackend for HttpEvalBackend {
-    fn info(&self) -> TargetInfo {
-        TargetInfo {
-            kind: "http".into(),
-            engine: format!("OpenAI-compatible server at {}", self.base_url),
-            pid: self.server_pid,
-            ..TargetInfo::default()
-        }
-    }
-
-    async fn generate(
+impl Backend for OpenAiTarget {
+    async fn generate_batch(
         &self,
         system: &str,
         users: &[String],
@@ -110,7 +68,7 @@ impl EvalBackend for HttpEvalBackend {
                 }
                 messages.push(json!({"role": "user", "content": user}));
                 let mut body = json!({
-                    "model": self.model,
+                    "model": self.cfg.model,
                     "messages": messages,
                     "max_tokens": opts.max_tokens,
                     "temperature": 0.0,
@@ -125,17 +83,10 @@ impl EvalBackend for HttpEvalBackend {
                     .post("chat/completions", body)
                     .await
                     .and_then(|v| chat_answer(&v).ok_or_else(|| "no message content".to_string()))
-                    .map(|mut text| {
-                        for s in &opts.stop {
-                            if let Some(k) = text.find(s.as_str()).filter(|_| !s.is_empty()) {
-                                text.truncate(k);
-                            }
-                        }
-                        text
-                    });
+                    .map(|text| cut_at_stop(text, &opts.stop));
                 (i, r)
             })
-            .buffer_unordered(self.concurrency)
+            .buffer_unordered(self.cfg.eval_concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
         let mut out: Vec<Result<String, String>> = vec![Err("not run".into()); users.len()];
@@ -151,7 +102,7 @@ impl EvalBackend for HttpEvalBackend {
         continuations: &[String],
     ) -> Result<Option<Vec<f64>>, BackendError> {
         let body = json!({
-            "model": self.model,
+            "model": self.cfg.model,
             "prompt": context,
             "max_tokens": 1,
             "temperature": 0.0,
@@ -194,5 +145,58 @@ mod tests {
         let t = first_token_top_logprobs(&chat).unwrap();
         assert_eq!(t[1], (" D".to_string(), -2.0));
         assert!(first_token_top_logprobs(&json!({"choices": [{}]})).is_none());
+    }
+
+    /// Evals go through the run's client: answers in input order with stops cut, the key and
+    /// the model sent, a failed item as data, log-likelihoods from `logprobs`, and none when
+    /// the server gives none.
+    #[tokio::test]
+    async fn eval_answers_and_loglikelihoods_over_http() {
+        use crate::backend::mock_server::{MockServer, Response};
+        let server = MockServer::start(|r| {
+            assert_eq!(r.body["model"], "m");
+            assert_eq!(r.body["stream"], false);
+            let auth = r.headers.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("authorization") && v == "Bearer k"
+            });
+            assert!(auth, "the key is sent");
+            if r.path.ends_with("/completions") && !r.path.ends_with("chat/completions") {
+                return Response::json(
+                    200,
+                    &json!({"choices": [{"logprobs": {"top_logprobs": [{" A": -0.5, " B": -1.5}]}}]}),
+                );
+            }
+            let user = r.body["messages"][1]["content"].as_str().unwrap_or("");
+            if user == "fail" {
+                return Response::json(500, &json!({"error": "boom"}));
+            }
+            Response::json(
+                200,
+                &json!({"choices": [{"message": {"content": format!("{user} answer\nmore")}}]}),
+            )
+        })
+        .await
+        .unwrap();
+        let mut cfg = HttpConfig::new(server.base_url(), "m");
+        cfg.api_key = Some("k".into());
+        cfg.eval_concurrency = 2;
+        let t = OpenAiTarget::new(cfg).unwrap();
+        let users: Vec<String> = ["one", "fail", "three"].map(String::from).to_vec();
+        let opts = GenOptions {
+            max_tokens: 8,
+            stop: vec!["\n".into()],
+            seed: 1,
+        };
+        let got = t.generate_batch("sys", &users, &opts).await.unwrap();
+        assert_eq!(got[0].as_deref(), Ok("one answer"));
+        assert!(got[1].as_ref().is_err_and(|e| e.contains("500")), "{got:?}");
+        assert_eq!(got[2].as_deref(), Ok("three answer"));
+        let lps = t
+            .loglikelihoods("Q?", &[" A".into(), " B".into(), " C".into()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&lps[..2], &[-0.5, -1.5]);
+        assert_eq!(lps[2], f64::NEG_INFINITY);
     }
 }
