@@ -266,6 +266,28 @@ pub struct ResolvedModel {
     pub key: Option<String>,
 }
 
+/// The embedded-engine models a user named, resolved to files and read (catalog models are
+/// fetched): none means the default model, `all` every catalog model.
+pub fn resolve_models(
+    specs: &[String],
+    log: &dyn Fn(&str),
+) -> Result<Vec<ModelInfo>, CatalogError> {
+    let specs: Vec<String> = if specs.is_empty() {
+        vec![DEFAULT_MODEL.to_string()]
+    } else if specs.iter().any(|s| s == "all") {
+        CATALOG.iter().map(|e| e.key.to_string()).collect()
+    } else {
+        specs.to_vec()
+    };
+    specs
+        .iter()
+        .map(|s| {
+            let m = resolve(s, true, log)?;
+            model_info(&m.path, m.key.as_deref())
+        })
+        .collect()
+}
+
 /// Resolves `spec` (a path or a catalog key). Catalog models missing from the cache are fetched
 /// when `fetch` is true; `log` receives one-line progress messages.
 pub fn resolve(spec: &str, fetch: bool, log: &dyn Fn(&str)) -> Result<ResolvedModel, CatalogError> {

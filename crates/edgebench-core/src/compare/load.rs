@@ -407,7 +407,7 @@ pub fn load(spec: &str, results_dir: &Path) -> Result<ResultSet, CompareError> {
             return Err(not_found());
         }
         // The one results reader: the run's exports, and its stored units no export holds.
-        let folder = ResultsFolder::open(&dir)?;
+        let folder = ResultsFolder::open_lenient(&dir)?;
         let named = wanted.is_some();
         let candidates = match wanted {
             Some(id) => vec![id],

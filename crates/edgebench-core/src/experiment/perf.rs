@@ -86,14 +86,18 @@ pub async fn run(plan: PerfPlan, ctx: &Context) -> Result<PerfOutcome, Experimen
                 .results_dir
                 .join(format!("server_{}.log", file_timestamp(started)));
             events.event(Event::Info(format!("starting server: {}", s.command)));
-            let srv = ManagedServer::start(
-                &s.command,
-                &format!("{}/models", s.base_url),
-                &s.log_patterns,
-                &log,
-                s.timeout,
-            )
-            .await?;
+            // Ctrl-C while the server starts stops the start (the server is killed on drop).
+            let health = format!("{}/models", s.base_url);
+            let srv = tokio::select! {
+                srv = ManagedServer::start(
+                    &s.command,
+                    &health,
+                    &s.log_patterns,
+                    &log,
+                    s.timeout,
+                ) => srv?,
+                _ = ctx.cancel.cancelled() => return Err(ExperimentError::Interrupted),
+            };
             events.event(Event::Info(format!(
                 "server healthy after {:.0} ms (pid {}, log {})",
                 srv.facts.launch_to_healthy_ms,
@@ -124,12 +128,18 @@ async fn run_with_server(
     let events = ctx.events.as_ref();
     let models: Vec<(ModelInfo, BackendSpec)> = match &plan.models {
         Models::Given(m) => m.clone(),
-        Models::Endpoint { template, ids } => targets::http_models(template, ids, events)
-            .await?
-            .into_iter()
-            .map(|(m, c)| (m, BackendSpec::Http(Box::new(c))))
-            .collect(),
+        Models::Endpoint { template, ids } => tokio::select! {
+            m = targets::http_models(template, ids, events) => m?,
+            _ = ctx.cancel.cancelled() => return Err(ExperimentError::Interrupted),
+        }
+        .into_iter()
+        .map(|(m, c)| (m, BackendSpec::Http(Box::new(c))))
+        .collect(),
     };
+    // Interrupted before anything was created: nothing to resume.
+    if ctx.cancel.is_cancelled() {
+        return Err(ExperimentError::Interrupted);
+    }
     // The configuration and its hash (what decides the results, not the machine or the time).
     let mut setups: Vec<ModelSetup> = models
         .iter()

@@ -138,6 +138,18 @@ impl ResultsFolder {
         })
     }
 
+    /// Opens the folder, reading files only when its database cannot be opened (read-only
+    /// folder, a database of a newer edgebench): what a comparison needs.
+    pub fn open_lenient(dir: &Path) -> Result<Self, ReadError> {
+        match Self::open(dir) {
+            Err(ReadError::Store(_)) => Ok(Self {
+                dir: dir.to_path_buf(),
+                store: None,
+            }),
+            other => other,
+        }
+    }
+
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -164,6 +164,13 @@ impl CancelFlag {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// Resolves once cancelled (polled every 50 ms).
+    pub async fn cancelled(&self) {
+        while !self.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The flag itself, for code that polls an atomic (the engine thread between tokens).
     pub fn flag(&self) -> Arc<AtomicBool> {
         self.0.clone()
@@ -575,9 +582,7 @@ fn step(
 
 /// Resolves once the run is cancelled (polled every 50 ms).
 async fn cancelled(cancel: &CancelFlag) {
-    while !cancel.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cancel.cancelled().await
 }
 
 async fn sleep_unless_cancelled(d: Duration, cancel: &CancelFlag) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgebench_core::backend::openai::{self, Api, HttpConfig};
 use edgebench_core::backend::{Sampling, TokenCounter};
-use edgebench_core::catalog::{self, ModelInfo, CATALOG, DEFAULT_MODEL};
+use edgebench_core::catalog::{self, ModelInfo};
 use edgebench_core::experiment::perf::{self, Models, PerfPlan, ServeSpec};
 use edgebench_core::experiment::{
     targets, BackendSpec, Context as ExperimentContext, EngineSpec, ExperimentError, Resume,
@@ -75,23 +75,9 @@ fn target_options(a: &RunArgs) -> std::collections::BTreeMap<String, serde_json:
     o
 }
 
-/// The embedded-engine models named on the command line, resolved to files (catalog models
-/// are fetched).
+/// The embedded-engine models named on the command line (see [`catalog::resolve_models`]).
 pub(crate) fn resolve_models(specs: &[String]) -> anyhow::Result<Vec<ModelInfo>> {
-    let specs: Vec<String> = if specs.is_empty() {
-        vec![DEFAULT_MODEL.to_string()]
-    } else if specs.iter().any(|s| s == "all") {
-        CATALOG.iter().map(|e| e.key.to_string()).collect()
-    } else {
-        specs.to_vec()
-    };
-    specs
-        .iter()
-        .map(|s| {
-            let m = catalog::resolve(s, true, &|msg| eprintln!("{msg}"))?;
-            Ok(catalog::model_info(&m.path, m.key.as_deref())?)
-        })
-        .collect()
+    Ok(catalog::resolve_models(specs, &|msg| eprintln!("{msg}"))?)
 }
 
 /// The command line as typed (the program as invoked, from the folder it ran in, so relative
