@@ -46,6 +46,21 @@ pub enum Command {
         #[command(subcommand)]
         command: HwCommand,
     },
+    /// The local web UI: hardware, a one-button benchmark with live progress, results.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Any address other than loopback requires a token.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    pub bind: std::net::SocketAddr,
+    /// The results folder runs write to and the pages read.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Required on every request (generated and printed when binding beyond loopback).
+    #[arg(long, env = "EDGEBENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 pub mod eval;
 mod lifecycle;
 pub mod perf;
+pub mod request;
 mod snapshots;
 pub mod targets;
 mod unit;

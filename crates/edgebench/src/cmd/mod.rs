@@ -8,6 +8,7 @@ mod render;
 mod report;
 mod results;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compliance(a) => report::compliance(a),
         Command::Models { command } => models::models(command),
         Command::Results { results, command } => results::results(&results, command),
+        Command::Serve(a) => serve::serve(a),
     }
 }
 

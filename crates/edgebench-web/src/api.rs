@@ -1,0 +1,173 @@
+//! The JSON API the pages use (and scripts may): health, hardware, experiments from the store,
+//! starting a run, its live events over server-sent events, and cancelling it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse};
+use axum::Json;
+use edgebench_core::experiment::request::RunRequest;
+use edgebench_core::results::ResultsFolder;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::{ApiError, AppState};
+
+/// The single page (hardware, benchmark, results), with its script and style inline.
+pub async fn index() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(include_str!("../assets/index.html")),
+    )
+}
+
+pub async fn health(State(s): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"status": "ok", "version": s.config.version}))
+}
+
+/// What `hw detect --json` prints.
+pub async fn hardware(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let backends = s.config.backends.clone();
+    let h = tokio::task::spawn_blocking(move || edgebench_core::hw::detect(&backends))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(serde_json::to_value(h).unwrap_or(Value::Null)))
+}
+
+fn folder(s: &AppState) -> Result<Option<ResultsFolder>, ApiError> {
+    if !s.config.results.is_dir() {
+        return Ok(None);
+    }
+    ResultsFolder::open(&s.config.results)
+        .map(Some)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The experiments in the store, newest first, with their progress.
+pub async fn experiments(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let Some(f) = folder(&s)? else {
+        return Ok(Json(json!([])));
+    };
+    let Some(store) = f.store() else {
+        return Ok(Json(json!([])));
+    };
+    let err = |e: edgebench_core::store::StoreError| {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    };
+    let mut out = Vec::new();
+    for e in store.experiments().map_err(err)? {
+        let units = store.units(&e.id).map_err(err)?;
+        let done = units.iter().filter(|u| u.status == "done").count();
+        out.push(json!({
+            "id": e.id, "kind": e.kind, "created": e.created, "status": e.status,
+            "config_hash": e.config_hash, "units_done": done, "units_total": units.len(),
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+/// One experiment: its row and units (with their summaries).
+pub async fn experiment(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no experiment {id:?}"));
+    let f = folder(&s)?.ok_or_else(missing)?;
+    let store = f.store().ok_or_else(missing)?;
+    let err = |e: edgebench_core::store::StoreError| {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    };
+    let e = store.experiment(&id).map_err(err)?.ok_or_else(missing)?;
+    let units = store.units(&id).map_err(err)?;
+    Ok(Json(json!({"experiment": e, "units": units})))
+}
+
+/// Starts a run from a JSON body naming what `edgebench run` takes; 409 while one is going.
+pub async fn start_run(
+    State(s): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut req: RunRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
+    if req.serve.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "serve: starting a server command is not offered over HTTP; start it yourself and name its endpoint".into(),
+        ));
+    }
+    if s.runs.active().is_some() {
+        let id = s.runs.active().map(|r| r.id.clone()).unwrap_or_default();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("run {id} is still going; cancel it or wait for it to end"),
+        ));
+    }
+    // Results go where the server keeps them.
+    req.results = s.config.results.clone();
+    let env = s.config.environment.clone();
+    // Resolving models may fetch a catalog model: off the async threads.
+    let plan = tokio::task::spawn_blocking(move || {
+        req.into_plan(env, "edgebench serve (web UI)".into(), None, &|_| {})
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let run = s
+        .runs
+        .start(plan, s.config.engine.clone())
+        .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id}))))
+}
+
+/// Cancels run `id` (what it measured is kept and can be resumed).
+pub async fn cancel_run(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = s
+        .runs
+        .get(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no run {id:?}")))?;
+    run.cancel.cancel();
+    Ok(Json(json!({"id": id, "cancelled": true})))
+}
+
+/// The run's events as server-sent events: those so far, then live ones until it ends.
+pub async fn run_events(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let run = s
+        .runs
+        .get(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no run {id:?}")))?;
+    let (history, rx) = run.subscribe();
+    // Those so far, then live ones; the stream ends right after the run's "finished" event.
+    let events = stream::unfold(
+        (history.into_iter(), rx, false),
+        |(mut past, mut rx, ended)| async move {
+            if ended {
+                return None;
+            }
+            let v = match past.next() {
+                Some(v) => v,
+                None => loop {
+                    match rx.as_mut()?.recv().await {
+                        Ok(v) => break v,
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                },
+            };
+            let end = v["type"] == "finished";
+            Some((v, (past, rx, end)))
+        },
+    )
+    .map(|v| Ok(SseEvent::default().data(v.to_string())));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,236 @@
+//! The web API with axum's own test tools: health, a run started over the API that writes what
+//! the CLI writes (store rows, JSONL, summary) and streams its events, one run at a time, bad
+//! bodies named, cancellation, and the token and cross-site guards.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use edgebench_core::experiment::NoEngine;
+use edgebench_core::repro::Environment;
+use edgebench_web::{router, runs::Runs, AppState, WebConfig};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn state(results: &std::path::Path, token: Option<&str>) -> Arc<AppState> {
+    Arc::new(AppState {
+        config: WebConfig {
+            results: results.to_path_buf(),
+            token: token.map(str::to_string),
+            engine: Arc::new(NoEngine),
+            environment: Environment::capture("test", None, &["CPU"]),
+            backends: vec!["CPU"],
+            version: "test".into(),
+        },
+        runs: Runs::default(),
+    })
+}
+
+async fn call(s: &Arc<AppState>, req: Request<Body>) -> (StatusCode, String) {
+    let resp = router(s.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn post(path: &str, body: Value) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// The JSON events of a finished run's event stream.
+fn events(sse: &str) -> Vec<Value> {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_over_the_api_writes_what_the_cli_writes_and_streams_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), None);
+    let (st, body) = call(&s, get("/api/health")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["status"],
+        "ok"
+    );
+
+    let (st, body) = call(
+        &s,
+        post(
+            "/api/runs",
+            json!({"endpoint": "mock", "runs": 3, "warmup": 1, "cooldown_s": 0, "max_tokens": 4,
+                   "scenarios": ["interactive_assistant"], "settle_timeout_s": 0}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The stream ends with the run.
+    let (st, sse) = call(&s, get(&format!("/api/runs/{id}/events"))).await;
+    assert_eq!(st, StatusCode::OK);
+    let ev = events(&sse);
+    let kinds: Vec<&str> = ev.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "request_done").count(), 4);
+    let end = ev.last().unwrap();
+    assert_eq!(end["status"], "done", "{end}");
+    let exp = end["experiment_id"].as_str().unwrap();
+
+    // What the CLI writes: the store's rows and the files.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "edgebench.db".to_string(),
+        format!("summary_{exp}.json"),
+        format!("experiment_config_{exp}.json"),
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert!(names
+        .iter()
+        .any(|n| n.starts_with("perf_") && n.ends_with(&format!("{exp}.jsonl"))));
+    let (st, body) = call(&s, get(&format!("/api/experiments/{exp}"))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["experiment"]["status"], "done");
+    assert_eq!(v["units"][0]["requests"], 4);
+    let (_, body) = call(&s, get("/api/experiments")).await;
+    assert!(body.contains(exp), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_at_a_time_and_a_cancelled_run_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), None);
+    let long = json!({"endpoint": "mock", "runs": 200, "warmup": 0, "cooldown_s": 0.05,
+                      "max_tokens": 4, "scenarios": ["interactive_assistant"], "settle_timeout_s": 0});
+    let (st, body) = call(&s, post("/api/runs", long.clone())).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, body) = call(&s, post("/api/runs", long)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains(&id), "{body}");
+    let (st, _) = call(
+        &s,
+        Request::delete(format!("/api/runs/{id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, sse) = call(&s, get(&format!("/api/runs/{id}/events"))).await;
+    let end = events(&sse).pop().unwrap();
+    assert_eq!(end["status"], "interrupted", "{end}");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), None);
+    let (st, body) = call(&s, post("/api/runs", json!({"runz": 2}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("runz"), "{body}");
+    let (st, body) = call(
+        &s,
+        post("/api/runs", json!({"runs": 0, "endpoint": "mock"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("runs"), "{body}");
+    let (st, body) = call(
+        &s,
+        post(
+            "/api/runs",
+            json!({"endpoint": "mock", "scenarios": ["nope"]}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("nope"), "{body}");
+    let (st, body) = call(
+        &s,
+        post(
+            "/api/runs",
+            json!({"endpoint": "http://127.0.0.1:9/v1", "serve": "sleep 1"}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("serve"), "{body}");
+    let (st, _) = call(&s, get("/api/runs/run-99/events")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_token_protected_server_refuses_requests_without_it_and_cross_site_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), Some("sekrit"));
+    let (st, body) = call(&s, get("/api/health")).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    let bearer = Request::get("/api/health")
+        .header(header::AUTHORIZATION, "Bearer sekrit")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&s, bearer).await.0, StatusCode::OK);
+    // The printed URL sets the cookie the browser then sends.
+    let resp = router(s.clone())
+        .oneshot(get("/?token=sekrit"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("edgebench_token=sekrit") && cookie.contains("HttpOnly"));
+    let with_cookie = Request::get("/api/health")
+        .header(header::COOKIE, "edgebench_token=sekrit")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&s, with_cookie).await.0, StatusCode::OK);
+    let wrong = Request::get("/api/health")
+        .header(header::AUTHORIZATION, "Bearer nope")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&s, wrong).await.0, StatusCode::UNAUTHORIZED);
+    // A state-changing request from another site is refused even with the cookie.
+    let cross = Request::post("/api/runs")
+        .header(header::COOKIE, "edgebench_token=sekrit")
+        .header(header::HOST, "127.0.0.1:8686")
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"endpoint": "mock"}).to_string()))
+        .unwrap();
+    assert_eq!(call(&s, cross).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_page_loads_nothing_from_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), None);
+    let (st, html) = call(&s, get("/")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains("<title>edgebench</title>"));
+    for bad in ["http://", "https://", "//cdn", "@import", "<link"] {
+        assert!(!html.contains(bad), "the page references {bad}");
+    }
+}
