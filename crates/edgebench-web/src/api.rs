@@ -16,6 +16,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::runs::StartError;
 use crate::{ApiError, AppState};
 
 /// The single page (hardware, benchmark, results), with its script and style inline.
@@ -100,11 +101,11 @@ pub async fn start_run(
             "serve: starting a server command is not offered over HTTP; start it yourself and name its endpoint".into(),
         ));
     }
-    if s.runs.active().is_some() {
-        let id = s.runs.active().map(|r| r.id.clone()).unwrap_or_default();
+    // Refused before the plan is built (building may fetch a model); `start` checks again.
+    if let Some(r) = s.runs.active() {
         return Err(ApiError(
             StatusCode::CONFLICT,
-            format!("run {id} is still going; cancel it or wait for it to end"),
+            StartError::Busy(r.id.clone()).to_string(),
         ));
     }
     // Results go where the server keeps them.

@@ -67,7 +67,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The token a request carries, if any.
+/// The `token=` parameter of a query string.
+fn query_token(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("token="))
+}
+
+/// The token a request carries, if any: the header, the `?token=` parameter, or the cookie.
 fn request_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
@@ -76,12 +81,8 @@ fn request_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     {
         return Some(v.trim().to_string());
     }
-    if let Some(t) = query.and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_string)
-    }) {
-        return Some(t);
+    if let Some(t) = query_token(query) {
+        return Some(t.to_string());
     }
     headers
         .get_all(header::COOKIE)
@@ -100,9 +101,7 @@ fn request_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let headers = req.headers().clone();
     let query = req.uri().query().map(str::to_string);
-    let from_query = query
-        .as_deref()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    let from_query = query_token(query.as_deref()).is_some();
     if let Some(want) = &state.config.token {
         let got = request_token(&headers, query.as_deref());
         if got.as_deref() != Some(want.as_str()) {

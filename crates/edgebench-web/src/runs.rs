@@ -24,24 +24,23 @@ impl Run {
     /// The events so far and a receiver for the ones to come (none once the run ended).
     pub fn subscribe(&self) -> (Vec<Value>, Option<broadcast::Receiver<Value>>) {
         // Take the history and subscribe under one lock, so no event falls between.
-        let history = self.history.lock().map(|h| h.clone()).unwrap_or_default();
+        let Ok(history) = self.history.lock() else {
+            return (Vec::new(), None);
+        };
         let done = self.done.lock().map(|d| *d).unwrap_or(true);
         let rx = (!done).then(|| self.live.subscribe());
-        (history, rx)
+        (history.clone(), rx)
     }
 
-    fn push(&self, v: Value) {
+    /// Keeps and broadcasts event `v`; `last` marks the run ended (under the history's lock,
+    /// so a subscriber sees either the end in the history or a live receiver).
+    fn record(&self, v: Value, last: bool) {
         if let Ok(mut h) = self.history.lock() {
             h.push(v.clone());
-            let _ = self.live.send(v);
-        }
-    }
-
-    fn end(&self, v: Value) {
-        if let Ok(mut h) = self.history.lock() {
-            h.push(v.clone());
-            if let Ok(mut d) = self.done.lock() {
-                *d = true;
+            if last {
+                if let Ok(mut d) = self.done.lock() {
+                    *d = true;
+                }
             }
             let _ = self.live.send(v);
         }
@@ -59,7 +58,7 @@ struct Sink(Arc<Run>);
 impl EventSink for Sink {
     fn event(&self, e: Event) {
         if let Some(v) = event_json(&e) {
-            self.0.push(v);
+            self.0.record(v, false);
         }
     }
 }
@@ -185,7 +184,7 @@ impl Runs {
                     "error": e.to_string(),
                 }),
             };
-            r.end(end);
+            r.record(end, true);
         });
         Ok(run)
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::perf::stop;
 use super::{
     CancelFlag, Context, EngineSpec, Event, Experiment, ExperimentError, ExperimentStart, Resume,
 };
@@ -189,7 +188,7 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
     let result = run.models(&models, &mut record).await;
     let (summaries, failures, written) = (run.summaries, run.failures, run.written);
     if let Err(e) = result {
-        return Err(stop(exp, e, events, false));
+        return Err(exp.stop(e, events, false));
     }
     let status = if failures == 0 { "done" } else { "failed" };
     exp.set_status(status)?;

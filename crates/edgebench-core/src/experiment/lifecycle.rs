@@ -19,6 +19,17 @@ pub enum Resume {
     Id(String),
 }
 
+impl Resume {
+    /// `--resume [ID]` as given: absent, without an id (the latest), or with one.
+    pub fn from_flag(flag: Option<&str>) -> Self {
+        match flag {
+            None => Self::No,
+            Some("") => Self::Latest,
+            Some(id) => Self::Id(id.to_string()),
+        }
+    }
+}
+
 /// What opening an experiment needs.
 #[derive(Debug, Clone)]
 pub struct ExperimentStart {
@@ -300,6 +311,47 @@ impl Experiment {
             let _ = std::fs::remove_dir(&dir);
         }
         Ok(())
+    }
+
+    /// Marks the experiment as it stopped (interrupted or failed) and tells the observers; returns
+    /// the error to report. With `discard_untouched`, a new experiment that failed before anything
+    /// was measured (bad input found while preparing) is removed instead, files and all.
+    pub fn stop(
+        self,
+        e: ExperimentError,
+        events: &dyn super::EventSink,
+        discard_untouched: bool,
+    ) -> ExperimentError {
+        let interrupted = matches!(e, ExperimentError::Interrupted);
+        let id = self.id().to_string();
+        if discard_untouched && !interrupted {
+            match self.untouched() {
+                Ok(true) => {
+                    let r = self.discard();
+                    events.event(super::Event::Finished {
+                        experiment_id: id,
+                        status: "discarded".into(),
+                        checkpoint: String::new(),
+                    });
+                    return match r {
+                        Ok(()) => e,
+                        Err(other) => other,
+                    };
+                }
+                Ok(false) => {}
+                Err(other) => return other,
+            }
+        }
+        let status = if interrupted { "interrupted" } else { "failed" };
+        if let Err(other) = self.set_status(status) {
+            return other;
+        }
+        events.event(super::Event::Finished {
+            experiment_id: id,
+            status: status.into(),
+            checkpoint: self.checkpoint_summary().unwrap_or_default(),
+        });
+        e
     }
 
     /// The results folder.

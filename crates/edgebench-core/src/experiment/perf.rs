@@ -206,7 +206,7 @@ async fn run_with_server(
     let outcome = state.run_models(&models).await;
     match outcome {
         Ok(()) => {}
-        Err(e) => return Err(stop(exp, e, events, true)),
+        Err(e) => return Err(exp.stop(e, events, true)),
     }
     // The summary, from the store (units of earlier invocations included).
     let units = exp.units()?;
@@ -264,47 +264,6 @@ async fn run_with_server(
         written,
         checkpoint,
     })
-}
-
-/// Marks the experiment as it stopped (interrupted or failed) and tells the observers; returns
-/// the error to report. With `discard_untouched`, a new experiment that failed before anything
-/// was measured (bad input found while preparing) is removed instead, files and all.
-pub(super) fn stop(
-    exp: Experiment,
-    e: ExperimentError,
-    events: &dyn super::EventSink,
-    discard_untouched: bool,
-) -> ExperimentError {
-    let interrupted = matches!(e, ExperimentError::Interrupted);
-    let id = exp.id().to_string();
-    if discard_untouched && !interrupted {
-        match exp.untouched() {
-            Ok(true) => {
-                let r = exp.discard();
-                events.event(Event::Finished {
-                    experiment_id: id,
-                    status: "discarded".into(),
-                    checkpoint: String::new(),
-                });
-                return match r {
-                    Ok(()) => e,
-                    Err(other) => other,
-                };
-            }
-            Ok(false) => {}
-            Err(other) => return other,
-        }
-    }
-    let status = if interrupted { "interrupted" } else { "failed" };
-    if let Err(other) = exp.set_status(status) {
-        return other;
-    }
-    events.event(Event::Finished {
-        experiment_id: id,
-        status: status.into(),
-        checkpoint: exp.checkpoint_summary().unwrap_or_default(),
-    });
-    e
 }
 
 /// The state a run carries from model to model.

@@ -340,11 +340,7 @@ impl RunRequest {
             serve,
             results_dir: self.results.clone(),
             no_checkpoint: self.no_checkpoint,
-            resume: match self.resume.as_deref() {
-                None => Resume::No,
-                Some("") => Resume::Latest,
-                Some(id) => Resume::Id(id.to_string()),
-            },
+            resume: Resume::from_flag(self.resume.as_deref()),
             command,
             environment,
         })

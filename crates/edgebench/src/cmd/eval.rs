@@ -10,12 +10,12 @@ use edgebench_core::backend::openai::{self, HttpConfig};
 use edgebench_core::eval::tasks;
 use edgebench_core::eval::TaskOptions;
 use edgebench_core::experiment::eval::{self, EvalModels, EvalPlan};
-use edgebench_core::experiment::{Context as ExperimentContext, EngineSpec};
+use edgebench_core::experiment::{Context as ExperimentContext, EngineSpec, Resume};
 use edgebench_core::repro;
 use edgebench_llama::LlamaLoader;
 
 use super::render::{ctrl_c_token, Terminal};
-use super::run::{base_command, cli_error, environment, resolve_models, resume};
+use super::run::{base_command, cli_error, environment, resolve_models};
 use crate::args::EvalArgs;
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -91,7 +91,7 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
         models,
         options,
         results_dir: a.results.clone(),
-        resume: resume(&a.resume),
+        resume: Resume::from_flag(a.resume.as_deref()),
         command: base_command(),
         environment: environment(),
         settle: a.machine.settle_policy(),

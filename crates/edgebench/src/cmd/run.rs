@@ -9,7 +9,7 @@ use edgebench_core::backend::TokenCounter;
 use edgebench_core::catalog::{self, ModelInfo};
 use edgebench_core::experiment::perf;
 use edgebench_core::experiment::request::RunRequest;
-use edgebench_core::experiment::{Context as ExperimentContext, ExperimentError, Resume};
+use edgebench_core::experiment::{Context as ExperimentContext, ExperimentError};
 use edgebench_core::repro::Environment;
 use edgebench_llama::{open_tokenizer, LlamaLoader};
 
@@ -117,15 +117,6 @@ pub(crate) fn environment() -> Environment {
         Some(env!("EDGEBENCH_GIT_COMMIT")).filter(|c| !c.is_empty()),
         &edgebench_llama::built_backends(),
     )
-}
-
-/// How `--resume [ID]` reads.
-pub(crate) fn resume(r: &Option<String>) -> Resume {
-    match r.as_deref() {
-        None => Resume::No,
-        Some("") => Resume::Latest,
-        Some(id) => Resume::Id(id.to_string()),
-    }
 }
 
 /// An experiment's error for the binary: interrupted exits 130, the rest 2.

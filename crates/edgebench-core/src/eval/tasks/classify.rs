@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{generate_all, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::map_label;
 use crate::eval::data;
@@ -73,74 +73,59 @@ async fn classify(
 ) -> Result<Scored, EvalError> {
     let data_dir = opts.data_dir.as_deref();
     let mut options = BTreeMap::new();
-    let labels;
-    let (method, items_total, items, new_items) = {
-        let (items, lbls, system) = if task == "banking77" {
-            let dir = data::locate("banking77", data_dir).await?;
-            let (items, lbls) = data::banking77(&dir)?;
-            let system = format!(
+    let (items, lbls, system) = if task == "banking77" {
+        let dir = data::locate("banking77", data_dir).await?;
+        let (items, lbls) = data::banking77(&dir)?;
+        let system = format!(
                 "You classify customer messages to a bank by intent. The intent labels are:\n{}\n\nThe user sends one customer message. Reply with the one label from the list that is its intent, written exactly as in the list, and nothing else.",
                 lbls.join("\n")
             );
-            (items, lbls, system)
-        } else {
-            let dir = data::locate("financial_phrasebank", data_dir).await?;
-            options.insert("agreement".into(), opts.agreement.clone());
-            let items = data::financial_phrasebank(&dir, &opts.agreement)?;
-            let lbls = vec!["positive".into(), "negative".into(), "neutral".into()];
-            let system = "Classify the sentiment of a sentence from financial news as positive, negative or neutral. Reply with one word.".to_string();
-            (items, lbls, system)
-        };
-        labels = lbls.clone();
-        let strata: Vec<String> = items.iter().map(|i| i.label.clone()).collect();
-        let picked = data::stratified_sample(&strata, opts.sample_size, opts.seed);
-        let gen: Vec<GenItem> = picked
-            .iter()
-            .map(|&i| GenItem {
-                id: items[i].id.clone(),
-                group: items[i].label.clone(),
-                user: items[i].text.clone(),
-                gold: items[i].label.clone(),
-            })
-            .collect();
-        let gen_opts = GenOptions {
-            max_tokens: if task == "banking77" { 10 } else { 8 },
-            stop: vec!["\n".into()],
-            seed: opts.seed,
-        };
-        let (r, n) = generate_all(
-            backend,
-            &system,
-            gen,
-            &gen_opts,
-            opts,
-            done,
-            sink,
-            |g, text| {
-                let m = map_label(text, &lbls);
-                ItemResult {
-                    id: g.id.clone(),
-                    group: g.group.clone(),
-                    gold: g.gold.clone(),
-                    score: f64::from(u8::from(m.label.as_deref() == Some(g.gold.as_str()))),
-                    predicted: m.label,
-                    answer: cap(text),
-                    extra: [(format!("match_{:?}", m.how).to_lowercase(), 1.0)].into(),
-                    error: None,
-                }
-            },
-        )
-        .await?;
-        ("generate".to_string(), items.len(), r, n)
+        (items, lbls, system)
+    } else {
+        let dir = data::locate("financial_phrasebank", data_dir).await?;
+        options.insert("agreement".into(), opts.agreement.clone());
+        let items = data::financial_phrasebank(&dir, &opts.agreement)?;
+        let lbls = vec!["positive".into(), "negative".into(), "neutral".into()];
+        let system = "Classify the sentiment of a sentence from financial news as positive, negative or neutral. Reply with one word.".to_string();
+        (items, lbls, system)
     };
+    let strata: Vec<String> = items.iter().map(|i| i.label.clone()).collect();
+    let picked = data::stratified_sample(&strata, opts.sample_size, opts.seed);
+    let gen: Vec<GenItem> = picked
+        .iter()
+        .map(|&i| GenItem {
+            id: items[i].id.clone(),
+            group: items[i].label.clone(),
+            user: items[i].text.clone(),
+            gold: items[i].label.clone(),
+        })
+        .collect();
+    let gen_opts = GenOptions {
+        max_tokens: if task == "banking77" { 10 } else { 8 },
+        stop: vec!["\n".into()],
+        seed: opts.seed,
+    };
+    let scored = generate_all(
+        backend,
+        &system,
+        gen,
+        &gen_opts,
+        opts,
+        done,
+        sink,
+        |g, text| {
+            let m = map_label(text, &lbls);
+            ItemResult {
+                extra: [(format!("match_{:?}", m.how).to_lowercase(), 1.0)].into(),
+                ..g.matched(text, m.label)
+            }
+        },
+    )
+    .await?;
     Ok(Scored {
-        method,
-        items_total,
-        items,
-        new_items,
-        labels,
-        sandbox: None,
+        labels: lbls,
         options,
+        ..Scored::generated(items.len(), scored)
     })
 }
 

@@ -4,11 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{generate_all, mean_item_score, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer;
 use crate::eval::data;
-use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
 
@@ -28,155 +27,136 @@ impl Task for Mmlu {
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,
     ) -> Result<Scored, EvalError> {
-        let data_dir = opts.data_dir.as_deref();
-        #[allow(unused_mut)]
         let mut options = BTreeMap::new();
-        let (method, items_total, items, new_items) = {
-            let dir = data::locate("mmlu", data_dir).await?;
-            let test = data::mmlu(&dir, "test")?;
-            let dev = if opts.shots > 0 {
-                data::mmlu(&dir, "dev")?
-            } else {
-                BTreeMap::new()
-            };
-            options.insert("shots".into(), opts.shots.to_string());
-            let all: Vec<&data::Mcq> = test.values().flatten().collect();
-            let picked: Vec<usize> = match opts.per_subject {
-                Some(k) => {
-                    options.insert("per_subject".into(), k.to_string());
-                    let mut v = Vec::new();
-                    let mut offset = 0;
-                    for (i, qs) in test.values().enumerate() {
-                        let strata = vec![String::new(); qs.len()];
-                        v.extend(
-                            data::stratified_sample(&strata, Some(k), opts.seed + i as u64)
-                                .into_iter()
-                                .map(|j| offset + j),
-                        );
-                        offset += qs.len();
-                    }
-                    v
+        let dir = data::locate("mmlu", opts.data_dir.as_deref()).await?;
+        let test = data::mmlu(&dir, "test")?;
+        let dev = if opts.shots > 0 {
+            data::mmlu(&dir, "dev")?
+        } else {
+            BTreeMap::new()
+        };
+        options.insert("shots".into(), opts.shots.to_string());
+        let all: Vec<&data::Mcq> = test.values().flatten().collect();
+        let picked: Vec<usize> = match opts.per_subject {
+            Some(k) => {
+                options.insert("per_subject".into(), k.to_string());
+                let mut v = Vec::new();
+                let mut offset = 0;
+                for (i, qs) in test.values().enumerate() {
+                    let strata = vec![String::new(); qs.len()];
+                    v.extend(
+                        data::stratified_sample(&strata, Some(k), opts.seed + i as u64)
+                            .into_iter()
+                            .map(|j| offset + j),
+                    );
+                    offset += qs.len();
                 }
-                None => {
-                    let strata: Vec<String> = all.iter().map(|q| q.subject.clone()).collect();
-                    data::stratified_sample(&strata, opts.sample_size, opts.seed)
-                }
-            };
-            let total = picked.len();
-            let mut results: Vec<ItemResult> = Vec::with_capacity(total);
-            let mut new_items = 0;
-            let conts: Vec<String> = [" A", " B", " C", " D"].map(String::from).to_vec();
-            let mut method = "loglikelihood".to_string();
-            // Items scored by log-likelihood before the backend stopped giving them, if it did.
-            let mut by_loglik = 0usize;
-            let mut pending_gen: Vec<GenItem> = Vec::new();
-            for &i in &picked {
-                let q = all[i];
-                if let Some(r) = done.get(&q.id) {
-                    results.push(r.clone());
-                    continue;
-                }
-                if (sink.cancelled)() {
-                    return Err(EvalError::Interrupted);
-                }
-                let shots: &[data::Mcq] = dev
-                    .get(&q.subject)
-                    .map_or(&[], |v| &v[..(opts.shots as usize).min(v.len())]);
-                let context = mmlu_prompt(&q.subject, shots, q, false);
-                let gold = char::from(b'A' + q.answer as u8).to_string();
-                if method == "loglikelihood" {
-                    match backend
-                        .loglikelihoods(&context, &conts)
-                        .await
-                        .map_err(|e| EvalError::Backend(e.to_string()))?
-                    {
-                        Some(lps) => {
-                            let best = lps
-                                .iter()
-                                .enumerate()
-                                .max_by(|a, b| a.1.total_cmp(b.1))
-                                .map(|(k, _)| k)
-                                .filter(|k| lps[*k].is_finite());
-                            let pred = best.map(|k| char::from(b'A' + k as u8).to_string());
-                            let r = ItemResult {
-                                id: q.id.clone(),
-                                group: q.subject.clone(),
-                                score: f64::from(u8::from(pred.as_deref() == Some(gold.as_str()))),
-                                gold,
-                                predicted: pred,
-                                answer: lps
-                                    .iter()
-                                    .map(|l| format!("{l:.4}"))
-                                    .collect::<Vec<_>>()
-                                    .join(" "),
-                                extra: BTreeMap::new(),
-                                error: None,
-                            };
-                            (sink.commit)(std::slice::from_ref(&r)).map_err(EvalError::Store)?;
-                            results.push(r);
-                            new_items += 1;
-                            by_loglik += 1;
-                            if new_items % 10 == 0 {
-                                (sink.progress)(results.len(), total);
-                            }
-                            continue;
-                        }
-                        None => method = "generate-letter".into(),
-                    }
-                }
-                pending_gen.push(GenItem {
-                    id: q.id.clone(),
-                    group: q.subject.clone(),
-                    user: context,
-                    gold,
-                });
+                v
             }
-            if !pending_gen.is_empty() {
-                let system = "Answer the multiple choice question with the letter of the correct choice only.";
-                let gen_opts = GenOptions {
-                    max_tokens: 4,
-                    stop: vec!["\n".into()],
-                    seed: opts.seed,
-                };
-                let (r, n) = generate_all(
-                    backend,
-                    system,
-                    pending_gen,
-                    &gen_opts,
-                    opts,
-                    done,
-                    sink,
-                    |g, text| {
-                        let p = answer::choice_letter(text, 4)
-                            .map(|k| char::from(b'A' + k as u8).to_string());
-                        ItemResult {
-                            id: g.id.clone(),
-                            group: g.group.clone(),
-                            gold: g.gold.clone(),
-                            score: f64::from(u8::from(p.as_deref() == Some(g.gold.as_str()))),
-                            predicted: p,
-                            answer: cap(text),
-                            extra: BTreeMap::new(),
-                            error: None,
-                        }
-                    },
-                )
-                .await?;
-                results.extend(r);
-                new_items += n;
+            None => {
+                let strata: Vec<String> = all.iter().map(|q| q.subject.clone()).collect();
+                data::stratified_sample(&strata, opts.sample_size, opts.seed)
             }
-            if method != "loglikelihood" && by_loglik > 0 {
-                // Say so rather than label every item by the method of the last ones.
-                method = format!(
+        };
+        let total = picked.len();
+        let mut results: Vec<ItemResult> = Vec::with_capacity(total);
+        let mut new_items = 0;
+        let conts: Vec<String> = [" A", " B", " C", " D"].map(String::from).to_vec();
+        let mut method = "loglikelihood".to_string();
+        // Items scored by log-likelihood before the backend stopped giving them, if it did.
+        let mut by_loglik = 0usize;
+        let mut pending_gen: Vec<GenItem> = Vec::new();
+        for &i in &picked {
+            let q = all[i];
+            if let Some(r) = done.get(&q.id) {
+                results.push(r.clone());
+                continue;
+            }
+            if (sink.cancelled)() {
+                return Err(EvalError::Interrupted);
+            }
+            let shots: &[data::Mcq] = dev
+                .get(&q.subject)
+                .map_or(&[], |v| &v[..(opts.shots as usize).min(v.len())]);
+            let context = mmlu_prompt(&q.subject, shots, q);
+            let gold = char::from(b'A' + q.answer as u8).to_string();
+            if method == "loglikelihood" {
+                match backend
+                    .loglikelihoods(&context, &conts)
+                    .await
+                    .map_err(|e| EvalError::Backend(e.to_string()))?
+                {
+                    Some(lps) => {
+                        let best = lps
+                            .iter()
+                            .enumerate()
+                            .max_by(|a, b| a.1.total_cmp(b.1))
+                            .map(|(k, _)| k)
+                            .filter(|k| lps[*k].is_finite());
+                        let pred = best.map(|k| char::from(b'A' + k as u8).to_string());
+                        let lps_text: Vec<String> = lps.iter().map(|l| format!("{l:.4}")).collect();
+                        let r = GenItem {
+                            id: q.id.clone(),
+                            group: q.subject.clone(),
+                            user: String::new(),
+                            gold,
+                        }
+                        .matched(&lps_text.join(" "), pred);
+                        (sink.commit)(std::slice::from_ref(&r)).map_err(EvalError::Store)?;
+                        results.push(r);
+                        new_items += 1;
+                        by_loglik += 1;
+                        if new_items % 10 == 0 {
+                            (sink.progress)(results.len(), total);
+                        }
+                        continue;
+                    }
+                    None => method = "generate-letter".into(),
+                }
+            }
+            pending_gen.push(GenItem {
+                id: q.id.clone(),
+                group: q.subject.clone(),
+                user: context,
+                gold,
+            });
+        }
+        if !pending_gen.is_empty() {
+            let system =
+                "Answer the multiple choice question with the letter of the correct choice only.";
+            let gen_opts = GenOptions {
+                max_tokens: 4,
+                stop: vec!["\n".into()],
+                seed: opts.seed,
+            };
+            let (r, n) = generate_all(
+                backend,
+                system,
+                pending_gen,
+                &gen_opts,
+                opts,
+                done,
+                sink,
+                |g, text| {
+                    let p = answer::choice_letter(text, 4)
+                        .map(|k| char::from(b'A' + k as u8).to_string());
+                    g.matched(text, p)
+                },
+            )
+            .await?;
+            results.extend(r);
+            new_items += n;
+        }
+        if method != "loglikelihood" && by_loglik > 0 {
+            // Say so rather than label every item by the method of the last ones.
+            method = format!(
                 "mixed: {by_loglik} by loglikelihood, then generate-letter (the backend stopped giving log-likelihoods)"
             );
-            }
-            (method, all.len(), results, new_items)
-        };
+        }
         Ok(Scored {
             method,
-            items_total,
-            items,
+            items_total: all.len(),
+            items: results,
             new_items,
             labels: Vec::new(),
             sandbox: None,
@@ -190,15 +170,11 @@ impl Task for Mmlu {
         _labels: &[String],
         seed: u64,
     ) -> (BTreeMap<String, Score>, Vec<Confusion>) {
-        let v: Vec<f64> = items.iter().map(|i| i.score).collect();
-        (
-            [("accuracy".to_string(), score::mean_score(&v, seed))].into(),
-            Vec::new(),
-        )
+        mean_item_score("accuracy", items, seed)
     }
 }
 
-fn mmlu_prompt(subject: &str, shots: &[data::Mcq], q: &data::Mcq, with_answer: bool) -> String {
+fn mmlu_prompt(subject: &str, shots: &[data::Mcq], q: &data::Mcq) -> String {
     let fmt = |m: &data::Mcq| {
         let mut s = format!("{}\n", m.question.trim());
         for (k, c) in m.choices.iter().enumerate() {
@@ -216,7 +192,6 @@ fn mmlu_prompt(subject: &str, shots: &[data::Mcq], q: &data::Mcq, with_answer: b
         p.push_str(&format!(" {}\n\n", char::from(b'A' + s.answer as u8)));
     }
     p.push_str(&fmt(q));
-    let _ = with_answer;
     p
 }
 
@@ -325,7 +300,7 @@ mod tests {
             choices: vec!["a".into(), "b".into(), "c".into(), "d".into()],
             answer: 2,
         };
-        let p = mmlu_prompt(&q.subject, std::slice::from_ref(&q), &q, false);
+        let p = mmlu_prompt(&q.subject, std::slice::from_ref(&q), &q);
         assert_eq!(
             p,
             "The following are multiple choice questions (with answers) about high school physics.\n\nWhat?\nA. a\nB. b\nC. c\nD. d\nAnswer: C\n\nWhat?\nA. a\nB. b\nC. c\nD. d\nAnswer:"

@@ -178,6 +178,66 @@ pub(crate) struct GenItem {
     pub gold: String,
 }
 
+impl GenItem {
+    /// The item scored from its answer `text`: the mapped prediction and its score, no extra
+    /// figures, no error.
+    pub(crate) fn scored(&self, text: &str, predicted: Option<String>, score: f64) -> ItemResult {
+        ItemResult {
+            id: self.id.clone(),
+            group: self.group.clone(),
+            gold: self.gold.clone(),
+            predicted,
+            score,
+            answer: cap(text),
+            extra: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    /// The item scored by exact match of `predicted` with its gold answer.
+    pub(crate) fn matched(&self, text: &str, predicted: Option<String>) -> ItemResult {
+        let score = f64::from(u8::from(predicted.as_deref() == Some(self.gold.as_str())));
+        self.scored(text, predicted, score)
+    }
+}
+
+impl Scored {
+    /// A task scored by generation: its items and how many were new, out of `items_total`.
+    pub(crate) fn generated(
+        items_total: usize,
+        (items, new_items): (Vec<ItemResult>, usize),
+    ) -> Self {
+        Self {
+            method: "generate".into(),
+            items_total,
+            items,
+            new_items,
+            labels: Vec::new(),
+            sandbox: None,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// A seeded sample of `n` items (all of them without `--sample-size`), not stratified.
+pub(crate) fn sample(n: usize, opts: &TaskOptions) -> Vec<usize> {
+    let strata = vec![String::new(); n];
+    crate::eval::data::stratified_sample(&strata, opts.sample_size, opts.seed)
+}
+
+/// The one score of a task whose items score in [0, 1]: `name`, their mean with its CI.
+pub(crate) fn mean_item_score(
+    name: &str,
+    items: &[ItemResult],
+    seed: u64,
+) -> (BTreeMap<String, Score>, Vec<Confusion>) {
+    let v: Vec<f64> = items.iter().map(|i| i.score).collect();
+    (
+        [(name.to_string(), score::mean_score(&v, seed))].into(),
+        Vec::new(),
+    )
+}
+
 /// Where results go and progress is told.
 pub struct Sink<'a> {
     /// Commits scored items (to the store).

@@ -7,7 +7,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{cap, generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{generate_all, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::{self, map_label};
 use crate::eval::data;
@@ -31,109 +31,93 @@ impl Task for Realistic {
         done: &HashMap<String, ItemResult>,
         sink: &mut Sink<'_>,
     ) -> Result<Scored, EvalError> {
-        let (method, items_total, items, new_items) = {
-            let cases = match &opts.realistic_file {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p).map_err(|e| EvalError::TaskFile {
-                        path: p.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
-                    load_cases(&text, &p.display().to_string())?
-                }
-                None => load_cases(REALISTIC_TOML, "<built-in realistic cases>")?,
-            };
-            let by_id: HashMap<String, Case> =
-                cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
-            let strata: Vec<String> = cases.iter().map(|c| c.kind.clone()).collect();
-            let picked = data::stratified_sample(&strata, opts.sample_size, opts.seed);
-            let gen: Vec<GenItem> = picked
-                .iter()
-                .map(|&i| GenItem {
-                    id: cases[i].id.clone(),
-                    group: cases[i].kind.clone(),
-                    user: format!(
-                        "{}\n\n{}",
-                        cases[i].instruction.trim(),
-                        cases[i].input.trim()
-                    ),
-                    gold: String::new(),
-                })
-                .collect();
-            let system = "You are a careful assistant for the staff of a retail bank.";
-            let gen_opts = GenOptions {
-                max_tokens: 200,
-                stop: Vec::new(),
-                seed: opts.seed,
-            };
-            let sentiment = [
-                "positive".to_string(),
-                "negative".to_string(),
-                "neutral".to_string(),
-            ];
-            let (r, n) = generate_all(
-                backend,
-                system,
-                gen,
-                &gen_opts,
-                opts,
-                done,
-                sink,
-                |g, text| {
-                    let c = &by_id[&g.id];
-                    let mut extra = BTreeMap::new();
-                    let (gold, predicted, score) = match c.kind.as_str() {
-                        "sentiment" => {
-                            let m = map_label(text, &sentiment);
-                            let gold = c.label.clone().unwrap_or_default();
-                            let s = f64::from(u8::from(m.label.as_deref() == Some(gold.as_str())));
-                            (gold, m.label, s)
-                        }
-                        "extraction" => {
-                            let (acc, valid) = field_accuracy(text, &c.fields);
-                            extra.insert("json_valid".into(), f64::from(u8::from(valid)));
-                            (format!("{} fields", c.fields.len()), None, acc)
-                        }
-                        "summary" => {
-                            let words = text.split_whitespace().count();
-                            let ok = c.max_words.is_some_and(|m| words <= m);
-                            extra.insert("length_ok".into(), f64::from(u8::from(ok)));
-                            extra.insert("words".into(), words as f64);
-                            (
-                                c.key_facts.join("; "),
-                                None,
-                                fact_coverage(text, &c.key_facts),
-                            )
-                        }
-                        _ => (
+        let cases = match &opts.realistic_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| EvalError::TaskFile {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                load_cases(&text, &p.display().to_string())?
+            }
+            None => load_cases(REALISTIC_TOML, "<built-in realistic cases>")?,
+        };
+        let by_id: HashMap<String, Case> =
+            cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        let strata: Vec<String> = cases.iter().map(|c| c.kind.clone()).collect();
+        let picked = data::stratified_sample(&strata, opts.sample_size, opts.seed);
+        let gen: Vec<GenItem> = picked
+            .iter()
+            .map(|&i| GenItem {
+                id: cases[i].id.clone(),
+                group: cases[i].kind.clone(),
+                user: format!(
+                    "{}\n\n{}",
+                    cases[i].instruction.trim(),
+                    cases[i].input.trim()
+                ),
+                gold: String::new(),
+            })
+            .collect();
+        let system = "You are a careful assistant for the staff of a retail bank.";
+        let gen_opts = GenOptions {
+            max_tokens: 200,
+            stop: Vec::new(),
+            seed: opts.seed,
+        };
+        let sentiment = [
+            "positive".to_string(),
+            "negative".to_string(),
+            "neutral".to_string(),
+        ];
+        let scored = generate_all(
+            backend,
+            system,
+            gen,
+            &gen_opts,
+            opts,
+            done,
+            sink,
+            |g, text| {
+                let c = &by_id[&g.id];
+                let mut extra = BTreeMap::new();
+                let (gold, predicted, score) = match c.kind.as_str() {
+                    "sentiment" => {
+                        let m = map_label(text, &sentiment);
+                        let gold = c.label.clone().unwrap_or_default();
+                        let s = f64::from(u8::from(m.label.as_deref() == Some(gold.as_str())));
+                        (gold, m.label, s)
+                    }
+                    "extraction" => {
+                        let (acc, valid) = field_accuracy(text, &c.fields);
+                        extra.insert("json_valid".into(), f64::from(u8::from(valid)));
+                        (format!("{} fields", c.fields.len()), None, acc)
+                    }
+                    "summary" => {
+                        let words = text.split_whitespace().count();
+                        let ok = c.max_words.is_some_and(|m| words <= m);
+                        extra.insert("length_ok".into(), f64::from(u8::from(ok)));
+                        extra.insert("words".into(), words as f64);
+                        (
                             c.key_facts.join("; "),
                             None,
                             fact_coverage(text, &c.key_facts),
-                        ),
-                    };
-                    ItemResult {
-                        id: g.id.clone(),
-                        group: c.kind.clone(),
-                        gold,
-                        predicted,
-                        score,
-                        answer: cap(text),
-                        extra,
-                        error: None,
+                        )
                     }
-                },
-            )
-            .await?;
-            ("generate".to_string(), cases.len(), r, n)
-        };
-        Ok(Scored {
-            method,
-            items_total,
-            items,
-            new_items,
-            labels: Vec::new(),
-            sandbox: None,
-            options: BTreeMap::new(),
-        })
+                    _ => (
+                        c.key_facts.join("; "),
+                        None,
+                        fact_coverage(text, &c.key_facts),
+                    ),
+                };
+                ItemResult {
+                    gold,
+                    extra,
+                    ..g.scored(text, predicted, score)
+                }
+            },
+        )
+        .await?;
+        Ok(Scored::generated(cases.len(), scored))
     }
 
     fn scores(
