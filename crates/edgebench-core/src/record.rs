@@ -154,8 +154,25 @@ pub struct RequestRecord {
     pub error: Option<RequestError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_timings: Option<EngineTimings>,
-    /// The generated answer text.
+    /// The generated answer text (at most [`MAX_KEPT_TEXT_BYTES`] of it; see [`bounded_text`]).
     pub output_text: String,
+}
+
+/// The most answer text a record keeps: far beyond any answer a benchmark asks for, small enough
+/// that a runaway response cannot fill the results files and the store.
+pub const MAX_KEPT_TEXT_BYTES: usize = 256 << 10;
+
+/// The text cut to at most [`MAX_KEPT_TEXT_BYTES`] (on a character boundary).
+pub fn bounded_text(mut text: String) -> String {
+    if text.len() > MAX_KEPT_TEXT_BYTES {
+        let cut = (0..=MAX_KEPT_TEXT_BYTES)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.shrink_to_fit();
+    }
+    text
 }
 
 impl RequestRecord {

@@ -3,6 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+use edgebench_core::backend::openai::{DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "edgebench",
@@ -162,6 +164,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 600.0, value_parser = parse_seconds)]
     pub timeout: f64,
 
+    /// Bytes one event of a response stream may hold before the request fails (kind `protocol`).
+    #[arg(long, default_value_t = DEFAULT_MAX_EVENT_BYTES, value_parser = parse_byte_limit, value_name = "BYTES")]
+    pub max_event_bytes: usize,
+
+    /// Bytes one response may hold before the request fails (kind `protocol`).
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = parse_byte_limit, value_name = "BYTES")]
+    pub max_response_bytes: usize,
+
     /// Measured requests in flight at once (closed loop).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "rate")]
     pub concurrency: u32,
@@ -303,6 +313,29 @@ fn parse_positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A byte count, plain or with a binary suffix (`64M`, `1G`, `512k`).
+fn parse_byte_limit(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: usize = match c.to_ascii_lowercase() {
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                _ => return Err(format!("{s:?}: the suffix must be k, M or G")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    match num.parse::<usize>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of bytes (64M, 1G, 1048576)"
+        )),
+    }
+}
+
 fn parse_percent(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
@@ -358,6 +391,10 @@ pub struct EvalArgs {
     /// Seconds from the send to the end of an answer before the item fails.
     #[arg(long, default_value_t = 600.0, value_parser = parse_seconds)]
     pub timeout: f64,
+
+    /// Bytes one answer may hold before the item fails.
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = parse_byte_limit, value_name = "BYTES")]
+    pub max_response_bytes: usize,
     /// Sequences decoded together by the embedded engine (fewer when the model's context cannot
     /// hold them all).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]

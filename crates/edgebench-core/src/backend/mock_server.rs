@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Step {
     /// Write these bytes as one chunk and flush.
     Bytes(Vec<u8>),
+    /// Write these bytes `n` times, one chunk each (a large body the server never holds whole).
+    Repeat(Vec<u8>, usize),
     /// Wait.
     Sleep(Duration),
     /// Cut the connection here (no end of body).
@@ -255,6 +257,15 @@ async fn serve(
                         }
                     }
                     seq += 1;
+                }
+                Step::Repeat(b, n) => {
+                    let mut chunk = format!("{:x}\r\n", b.len()).into_bytes();
+                    chunk.extend_from_slice(&b);
+                    chunk.extend_from_slice(b"\r\n");
+                    for _ in 0..n {
+                        sock.write_all(&chunk).await?;
+                    }
+                    sock.flush().await?;
                 }
                 Step::Sleep(d) => tokio::time::sleep(d).await,
                 Step::Cut => return Ok(()),

@@ -1,5 +1,7 @@
 //! An incremental Server-Sent Events parser: raw bytes in as they arrive, complete events out.
-//! Works on bytes, so an event or a UTF-8 character split across reads is reassembled whole.
+//! Works on bytes, so an event or a UTF-8 character split across reads is reassembled whole; an
+//! event may not grow past a size limit (a hostile or broken server cannot make it buffer without
+//! end).
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,16 +21,35 @@ pub struct SseParser {
     event: Option<String>,
     /// The previous read ended with `\r`: a `\n` starting the next read belongs to it.
     pending_cr: bool,
+    /// The most bytes one event (its data and the line being read) may hold.
+    max_event_bytes: usize,
+}
+
+/// An event grew past the parser's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    /// Bytes the event held when it passed the limit.
+    pub bytes: usize,
+    pub limit: usize,
 }
 
 impl SseParser {
-    /// A parser with nothing buffered.
+    /// A parser with nothing buffered and no size limit.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limit(usize::MAX)
     }
 
-    /// Feeds bytes; appends every event they complete to `out`.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) {
+    /// A parser whose events may hold at most `max_event_bytes`.
+    pub fn with_limit(max_event_bytes: usize) -> Self {
+        Self {
+            max_event_bytes,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds bytes; appends every event they complete to `out`. Fails, with the events completed
+    /// before it still in `out`, when an event passes the limit (the parser is then spent).
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Oversized> {
         if self.pending_cr {
             self.pending_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -36,6 +57,7 @@ impl SseParser {
             }
         }
         while let Some(i) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            self.check(i)?;
             self.line.extend_from_slice(&bytes[..i]);
             let cr = bytes[i] == b'\r';
             bytes = &bytes[i + 1..];
@@ -52,7 +74,22 @@ impl SseParser {
             line.clear();
             self.line = line;
         }
+        self.check(bytes.len())?;
         self.line.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Fails when `more` bytes would take the event past the limit (checked before they are
+    /// copied, so the buffers never hold more than the limit).
+    fn check(&self, more: usize) -> Result<(), Oversized> {
+        let bytes = self.line.len() + self.data.len() + more;
+        if bytes > self.max_event_bytes {
+            return Err(Oversized {
+                bytes,
+                limit: self.max_event_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// The stream ended: a last event not followed by a blank line is dispatched too (servers
@@ -116,7 +153,7 @@ mod tests {
         let mut out = Vec::new();
         let mut start = 0;
         for &c in cuts.iter().chain(std::iter::once(&input.len())) {
-            p.push(&input[start..c], &mut out);
+            p.push(&input[start..c], &mut out).unwrap();
             start = c;
         }
         p.finish(&mut out);
@@ -160,6 +197,28 @@ mod tests {
         assert_eq!(v[0].event.as_deref(), Some("error"));
         assert_eq!(v[0].data, "x");
         assert_eq!(v[1].data, "", "a bare `data` field is an empty data line");
+    }
+
+    #[test]
+    fn an_event_past_the_limit_fails_whatever_the_reads() {
+        let input = b"data: ok\n\ndata: 0123456789\ndata: 0123456789\n\n";
+        for cut in 0..input.len() {
+            let mut p = SseParser::with_limit(16);
+            let mut out = Vec::new();
+            let r = p
+                .push(&input[..cut], &mut out)
+                .and_then(|()| p.push(&input[cut..], &mut out));
+            let e = r.expect_err("the second event holds 22 bytes");
+            assert!(e.bytes > 16 && e.bytes <= 16 + input.len(), "{e:?}");
+            assert_eq!(data(&out), ["ok"], "cut {cut}");
+        }
+        // A line that never ends is caught as it grows, not when it ends.
+        let mut p = SseParser::with_limit(1000);
+        let mut out = Vec::new();
+        let chunk = [b'a'; 300];
+        assert!(p.push(b"data: ", &mut out).is_ok());
+        let fails = (0..10).position(|_| p.push(&chunk, &mut out).is_err());
+        assert_eq!(fails, Some(3));
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct RunRequest {
     pub connect_timeout_s: f64,
     pub first_token_timeout_s: f64,
     pub timeout_s: f64,
+    /// The most bytes one stream event, and one response, may hold.
+    pub max_event_bytes: usize,
+    pub max_response_bytes: usize,
     pub concurrency: u32,
     /// `concurrency=1,2,4`.
     pub sweep: Option<String>,
@@ -84,6 +87,8 @@ impl Default for RunRequest {
             connect_timeout_s: 10.0,
             first_token_timeout_s: 120.0,
             timeout_s: 600.0,
+            max_event_bytes: openai::DEFAULT_MAX_EVENT_BYTES,
+            max_response_bytes: openai::DEFAULT_MAX_RESPONSE_BYTES,
             concurrency: 1,
             sweep: None,
             rate: None,
@@ -160,6 +165,12 @@ impl RunRequest {
                 "connect_timeout_s",
                 "must be a positive number of seconds",
             ));
+        }
+        if self.max_event_bytes == 0 {
+            return Err(bad("max_event_bytes", "must be at least 1"));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(bad("max_response_bytes", "must be at least 1"));
         }
         if self.duration_s.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
             return Err(bad("duration_s", "must be a positive number of seconds"));
@@ -246,6 +257,8 @@ impl RunRequest {
         cfg.first_token_timeout = Duration::from_secs_f64(self.first_token_timeout_s);
         cfg.total_timeout = Duration::from_secs_f64(self.timeout_s);
         cfg.send_ignore_eos = !self.no_ignore_eos;
+        cfg.max_event_bytes = self.max_event_bytes;
+        cfg.max_response_bytes = self.max_response_bytes;
         cfg.context_tokens = self.ctx_size;
         cfg.server_pid = self.server_pid;
         cfg.tokenizer = tokenizer;

@@ -65,6 +65,7 @@ async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
             template.api_key = a.api_key.clone();
             template.connect_timeout = Duration::from_secs_f64(a.connect_timeout);
             template.total_timeout = Duration::from_secs_f64(a.timeout);
+            template.max_response_bytes = a.max_response_bytes;
             EvalModels::Endpoint {
                 template: Box::new(template),
                 id: a.model.clone(),

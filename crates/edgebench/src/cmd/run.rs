@@ -36,6 +36,8 @@ fn request(a: &RunArgs) -> RunRequest {
         connect_timeout_s: a.connect_timeout,
         first_token_timeout_s: a.first_token_timeout,
         timeout_s: a.timeout,
+        max_event_bytes: a.max_event_bytes,
+        max_response_bytes: a.max_response_bytes,
         concurrency: a.concurrency,
         sweep: a.sweep.clone(),
         rate: a.rate,

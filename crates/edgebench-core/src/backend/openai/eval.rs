@@ -17,13 +17,31 @@ impl OpenAiTarget {
             .json(&body);
         let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("{path}: {e}"))?;
+        let text = read_capped(resp, self.cfg.max_response_bytes)
+            .await
+            .map_err(|e| format!("{path}: {e}"))?;
         if !status.is_success() {
             let snippet: String = text.chars().take(200).collect();
             return Err(format!("{path}: HTTP {status}: {snippet}"));
         }
         serde_json::from_str(&text).map_err(|e| format!("{path}: bad JSON: {e}"))
     }
+}
+
+/// A response body read to the end, failing as soon as it passes `limit` bytes (so a runaway
+/// answer is never held whole).
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<String, String> {
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!(
+                "the response passed {} bytes (limit {limit}; --max-response-bytes raises it)",
+                body.len() + chunk.len()
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The answer text of a chat completion (reasoning is not the answer).

@@ -91,7 +91,16 @@ pub struct HttpConfig {
     pub tokenizer: Option<std::sync::Arc<dyn super::TokenCounter>>,
     /// Eval requests in flight at once (`eval --concurrency`).
     pub eval_concurrency: usize,
+    /// The most bytes one event of a stream may hold before the request fails as `protocol`.
+    pub max_event_bytes: usize,
+    /// The most bytes one response may hold before the request fails as `protocol`.
+    pub max_response_bytes: usize,
 }
+
+/// The default cap on one stream event: no real server's chunk comes near it.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+/// The default cap on one response.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 impl HttpConfig {
     /// Defaults for a base URL and model id.
@@ -109,6 +118,8 @@ impl HttpConfig {
             server_pid: None,
             tokenizer: None,
             eval_concurrency: 4,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

@@ -86,22 +86,12 @@ pub(super) async fn stream_request(
         let retry = retry_after.map_or_else(String::new, |r| format!(" (Retry-After: {r})"));
         return fail(record, kind, format!("HTTP {status}{retry}: {short}"));
     }
-    // A server that ignores `stream: true` answers with one JSON document.
-    let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/json") {
-        return fail(
-            record,
-            ErrorKind::Protocol,
-            format!("the server answered with {content_type}, not an event stream: it does not stream this request"),
-        );
+    if let Some(why) = not_an_event_stream(resp.headers()) {
+        return fail(record, ErrorKind::Protocol, why);
     }
     let mut stream = resp.bytes_stream();
-    let mut parser = SseParser::new();
+    let mut parser = SseParser::with_limit(cfg.max_event_bytes);
+    let mut received: usize = 0;
     let mut events = Vec::new();
     let mut st = StreamState::default();
     // One timer for the whole stream, moved from the first-token deadline to the total one
@@ -147,9 +137,27 @@ pub(super) async fn stream_request(
                 let t = clock.now_ns();
                 record.t_first_byte_ns.get_or_insert(t);
                 let had_text = !st.chunks.is_empty();
-                parser.push(&bytes, &mut events);
+                received = received.saturating_add(bytes.len());
+                let pushed = parser.push(&bytes, &mut events);
                 for e in events.drain(..) {
                     st.event(&e, t, cfg.api);
+                }
+                if let Err(o) = pushed {
+                    st.error.get_or_insert(RequestError {
+                        kind: ErrorKind::Protocol,
+                        message: format!(
+                            "an event of the stream passed {} bytes (limit {}; --max-event-bytes raises it)",
+                            o.bytes, o.limit
+                        ),
+                    });
+                } else if received > cfg.max_response_bytes {
+                    st.error.get_or_insert(RequestError {
+                        kind: ErrorKind::Protocol,
+                        message: format!(
+                            "the response passed {received} bytes (limit {}; --max-response-bytes raises it)",
+                            cfg.max_response_bytes
+                        ),
+                    });
                 }
                 if st.done || st.error.is_some() {
                     break;
@@ -183,7 +191,7 @@ pub(super) async fn stream_request(
         },
     }
     record.chunks = st.chunks;
-    record.output_text = st.text;
+    record.output_text = crate::record::bounded_text(st.text);
     record.engine_timings = st.timings;
     record.finish_reason = match st.finish.as_deref() {
         Some("length") => FinishReason::Length,
@@ -208,4 +216,36 @@ pub(super) async fn stream_request(
         });
     }
     (record, st.model)
+}
+
+/// Why a successful response cannot be read as an event stream, if it cannot: a JSON document
+/// (the server ignored `stream: true`), another content type (an HTML page from a proxy, say), or
+/// a compressed body (edgebench asks for none; compression holds tokens back until a block fills,
+/// so the timings would not be the server's).
+pub(super) fn not_an_event_stream(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(enc) = header(reqwest::header::CONTENT_ENCODING).filter(|e| e != "identity") {
+        return Some(format!(
+            "the server compressed the event stream (Content-Encoding: {enc}) though none was asked for: compressed tokens arrive when a block fills, so their timings would not be the server's"
+        ));
+    }
+    // No content type at all is tolerated: the parser then decides.
+    let ct = header(reqwest::header::CONTENT_TYPE)?;
+    if ct.starts_with("text/event-stream") {
+        return None;
+    }
+    if ct.starts_with("application/json") {
+        return Some(format!(
+            "the server answered with {ct}, not an event stream: it does not stream this request"
+        ));
+    }
+    Some(format!(
+        "the server answered 200 with {ct}, not an event stream (text/event-stream)"
+    ))
 }

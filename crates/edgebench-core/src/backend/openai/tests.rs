@@ -481,3 +481,165 @@ async fn probes_server_versions_and_lm_studio_model_facts() {
         Some("4bit")
     );
 }
+
+/// A 200 response with these headers and body steps.
+async fn run_with(
+    headers: &[(&str, &str)],
+    steps: Vec<Step>,
+    cfg: impl FnOnce(&mut HttpConfig),
+) -> RequestRecord {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    let server = MockServer::start(move |_| Response {
+        status: 200,
+        headers: headers.clone(),
+        steps: steps.clone(),
+        tag: None,
+    })
+    .await
+    .unwrap();
+    let mut c = HttpConfig::new(server.base_url(), "m");
+    cfg(&mut c);
+    let t = OpenAiTarget::new(c).unwrap();
+    t.generate(req(false), &Clock::new()).await
+}
+
+fn kind_and_message(r: &RequestRecord) -> (ErrorKind, String) {
+    let e = r.error.as_ref().expect("the request failed");
+    (e.kind, e.message.clone())
+}
+
+#[tokio::test]
+async fn a_200_that_is_not_an_event_stream_is_a_protocol_error() {
+    let page = vec![Step::Bytes(
+        b"<html><body>proxy login</body></html>".to_vec(),
+    )];
+    let r = run_with(
+        &[("Content-Type", "text/html; charset=utf-8")],
+        page,
+        |_| {},
+    )
+    .await;
+    let (kind, msg) = kind_and_message(&r);
+    assert_eq!(kind, ErrorKind::Protocol, "{msg}");
+    assert!(msg.contains("text/html"), "{msg}");
+    // Compressed streams: named as such, not a lost connection.
+    let gz = vec![Step::Bytes(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])];
+    let r = run_with(
+        &[
+            ("Content-Type", "text/event-stream"),
+            ("Content-Encoding", "gzip"),
+        ],
+        gz,
+        |_| {},
+    )
+    .await;
+    let (kind, msg) = kind_and_message(&r);
+    assert_eq!(kind, ErrorKind::Protocol, "{msg}");
+    assert!(msg.contains("Content-Encoding: gzip"), "{msg}");
+    // No content type at all: the body decides (here a good stream).
+    let ok = vec![Step::content("hi"), finish("stop"), Step::done()];
+    let r = run_with(&[], ok, |_| {}).await;
+    assert!(r.ok(), "{:?}", r.error);
+}
+
+#[tokio::test]
+async fn an_error_event_keeps_the_servers_message() {
+    for (body, want) in [
+        (r#"{"message":"model crashed"}"#, "model crashed"),
+        (
+            r#"{"error":{"message":"out of memory","type":"server_error"}}"#,
+            "out of memory",
+        ),
+        ("plain words", "plain words"),
+    ] {
+        let steps = vec![
+            Step::content("par"),
+            Step::Bytes(format!("event: error\ndata: {body}\n\n").into_bytes()),
+            Step::content("ignored after the error"),
+        ];
+        let r = run_with(&[("Content-Type", "text/event-stream")], steps, |_| {}).await;
+        let (kind, msg) = kind_and_message(&r);
+        assert_eq!(kind, ErrorKind::Http, "{msg}");
+        assert!(msg.contains(want), "{msg}");
+        assert_eq!(
+            r.chunks.len(),
+            1,
+            "what came before the error is kept, nothing after"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_chunk_counts_the_same_whatever_the_read_boundaries() {
+    let nested = format!("data: {}{}\n\n", "[".repeat(5000), "]".repeat(5000));
+    let good: Vec<u8> = (0..8)
+        .flat_map(|i| {
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"delta": {"content": format!("t{i}")}}]})
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut all = good.clone();
+    all.extend_from_slice(nested.as_bytes());
+    all.extend_from_slice(&good);
+    all.extend_from_slice(b"data: [DONE]\n\n");
+    let mut counts = std::collections::BTreeSet::new();
+    // One write, and the same bytes in reads of 1, 7 and 300 bytes.
+    for size in [all.len(), 1, 7, 300] {
+        let steps: Vec<Step> = all.chunks(size).map(|c| Step::Bytes(c.to_vec())).collect();
+        let r = run_with(&[("Content-Type", "text/event-stream")], steps, |_| {}).await;
+        let (kind, _) = kind_and_message(&r);
+        assert_eq!(kind, ErrorKind::Protocol);
+        counts.insert((r.chunks.len(), r.output_tokens));
+    }
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(8, 8)]);
+}
+
+#[tokio::test]
+async fn oversized_events_and_responses_fail_as_protocol_with_the_size() {
+    // One event that never ends: 8 MiB of one line, against the default 1 MiB cap.
+    let steps = vec![
+        Step::content("a"),
+        Step::Bytes(b"data: {\"choices\":[{\"delta\":{\"content\":\"".to_vec()),
+        Step::Repeat(vec![b'x'; 64 << 10], 128),
+    ];
+    let r = run_with(&[("Content-Type", "text/event-stream")], steps, |_| {}).await;
+    let (kind, msg) = kind_and_message(&r);
+    assert_eq!(kind, ErrorKind::Protocol, "{msg}");
+    assert!(
+        msg.contains("limit 1048576") && msg.contains("--max-event-bytes"),
+        "{msg}"
+    );
+    assert_eq!(r.output_text, "a");
+    // Many small events past a response cap.
+    let event = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"delta": {"content": "y"}}]})
+    );
+    let steps = vec![Step::Repeat(event.clone().into_bytes(), 2000)];
+    let r = run_with(&[("Content-Type", "text/event-stream")], steps, |c| {
+        c.max_response_bytes = 10_000;
+    })
+    .await;
+    let (kind, msg) = kind_and_message(&r);
+    assert_eq!(kind, ErrorKind::Protocol, "{msg}");
+    assert!(
+        msg.contains("limit 10000") && msg.contains("--max-response-bytes"),
+        "{msg}"
+    );
+    assert!(r.output_text.len() < 10_000 / event.len() + 1000);
+}
+
+#[test]
+fn kept_text_is_bounded_on_a_character_boundary() {
+    let long = "\u{e9}".repeat(crate::record::MAX_KEPT_TEXT_BYTES);
+    let kept = crate::record::bounded_text(long);
+    assert!(kept.len() <= crate::record::MAX_KEPT_TEXT_BYTES);
+    assert!(kept.len() > crate::record::MAX_KEPT_TEXT_BYTES - 2);
+    assert_eq!(crate::record::bounded_text("short".into()), "short");
+}

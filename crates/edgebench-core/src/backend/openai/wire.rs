@@ -97,6 +97,32 @@ impl WireChunk<'static> {
     }
 }
 
+/// The message of an `event: error`: its JSON's `message` (or `error.message`, or `error` as
+/// text), else the data itself, shortened.
+pub(super) fn error_message(data: &str) -> String {
+    let v: Option<Value> = serde_json::from_str(data).ok();
+    let msg = v.as_ref().and_then(|v| {
+        str_field(v, "message")
+            .or_else(|| v.get("error").and_then(|e| str_field(e, "message")))
+            .or_else(|| str_field(v, "error"))
+            .map(str::to_string)
+    });
+    match msg {
+        Some(m) => short(&m),
+        None if data.is_empty() => "(no message)".into(),
+        None => short(data),
+    }
+}
+
+/// At most 300 characters of a server's message.
+fn short(s: &str) -> String {
+    let mut out: String = s.chars().take(300).collect();
+    if out.len() < s.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Text that is there and not empty.
 pub(super) fn some_text<'a>(x: &'a Option<Text<'_>>) -> Option<&'a str> {
     x.as_ref().map(|t| t.0.as_ref()).filter(|s| !s.is_empty())
@@ -104,8 +130,20 @@ pub(super) fn some_text<'a>(x: &'a Option<Text<'_>>) -> Option<&'a str> {
 
 impl StreamState {
     /// Applies one SSE event that arrived at `t_ns`.
+    /// Once the stream has failed, later events are ignored, so what a stream counts does not
+    /// depend on how its bytes were split into reads.
     pub(super) fn event(&mut self, e: &SseEvent, t_ns: u64, api: Api) {
+        if self.error.is_some() {
+            return;
+        }
         let data = e.data.trim();
+        if e.event.as_deref() == Some("error") {
+            self.error = Some(RequestError {
+                kind: ErrorKind::Http,
+                message: format!("server error in the stream: {}", error_message(data)),
+            });
+            return;
+        }
         if data == "[DONE]" {
             self.done = true;
             return;
@@ -138,7 +176,7 @@ impl StreamState {
             let msg = err
                 .get("message")
                 .and_then(Value::as_str)
-                .map_or_else(|| err.to_string(), str::to_string);
+                .map_or_else(|| short(&err.to_string()), str::to_string);
             self.error.get_or_insert(RequestError {
                 kind: ErrorKind::Http,
                 message: format!("server error in the stream: {msg}"),
