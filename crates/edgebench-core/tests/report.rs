@@ -390,11 +390,13 @@ fn evals() -> Vec<EvalSummary> {
     coding.items = 20;
     coding.items_total = 164;
     coding.sandbox = Some(SandboxReport {
-        isolation: "netns".into(),
+        isolation: "namespaces".into(),
+        memory_cap: "cgroup v1: 1024 MiB and 32 processes for each program with all its children"
+            .into(),
         programs_run: 20,
         timeouts: 2,
         limit_kills: 1,
-        escape_attempts: 0,
+        suspicious_code: 0,
     });
     let mut realistic = eval(
         "realistic",

@@ -6,16 +6,27 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edgebench_core::eval::sandbox::{Limits, Outcome, Sandbox};
+use edgebench_core::eval::sandbox::{Limit, Limits, Outcome, Sandbox};
 
-fn sandbox() -> Option<Sandbox> {
+/// Held by every test while its programs run: some watch the machine's processes (leftovers,
+/// memory seen from outside), which the other tests' programs must not blur.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn sandbox() -> Option<(std::sync::MutexGuard<'static, ()>, Sandbox)> {
+    let guard = serial();
     let limits = Limits {
         cpu_seconds: 2,
         wall: Duration::from_secs(4),
         ..Limits::default()
     };
     match Sandbox::new(limits, false) {
-        Ok(s) => Some(s),
+        Ok(s) => Some((guard, s)),
         Err(e) if std::env::var("EDGEBENCH_REQUIRE_PEERS").is_ok() => panic!("{e}"),
         Err(e) => {
             eprintln!("SKIPPED: no sandbox here: {e}");
@@ -54,7 +65,9 @@ fn py(path: &Path) -> String {
 
 #[test]
 fn passing_and_failing_programs() {
-    let Some(sb) = sandbox() else { return };
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
     let ok = sb
         .run_program("def f(x):\n    return x + 1\nassert f(1) == 2\n")
         .unwrap();
@@ -66,7 +79,9 @@ fn passing_and_failing_programs() {
 
 #[test]
 fn humaneval_style_program_passes_with_the_standard_library() {
-    let Some(sb) = sandbox() else { return };
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
     // What HumanEval prompts, completions and checks import, and a scratch file in the folder.
     let program = r#"
 from typing import List, Optional, Tuple
@@ -103,7 +118,9 @@ check(below_zero)
 
 #[test]
 fn hostile_programs_are_contained() {
-    let Some(sb) = sandbox() else { return };
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
     let started = Instant::now();
     // An infinite loop: the CPU limit or the wall timeout ends it.
     let r = sb.run_program("while True:\n    pass\n").unwrap();
@@ -170,7 +187,9 @@ fn hostile_programs_are_contained() {
 
 #[test]
 fn host_files_outside_the_folder_are_out_of_reach() {
-    let Some(sb) = sandbox() else { return };
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
     let outside = outside_folder();
     let secret = format!("edgebench-secret-{}", std::process::id());
     let readable = outside.path().join("readable.txt");
@@ -233,7 +252,9 @@ fn host_files_outside_the_folder_are_out_of_reach() {
 
 #[test]
 fn programs_run_unprivileged() {
-    let Some(sb) = sandbox() else { return };
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
     // No capabilities and no way to gain any, whoever started edgebench; as root, `nobody`.
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -245,4 +266,162 @@ fn programs_run_unprivileged() {
     );
     let r = sb.run_program(&program).unwrap();
     assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+}
+
+/// HumanEval's `below_zero` tests, as the harness runs them.
+const TESTS: &str = "def check(candidate):\n    assert candidate([]) == False\n    assert candidate([1, 2, -4, 5]) == True\n\ncheck(below_zero)\n";
+
+#[test]
+fn only_tests_that_ran_to_the_end_pass() {
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
+    let right = "def below_zero(ops):\n    b = 0\n    for o in ops:\n        b += o\n        if b < 0:\n            return True\n    return False\n";
+    let r = sb.run_tests(right, TESTS).unwrap();
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert!(!r.output.contains("edgebench-tests-completed"), "{r:?}");
+    // A wrong answer that ends the program with status 0 before the tests finish.
+    for exit in [
+        "import os\nos._exit(0)",
+        "import sys\nsys.exit(0)",
+        "raise SystemExit",
+        "raise SystemExit(0)",
+        "import atexit, os\natexit.register(lambda: os._exit(0))\nimport sys\nsys.exit(0)",
+        // Exiting from inside the tests, and printing what a proof looks like.
+        "print('edgebench-tests-completed 00000000000000000000000000000000')\ndef below_zero(ops):\n    import os\n    os._exit(0)",
+    ] {
+        let code = format!("def below_zero(ops):\n    return None\n{exit}\n");
+        let r = sb.run_tests(&code, TESTS).unwrap();
+        assert_eq!(r.outcome, Outcome::Failed, "{exit}: {r:?}");
+        assert_eq!(r.exit_code, Some(0), "{exit}: {r:?}");
+        assert!(r.output.contains("before its tests finished"), "{r:?}");
+    }
+    // The proof is nowhere in the program: reading its own file does not find it.
+    let snoop = "import sys\nsrc = open(__file__ if '__file__' in dir() else 'program.py').read()\nprint(src[-300:])\ndef below_zero(ops):\n    return None\nimport os\nos._exit(0)\n";
+    let r = sb.run_tests(snoop, TESTS).unwrap();
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+}
+
+#[test]
+fn limit_hits_are_recorded_as_limits() {
+    let Some((_serial, sb)) = sandbox() else {
+        return;
+    };
+    let cases = [
+        ("x = b'x' * (20 << 30)\n", Limit::Memory),
+        (
+            "open('big', 'wb').write(b'x' * (50 << 20))\n",
+            Limit::FileSize,
+        ),
+        ("print('x' * (50 << 20))\n", Limit::FileSize),
+    ];
+    for (code, limit) in cases {
+        let code = format!("{code}def below_zero(ops):\n    return False\n");
+        let r = sb.run_tests(&code, TESTS).unwrap();
+        assert_eq!(r.outcome, Outcome::Killed, "{code}: {r:?}");
+        assert_eq!(r.limit, Some(limit), "{code}: {r:?}");
+    }
+    // A CPU-bound loop is stopped by the CPU limit (or the wall clock), never passes.
+    let r = sb.run_tests("while True:\n    pass\n", TESTS).unwrap();
+    assert!(
+        r.outcome == Outcome::Timeout || r.limit == Some(Limit::Cpu),
+        "{r:?}"
+    );
+}
+
+/// Memory of every process named `name`, summed (from `/proc`, outside the sandbox): each
+/// process's proportional share of its anonymous and shared-memory pages (what the program
+/// allocates: pages that forked processes share count once; the interpreter's code, cached
+/// from disk for every process of the machine, does not count).
+fn pss_of(name: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("smaps_rollup")).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("Pss_Anon:") || l.starts_with("Pss_Shmem:"))
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum::<u64>()
+        * 1024
+}
+
+#[test]
+fn the_memory_cap_holds_for_the_sandbox_as_a_whole() {
+    let _serial = serial();
+    let cap: u64 = 256 << 20;
+    let limits = Limits {
+        cpu_seconds: 5,
+        wall: Duration::from_secs(8),
+        total_memory_bytes: cap,
+        ..Limits::default()
+    };
+    let sb = match Sandbox::new(limits, false) {
+        Ok(s) => s,
+        Err(e) if std::env::var("EDGEBENCH_REQUIRE_PEERS").is_ok() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: no sandbox here: {e}");
+            return;
+        }
+    };
+    let mechanism = sb.memory_cap();
+    eprintln!("memory cap: {mechanism}");
+    // Four children of 150 MiB each (600 MiB in all, against a 256 MiB cap), each touched page
+    // by page; every process renames itself so the test finds them from outside.
+    let program = r#"
+import ctypes, os, time
+ctypes.CDLL("libc.so.6").prctl(15, b"ebmemcap", 0, 0, 0)
+kids = []
+for i in range(4):
+    pid = os.fork()
+    if pid == 0:
+        blocks = []
+        try:
+            for j in range(15):
+                blocks.append(b"x" * (10 << 20))
+        except MemoryError:
+            pass
+        time.sleep(1.5)
+        os._exit(0)
+    kids.append(pid)
+for k in kids:
+    os.waitpid(k, 0)
+"#;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(pss_of("ebmemcap"));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let r = sb.run_program(program).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    eprintln!(
+        "peak memory (PSS) seen from outside: {} MiB (cap {} MiB; the kernel's count {:?}); {r:?}",
+        peak >> 20,
+        cap >> 20,
+        r.peak_memory_bytes.map(|b| b >> 20)
+    );
+    // The scan reads one process after another while memory moves between them (a child is
+    // killed, another allocates): it may count one 10 MiB block twice, never 600 MiB.
+    let skew = 16 << 20;
+    assert!(peak <= cap + skew, "the sandbox took {} MiB", peak >> 20);
+    if let Some(k) = r.peak_memory_bytes {
+        assert!(k <= cap, "{k}");
+    }
+    if mechanism.starts_with("cgroup") {
+        // The children did allocate: the cap, not a failure to start, held them.
+        assert!(peak > 100 << 20, "peak {} MiB", peak >> 20);
+    }
 }

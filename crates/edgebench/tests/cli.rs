@@ -996,3 +996,65 @@ fn report_compare_and_results_count_each_request_once() {
         assert_eq!(units[0]["format"], "mock");
     }
 }
+
+#[test]
+fn coding_completions_that_exit_before_their_tests_score_zero() {
+    use edgebench_core::backend::mock_server::{MockServer, Response};
+    let Some(datasets) = shared_datasets() else {
+        return;
+    };
+    // Every answer ends the function's body with `return None`, then leaves with status 0
+    // before the tests run: a wrong answer dressed as a pass.
+    let exits = [
+        "import os\nos._exit(0)",
+        "import sys\nsys.exit(0)",
+        "raise SystemExit",
+    ];
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(MockServer::start(move |req| {
+            if req.path.ends_with("/models") {
+                return Response::json(200, &serde_json::json!({"data": [{"id": "hostile"}]}));
+            }
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let code = format!("    return None\n{}\n", exits[i % exits.len()]);
+            Response::json(
+                200,
+                &serde_json::json!({"choices": [{"index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": code}}]}),
+            )
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = edgebench(&[
+        "eval",
+        "--task",
+        "coding",
+        "--endpoint",
+        &server.base_url(),
+        "--sample-size",
+        "5",
+        "--data-dir",
+        datasets.to_str().unwrap(),
+        "--results",
+        dir.path().join("results").to_str().unwrap(),
+        "--json",
+    ]);
+    if stderr(&o).contains("needs Linux namespaces")
+        && std::env::var("EDGEBENCH_REQUIRE_PEERS").is_err()
+    {
+        eprintln!("SKIPPED: no sandbox here");
+        return;
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v[0];
+    assert_eq!(s["scores"]["pass_at_1"]["value"], 0.0, "{s}");
+    assert_eq!(s["sandbox"]["programs_run"], 5, "{s}");
+    assert_eq!(s["sandbox"]["suspicious_code"], 5, "{s}");
+    assert!(
+        s["sandbox"]["memory_cap"].as_str().unwrap().contains("MiB"),
+        "{s}"
+    );
+}

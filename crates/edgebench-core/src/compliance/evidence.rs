@@ -105,7 +105,7 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
     let mut invalid = Vec::new();
     let mut accuracy = Vec::new();
     let mut macro_f1 = Vec::new();
-    let mut escapes = 0usize;
+    let mut suspicious = 0usize;
     let mut limit_kills = 0usize;
     let mut programs = 0usize;
     let mut isolated: Option<bool> = None;
@@ -126,10 +126,11 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
             macro_f1.push((v, e.file.clone()));
         }
         if let Some(sb) = &e.value.sandbox {
-            escapes += sb.escape_attempts;
+            suspicious += sb.suspicious_code;
             limit_kills += sb.limit_kills;
             programs += sb.programs_run;
-            let iso = sb.isolation == "netns";
+            // "namespaces" (or "netns", as older files say); "unsafe-exec" is not isolated.
+            let iso = matches!(sb.isolation.as_str(), "namespaces" | "netns");
             isolated = Some(isolated.unwrap_or(true) && iso);
             sandbox_files.push(e.file.clone());
         }
@@ -212,14 +213,14 @@ pub fn collect(input: &ReportInput, licenses: &LicenseAudit) -> Evidence {
             "sandbox_isolated",
             f64::from(u8::from(iso)),
             "flag",
-            "every sandbox ran generated code in a private network namespace",
+            "every sandbox ran generated code in private namespaces (no network, a file system of its own)",
             sandbox_files.clone(),
         );
         ev.push(
-            "sandbox_escape_attempts",
-            escapes as f64,
+            "sandbox_suspicious_code",
+            suspicious as f64,
             "count",
-            "generated programs that tried network, process or file-system escapes",
+            "generated programs calling network, process, exit, signal or outside-file functions (static patterns; contained by the sandbox either way)",
             sandbox_files.clone(),
         );
         ev.push(

@@ -241,7 +241,7 @@ mod tests {
                 item("json_valid_rate_min", 0.9, "fraction"),
                 item("local_only_inference", 1.0, "flag"),
                 item("remote_targets", 0.0, "count"),
-                item("sandbox_escape_attempts", 2.0, "count"),
+                item("sandbox_suspicious_code", 2.0, "count"),
                 item("sandbox_isolated", 1.0, "flag"),
             ],
         };

@@ -237,9 +237,14 @@ pub fn code_block(text: &str) -> String {
     text.to_string()
 }
 
-/// The HumanEval program to run: the completion's code, on top of the prompt unless the code
-/// defines the entry point itself; then the tests and the call of `check`.
-pub fn humaneval_program(prompt: &str, completion: &str, test: &str, entry_point: &str) -> String {
+/// The HumanEval program to run, as the code (the completion's, on top of the prompt unless the
+/// code defines the entry point itself) and the tests (the problem's, then the call of `check`).
+pub fn humaneval_program(
+    prompt: &str,
+    completion: &str,
+    test: &str,
+    entry_point: &str,
+) -> (String, String) {
     let code = code_block(completion);
     let body = if code.contains(&format!("def {entry_point}(")) {
         // The model wrote the whole function: keep the prompt's imports before it.
@@ -252,7 +257,7 @@ pub fn humaneval_program(prompt: &str, completion: &str, test: &str, entry_point
     } else {
         format!("{prompt}{code}")
     };
-    format!("{body}\n\n{test}\n\ncheck({entry_point})\n")
+    (body, format!("{test}\n\ncheck({entry_point})\n"))
 }
 
 /// The first JSON object in the text (inside a fence or not).
@@ -346,15 +351,15 @@ mod tests {
         assert_eq!(choice_letter("BAD is a word; (B)", 4), Some(1));
         assert_eq!(choice_letter("none", 4), None);
         assert_eq!(code_block("x\n```python\nreturn 1\n```\ny"), "return 1\n");
-        let p = humaneval_program(
+        let (code, tests) = humaneval_program(
             "from typing import List\ndef f(x):\n",
             "    return x\n",
             "def check(c): assert c(1) == 1",
             "f",
         );
-        assert!(p.starts_with("from typing import List\ndef f(x):\n    return x\n"));
-        assert!(p.ends_with("check(f)\n"));
-        let whole = humaneval_program(
+        assert!(code.starts_with("from typing import List\ndef f(x):\n    return x\n"));
+        assert!(tests.starts_with("def check(c)") && tests.ends_with("check(f)\n"));
+        let (whole, _) = humaneval_program(
             "import math\ndef f(x):\n",
             "```python\ndef f(x):\n    return x\n```",
             "T",

@@ -453,7 +453,7 @@ pub fn render_line(s: &EvalSummary) -> String {
             _ => format!("{k} {:.3}", v.value),
         })
         .collect();
-    format!(
+    let mut line = format!(
         "{} · {} ({}, n={} of {}): {} · {:.2} items/s",
         s.task,
         s.model.name,
@@ -462,5 +462,12 @@ pub fn render_line(s: &EvalSummary) -> String {
         s.items_total,
         scores.join(", "),
         s.items_per_s
-    )
+    );
+    if let Some(sb) = &s.sandbox {
+        line.push_str(&format!(
+            "\n  sandbox: {} isolation; {}; {} program(s): {} timed out, {} stopped by a limit, {} with suspicious code",
+            sb.isolation, sb.memory_cap, sb.programs_run, sb.timeouts, sb.limit_kills, sb.suspicious_code
+        ));
+    }
+    line
 }

@@ -30,12 +30,18 @@ pub struct Confusion {
 pub struct SandboxReport {
     /// "netns" (a private network namespace) or "unsafe-exec" (no isolation, user's choice).
     pub isolation: String,
+    /// How memory and processes were capped for each program as a whole (a control group, or
+    /// per-process limits sharing a total).
+    #[serde(default)]
+    pub memory_cap: String,
     pub programs_run: usize,
     pub timeouts: usize,
-    /// Programs killed for a resource limit (CPU, memory, processes, file size, output).
+    /// Programs stopped by a resource limit (memory, file size, CPU, processes) or a signal.
     pub limit_kills: usize,
-    /// Completions that tried network, process or file-system escapes (by static pattern).
-    pub escape_attempts: usize,
+    /// Completions matching a static list of network, process, exit, signal and file-system
+    /// calls (suspicious code, not proven escape attempts; the sandbox contains them either way).
+    #[serde(alias = "escape_attempts")]
+    pub suspicious_code: usize,
 }
 
 /// The summary of one task on one model.

@@ -70,22 +70,24 @@ impl Task for Coding {
                 sink,
                 |g, text| {
                     let p = &by_id[&g.id];
-                    let program =
+                    let (code, tests) =
                         answer::humaneval_program(&p.prompt, text, &p.test, &p.entry_point);
-                    let escape = sandbox::escape_attempt(&answer::code_block(text));
-                    let (outcome, error) = match sb.run_program(&program) {
-                        Ok(r) => (r.outcome, None),
-                        Err(e) => (Outcome::Failed, Some(e.to_string())),
+                    let suspicious = sandbox::suspicious_code(&answer::code_block(text));
+                    let (outcome, limit, error) = match sb.run_tests(&code, &tests) {
+                        Ok(r) => (r.outcome, r.limit, None),
+                        Err(e) => (Outcome::Failed, None, Some(e.to_string())),
                     };
                     let flag = |b: bool| f64::from(u8::from(b));
                     ItemResult {
                         gold: "passed".into(),
                         extra: [
-                            ("escape_attempt".to_string(), flag(escape)),
+                            ("suspicious_code".to_string(), flag(suspicious)),
                             ("timeout".to_string(), flag(outcome == Outcome::Timeout)),
                             ("killed".to_string(), flag(outcome == Outcome::Killed)),
                         ]
-                        .into(),
+                        .into_iter()
+                        .chain(limit.map(|l| (format!("limit_{}", l.as_str()), 1.0)))
+                        .collect(),
                         error,
                         ..g.scored(
                             text,
@@ -106,12 +108,14 @@ impl Task for Coding {
         };
         scored.sandbox = Some(SandboxReport {
             isolation: isolation.into(),
+            memory_cap: sb.memory_cap(),
             programs_run: scored.items.len(),
             timeouts: count("timeout"),
             limit_kills: count("killed"),
-            escape_attempts: count("escape_attempt"),
+            suspicious_code: count("suspicious_code"),
         });
         scored.options.insert("isolation".into(), isolation.into());
+        scored.options.insert("memory_cap".into(), sb.memory_cap());
         Ok(scored)
     }
 

@@ -5,8 +5,16 @@
 //! `/proc`; nothing else of the host (no `/home`, `/root`, `/work`, `/var`, host `/tmp`, nor most
 //! of `/etc`) exists in it. The program runs as `nobody` when started as root, with no
 //! capabilities and `no_new_privs`, under CPU-time, memory, process-count, open-file and file-size
-//! limits, a wall timeout, a clean environment and capped output. Without namespaces it refuses to
-//! run unless the caller allows unisolated execution (`--unsafe-exec`).
+//! limits, a wall timeout, a clean environment and capped output. Memory and processes are also
+//! capped for the sandbox as a whole, by a control group of its own where the kernel allows one
+//! ([`cgroup`]), else by fewer processes with a share of the total each. Tests run under a harness
+//! that proves they ran to the end ([`harness`]). Without namespaces it refuses to run unless the
+//! caller allows unisolated execution (`--unsafe-exec`).
+
+mod cgroup;
+pub mod harness;
+
+pub use harness::suspicious_code;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -41,11 +49,22 @@ pub struct Limits {
     /// Size of each of the program's two in-memory scratch file systems (its folder and `/tmp`).
     #[serde(default = "default_scratch_bytes")]
     pub scratch_bytes: u64,
+    /// Memory for the whole sandbox, every process and its scratch files together.
+    #[serde(default = "default_total_memory_bytes")]
+    pub total_memory_bytes: u64,
 }
 
 fn default_scratch_bytes() -> u64 {
     16 << 20
 }
+
+fn default_total_memory_bytes() -> u64 {
+    1 << 30
+}
+
+/// Processes a sandbox may have when no control group caps their memory together: each then
+/// gets an equal share of the total.
+const PROCESSES_WITHOUT_CGROUP: u64 = 8;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -58,6 +77,7 @@ impl Default for Limits {
             wall: Duration::from_secs(15),
             output_bytes: 4096,
             scratch_bytes: default_scratch_bytes(),
+            total_memory_bytes: default_total_memory_bytes(),
         }
     }
 }
@@ -82,19 +102,82 @@ pub enum Outcome {
     Failed,
     /// Killed at the wall timeout.
     Timeout,
-    /// Killed by a resource limit (CPU time, memory, file size) or a signal.
+    /// Stopped by a resource limit (memory, file size, CPU time, processes) or a signal.
     Killed,
+}
+
+/// Which limit stopped a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// The sandbox's memory (its control group's kill, or `MemoryError`).
+    Memory,
+    /// The file-size limit (`SIGXFSZ`, or `EFBIG` raised in Python).
+    FileSize,
+    /// The CPU-time limit (`SIGXCPU`).
+    Cpu,
+    /// The process limit (no new process or thread).
+    Processes,
+    /// Another signal (see [`RunResult::signal`]).
+    Signal,
+}
+
+impl Limit {
+    /// The snake_case name used in files and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::FileSize => "file_size",
+            Self::Cpu => "cpu",
+            Self::Processes => "processes",
+            Self::Signal => "signal",
+        }
+    }
 }
 
 /// The result of one program.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub outcome: Outcome,
+    /// The limit that stopped it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub wall_ms: f64,
+    /// The sandbox's peak memory, as its control group measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
     /// The start of stderr (then stdout), capped.
     pub output: String,
+}
+
+/// What one program's end means: the outcome and the limit it hit. `proved` is whether the
+/// harness printed its proof (`None` for a bare program, which passes on exit status 0);
+/// `memory_hit` whether the control group killed for memory.
+fn classify(
+    timed_out: bool,
+    code: Option<i32>,
+    signal: Option<i32>,
+    proved: Option<bool>,
+    memory_hit: bool,
+) -> (Outcome, Option<Limit>) {
+    if timed_out {
+        return (Outcome::Timeout, None);
+    }
+    let harness = proved.is_some();
+    match (code, signal) {
+        (Some(0), _) if proved != Some(false) => (Outcome::Passed, None),
+        (Some(_), _) if memory_hit => (Outcome::Killed, Some(Limit::Memory)),
+        (Some(harness::EXIT_MEMORY), _) if harness => (Outcome::Killed, Some(Limit::Memory)),
+        (Some(harness::EXIT_FILE_SIZE), _) if harness => (Outcome::Killed, Some(Limit::FileSize)),
+        (Some(harness::EXIT_PROCESSES), _) if harness => (Outcome::Killed, Some(Limit::Processes)),
+        (Some(_), _) => (Outcome::Failed, None),
+        (None, _) if memory_hit => (Outcome::Killed, Some(Limit::Memory)),
+        (None, Some(24)) => (Outcome::Killed, Some(Limit::Cpu)),
+        (None, Some(25)) => (Outcome::Killed, Some(Limit::FileSize)),
+        (None, _) => (Outcome::Killed, Some(Limit::Signal)),
+    }
 }
 
 /// A host path that appears, read-only, in the sandbox's root file system.
@@ -119,6 +202,10 @@ pub struct Sandbox {
     nproc_per_userns: bool,
     exposed: Vec<Exposed>,
     limits: Limits,
+    /// The control group interface that caps each run as a whole; `None`: rlimits only.
+    cgroup: Option<cgroup::Version>,
+    /// Why there is no control group, when there is none.
+    no_cgroup: Option<String>,
 }
 
 /// The real user id of this process.
@@ -335,15 +422,28 @@ impl Sandbox {
             nproc_per_userns: kernel_at_least(release.trim(), 5, 14),
             exposed,
             limits,
+            cgroup: None,
+            no_cgroup: None,
         };
-        let probe = sb.run_program("print('ok')\n");
+        match cgroup::Group::create(sb.limits.total_memory_bytes, sb.limits.processes) {
+            Ok(g) => sb.cgroup = Some(g.version()),
+            Err(e) => sb.no_cgroup = Some(e),
+        }
+        let works = |sb: &Self| match sb.run_program("print('ok')\n") {
+            Ok(r) if r.outcome == Outcome::Passed && r.output.contains("ok") => Ok(()),
+            Ok(r) => Err(format!("probe {:?}: {}", r.outcome, r.output.trim())),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut probe = works(&sb);
+        if probe.is_err() && sb.cgroup.is_some() {
+            // A group that can be made but not joined: without it, with the rlimits' share.
+            sb.cgroup = None;
+            sb.no_cgroup = Some("a program could not join its control group".into());
+            probe = works(&sb);
+        }
         match probe {
-            Ok(r) if r.outcome == Outcome::Passed && r.output.contains("ok") => Ok(sb),
-            other => {
-                let why = match other {
-                    Ok(r) => format!("probe {:?}: {}", r.outcome, r.output.trim()),
-                    Err(e) => e.to_string(),
-                };
+            Ok(()) => Ok(sb),
+            Err(why) => {
                 if allow_unsafe {
                     sb.isolation = Isolation::UnsafeExec;
                     Ok(sb)
@@ -351,6 +451,47 @@ impl Sandbox {
                     Err(SandboxError::NoIsolation(why))
                 }
             }
+        }
+    }
+
+    /// How the sandbox's memory and processes are capped as a whole, in words (for the eval
+    /// summary).
+    pub fn memory_cap(&self) -> String {
+        let mib = |b: u64| b >> 20;
+        match (self.cgroup, &self.no_cgroup) {
+            (Some(v), _) => format!(
+                "{}: {} MiB and {} processes for each program with all its children",
+                v.name(),
+                mib(self.limits.total_memory_bytes),
+                self.limits.processes
+            ),
+            (None, why) => format!(
+                "rlimits: {} processes of {} MiB address space each, {} MiB in all (no control group: {})",
+                self.process_cap(),
+                mib(self.address_space()),
+                mib(self.process_cap() * self.address_space()),
+                why.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+
+    /// Processes a program may have at once.
+    fn process_cap(&self) -> u64 {
+        if self.cgroup.is_some() {
+            self.limits.processes
+        } else {
+            self.limits.processes.min(PROCESSES_WITHOUT_CGROUP)
+        }
+    }
+
+    /// Each process's address-space limit: without a control group, a share of the total.
+    fn address_space(&self) -> u64 {
+        if self.cgroup.is_some() {
+            self.limits.memory_bytes
+        } else {
+            self.limits
+                .memory_bytes
+                .min(self.limits.total_memory_bytes / self.process_cap().max(1))
         }
     }
 
@@ -362,7 +503,7 @@ impl Sandbox {
     /// The RLIMIT_NPROC value that gives the program `limits.processes` tasks: the kernel counts
     /// every task of the program's real user (in its user namespace, since Linux 5.14).
     fn nproc(&self) -> u64 {
-        let l = self.limits.processes;
+        let l = self.process_cap();
         match (self.isolation, self.uid) {
             // Root ignores RLIMIT_NPROC (only the unsafe mode runs programs as root).
             (Isolation::UnsafeExec, 0) => l,
@@ -374,11 +515,13 @@ impl Sandbox {
         }
     }
 
-    fn command(&self, run: &Path) -> Command {
+    /// The command that runs `run`'s program; `join` are the control-group files its first
+    /// process writes its pid to before anything else starts (so every child is in the group).
+    fn command(&self, run: &Path, join: &[PathBuf]) -> Command {
         let l = &self.limits;
         let work = run.join("work");
         let mut args: Vec<String> = Vec::new();
-        let program;
+        let mut program;
         let script;
         if self.isolation == Isolation::Namespaces {
             program = "unshare";
@@ -441,8 +584,9 @@ impl Sandbox {
         }
         args.extend([
             "prlimit".into(),
-            format!("--cpu={}", l.cpu_seconds),
-            format!("--as={}", l.memory_bytes),
+            // SIGXCPU at the limit (recorded as the CPU limit), SIGKILL a second later.
+            format!("--cpu={}:{}", l.cpu_seconds, l.cpu_seconds + 1),
+            format!("--as={}", self.address_space()),
             format!("--nproc={}", self.nproc()),
             format!("--fsize={}", l.file_size_bytes),
             format!("--nofile={}", l.open_files),
@@ -452,6 +596,21 @@ impl Sandbox {
         args.push(self.python.display().to_string());
         args.extend(["-I", "-B"].map(String::from));
         args.push(script);
+        if !join.is_empty() {
+            let mut wrapped: Vec<String> = [
+                "-c",
+                "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || exit 125; shift; done; shift; exec \"$@\"",
+                "sh",
+            ]
+            .map(String::from)
+            .to_vec();
+            wrapped.extend(join.iter().map(|p| p.display().to_string()));
+            wrapped.push("--".into());
+            wrapped.push(program.into());
+            wrapped.append(&mut args);
+            args = wrapped;
+            program = "sh";
+        }
         let (home, tmp) = if self.isolation == Isolation::Namespaces {
             (PathBuf::from("/sandbox"), PathBuf::from("/tmp"))
         } else {
@@ -470,8 +629,21 @@ impl Sandbox {
         c
     }
 
-    /// Runs one Python program; a hostile program ends as Failed, Timeout or Killed, never hangs.
+    /// Runs one Python program; it passes when it exits with status 0. A hostile program ends as
+    /// Failed, Timeout or Killed, never hangs.
     pub fn run_program(&self, source: &str) -> Result<RunResult, SandboxError> {
+        self.run(source, None)
+    }
+
+    /// Runs generated `code`, then its `tests`, under the [`harness`]: it passes only when the
+    /// tests ran to the end (an early exit with status 0 fails), and limit hits that Python
+    /// reports as exceptions are recorded as limits.
+    pub fn run_tests(&self, code: &str, tests: &str) -> Result<RunResult, SandboxError> {
+        let proof = harness::new_proof();
+        self.run(&harness::program(code, tests), Some(&proof))
+    }
+
+    fn run(&self, source: &str, proof: Option<&str>) -> Result<RunResult, SandboxError> {
         // The run's host folder: `work/program.py`, the mount point of the sandbox's root, the
         // recorded output and exit status. Inside the namespaces the program sees none of it.
         let run = tempfile::Builder::new()
@@ -484,15 +656,35 @@ impl Sandbox {
         let err_path = run.path().join("stderr");
         let out = std::fs::File::create(&out_path)?;
         let err = std::fs::File::create(&err_path)?;
-        let mut cmd = self.command(run.path());
+        // Made before the program starts, removed (what is left in it killed) when dropped.
+        let group = match self.cgroup {
+            Some(_) => Some(
+                cgroup::Group::create(self.limits.total_memory_bytes, self.limits.processes)
+                    .map_err(|e| std::io::Error::other(format!("control group: {e}")))?,
+            ),
+            None => None,
+        };
+        let join = group
+            .as_ref()
+            .map(cgroup::Group::procs_files)
+            .unwrap_or_default();
+        let mut cmd = self.command(run.path(), &join);
         cmd.stdout(out).stderr(err);
+        if proof.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
         let started = Instant::now();
         let mut child = cmd.spawn()?;
+        if let (Some(p), Some(mut stdin)) = (proof, child.stdin.take()) {
+            // A pipe takes these few bytes at once; a program that never reads them is fine.
+            use std::io::Write;
+            let _ = stdin.write_all(format!("{p}\n").as_bytes());
+        }
         let pgid = child.id();
         let mut timed_out = false;
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
             }
             if started.elapsed() >= self.limits.wall {
                 timed_out = true;
@@ -500,16 +692,20 @@ impl Sandbox {
                     nix::unistd::Pid::from_raw(pgid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
-                break child.wait()?;
+                child.wait()?;
+                break;
             }
             std::thread::sleep(Duration::from_millis(5));
-        };
+        }
         let wall_ms = started.elapsed().as_secs_f64() * 1e3;
         // Whatever the program left running in its group goes too.
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pgid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
+        let memory_hit = group.as_ref().is_some_and(cgroup::Group::memory_limit_hit);
+        let peak_memory_bytes = group.as_ref().and_then(cgroup::Group::peak_bytes);
+        drop(group);
         let read_capped = |p: &Path| -> String {
             let mut buf = Vec::new();
             if let Ok(f) = std::fs::File::open(p) {
@@ -519,9 +715,19 @@ impl Sandbox {
             }
             String::from_utf8_lossy(&buf).into_owned()
         };
+        // The proof is the last thing the harness prints: it is in the last few hundred bytes.
+        let proved = proof.map(|p| harness::proved(&read_tail(&out_path, 512), p));
         let mut output = read_capped(&err_path);
         if output.len() < self.limits.output_bytes {
-            output.push_str(&read_capped(&out_path));
+            let stdout = read_capped(&out_path);
+            match proof {
+                Some(p) => {
+                    let line = harness::proof_line(p);
+                    let kept: Vec<&str> = stdout.lines().filter(|l| *l != line).collect();
+                    output.push_str(&kept.join("\n"));
+                }
+                None => output.push_str(&stdout),
+            }
             output.truncate(
                 (0..=self.limits.output_bytes.min(output.len()))
                     .rev()
@@ -529,7 +735,6 @@ impl Sandbox {
                     .unwrap_or(0),
             );
         }
-        let _ = status;
         // The shell's `$?`: the exit code, or 128 + the signal that killed the program.
         let recorded: Option<i32> = std::fs::read_to_string(run.path().join("exit"))
             .ok()
@@ -539,48 +744,32 @@ impl Sandbox {
             Some(c) => (Some(c), None),
             None => (None, None),
         };
-        let outcome = if timed_out {
-            Outcome::Timeout
-        } else {
-            match (code, signal) {
-                (Some(0), _) => Outcome::Passed,
-                (Some(_), _) => Outcome::Failed,
-                _ => Outcome::Killed,
-            }
-        };
+        let (outcome, limit) = classify(timed_out, code, signal, proved, memory_hit);
+        if proved == Some(false) && code == Some(0) {
+            output.insert_str(0, "exited with status 0 before its tests finished\n");
+        }
         Ok(RunResult {
             outcome,
+            limit,
             exit_code: code,
             signal,
             wall_ms,
+            peak_memory_bytes,
             output,
         })
     }
 }
 
-/// Generated code that tries to reach the network, start processes, or touch files outside its
-/// folder (a static check, for the compliance evidence; the sandbox contains them either way).
-pub fn escape_attempt(code: &str) -> bool {
-    const PATTERNS: &[&str] = &[
-        "import socket",
-        "from socket",
-        "urllib",
-        "http.client",
-        "requests.",
-        "subprocess",
-        "os.system",
-        "os.popen",
-        "os.fork",
-        "os.exec",
-        "multiprocessing",
-        "open('/",
-        "open(\"/",
-        "shutil.rmtree",
-        "os.remove",
-        "os.unlink",
-        "ctypes",
-    ];
-    PATTERNS.iter().any(|p| code.contains(p))
+/// The last `n` bytes of a file, as text.
+fn read_tail(path: &Path, n: u64) -> String {
+    use std::io::{Seek, SeekFrom};
+    let mut buf = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(n)));
+        let _ = f.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]
@@ -588,10 +777,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_patterns() {
-        assert!(escape_attempt("import socket\ns = socket.socket()"));
-        assert!(escape_attempt("print(open('/etc/passwd').read())"));
-        assert!(!escape_attempt("def f(x):\n    return sorted(x)\n"));
+    fn outcomes_and_limits() {
+        let c = classify;
+        assert_eq!(
+            c(false, Some(0), None, None, false),
+            (Outcome::Passed, None)
+        );
+        assert_eq!(
+            c(false, Some(0), None, Some(true), false),
+            (Outcome::Passed, None)
+        );
+        // Status 0 without the proof: an early exit, a failure.
+        assert_eq!(
+            c(false, Some(0), None, Some(false), false),
+            (Outcome::Failed, None)
+        );
+        assert_eq!(
+            c(false, Some(1), None, Some(false), false),
+            (Outcome::Failed, None)
+        );
+        let killed = |l| (Outcome::Killed, Some(l));
+        assert_eq!(
+            c(false, Some(120), None, Some(false), false),
+            killed(Limit::Memory)
+        );
+        assert_eq!(
+            c(false, Some(121), None, Some(false), false),
+            killed(Limit::FileSize)
+        );
+        assert_eq!(
+            c(false, Some(122), None, Some(false), false),
+            killed(Limit::Processes)
+        );
+        // A bare program's own exit codes mean nothing special.
+        assert_eq!(
+            c(false, Some(120), None, None, false),
+            (Outcome::Failed, None)
+        );
+        assert_eq!(
+            c(false, None, Some(9), Some(false), true),
+            killed(Limit::Memory)
+        );
+        assert_eq!(
+            c(false, Some(1), None, Some(false), true),
+            killed(Limit::Memory)
+        );
+        assert_eq!(c(false, None, Some(24), None, false), killed(Limit::Cpu));
+        assert_eq!(
+            c(false, None, Some(25), None, false),
+            killed(Limit::FileSize)
+        );
+        assert_eq!(c(false, None, Some(9), None, false), killed(Limit::Signal));
+        assert_eq!(
+            c(true, Some(0), None, Some(true), false),
+            (Outcome::Timeout, None)
+        );
     }
 
     #[test]
