@@ -22,6 +22,7 @@ fn plan(dir: &std::path::Path, resume: Resume) -> PerfPlan {
         .cloned()
         .collect();
     PerfPlan {
+        full: None,
         run: RunPlan {
             runs: 3,
             warmup: 1,

@@ -78,9 +78,14 @@ pub fn event_json(e: &Event) -> Option<Value> {
         Event::UnitStarted { key, work } => {
             json!({"type": "unit_started", "unit": key, "work": work})
         }
-        Event::RequestDone { key, line } => json!({
+        Event::RequestDone {
+            key,
+            line,
+            progress,
+        } => json!({
             "type": "request_done",
             "unit": key,
+            "progress": progress,
             "warmup": line.record.warmup,
             "ok": line.record.ok(),
             "ttft_ms": line.metrics.ttft_ms,

@@ -172,6 +172,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = parse_byte_limit, value_name = "BYTES")]
     pub max_response_bytes: usize,
 
+    /// `quick`: a first look in minutes (5 measured requests per scenario after 1 warm-up,
+    /// fixed-length outputs of at most 128 tokens, 0.5 s pauses), stated in the output and
+    /// recorded in the configuration; it ends with the full protocol's command and how long it
+    /// would take here. `full` (the default): the documented protocol.
+    #[arg(long, value_enum, conflicts_with_all = ["runs", "warmup", "duration", "cooldown"])]
+    pub profile: Option<ProfileArg>,
+
     /// Measured requests in flight at once (closed loop).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "rate")]
     pub concurrency: u32,
@@ -341,6 +348,13 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is not a percentage between 0 and 100")),
     }
+}
+
+/// `--profile`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProfileArg {
+    Quick,
+    Full,
 }
 
 #[derive(Debug, Args)]

@@ -1058,3 +1058,51 @@ fn coding_completions_that_exit_before_their_tests_score_zero() {
         "{s}"
     );
 }
+
+#[test]
+fn a_quick_profile_is_recorded_and_ends_with_the_full_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        "mock",
+        "--profile",
+        "quick",
+        "--results",
+        results.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("quick profile: 5 measured requests"), "{err}");
+    assert!(err.contains("--profile full"), "{err}");
+    assert!(
+        err.contains("on this machine (estimated from this run)"),
+        "{err}"
+    );
+    // Not a terminal: a plain line per finished unit with the experiment's progress.
+    let done: Vec<&str> = err.lines().filter(|l| l.starts_with("done ")).collect();
+    assert_eq!(done.len(), 3, "{err}");
+    assert!(done[2].contains("experiment 18/18 requests"), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["plan"]["profile"], "quick");
+    assert_eq!(s["plan"]["runs"], 5);
+    for u in s["models"][0]["units"].as_array().unwrap() {
+        assert_eq!(u["requests"], 5, "{u}");
+        assert!(u["output_tokens"]["max"].as_f64().unwrap() <= 256.0, "{u}");
+    }
+    // The profile sets the counts: giving them too is an input error.
+    assert_input_error(
+        &edgebench(&[
+            "run",
+            "--endpoint",
+            "mock",
+            "--profile",
+            "quick",
+            "--runs",
+            "3",
+        ]),
+        "--runs",
+    );
+}

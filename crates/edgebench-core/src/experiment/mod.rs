@@ -6,6 +6,8 @@
 pub mod eval;
 mod lifecycle;
 pub mod perf;
+pub mod profile;
+pub mod progress;
 pub mod request;
 mod snapshots;
 pub mod targets;
@@ -41,8 +43,13 @@ pub enum Event {
     Warning(String),
     /// A unit is about to run; `work` is its number of requests (warm-ups included) or items.
     UnitStarted { key: UnitKey, work: u64 },
-    /// A request of a perf unit finished (warm-ups included).
-    RequestDone { key: UnitKey, line: Box<PerfLine> },
+    /// A request of a perf unit finished (warm-ups included), and where the whole experiment
+    /// stands.
+    RequestDone {
+        key: UnitKey,
+        line: Box<PerfLine>,
+        progress: progress::Progress,
+    },
     /// Eval items scored so far in a unit, out of its total.
     ItemsScored { key: UnitKey, done: u64, total: u64 },
     /// A unit was skipped (a sweep stopped before it).

@@ -22,6 +22,8 @@ use crate::runner::{self, RunPlan};
 use crate::workload::sweep::{self, SweepState, SweepStep};
 use crate::workload::{Scenario, ScenarioFile};
 
+use super::profile::{self, Profile};
+
 /// Which models a run measures.
 #[derive(Debug, Clone)]
 pub enum Models {
@@ -49,6 +51,8 @@ pub struct ServeSpec {
 #[derive(Debug, Clone)]
 pub struct PerfPlan {
     pub run: RunPlan,
+    /// A quick run: the full protocol it stands in for (to estimate and print at the end).
+    pub full: Option<FullProtocol>,
     /// The scenarios file, with any sweep expanded.
     pub file: ScenarioFile,
     /// The selected scenarios, in order.
@@ -65,6 +69,15 @@ pub struct PerfPlan {
     pub environment: Environment,
 }
 
+/// The full protocol a quick run stands in for.
+#[derive(Debug, Clone)]
+pub struct FullProtocol {
+    pub plan: RunPlan,
+    pub scenarios: Vec<Scenario>,
+    /// The command that runs it.
+    pub command: String,
+}
+
 /// What a finished run leaves.
 #[derive(Debug, Clone)]
 pub struct PerfOutcome {
@@ -73,6 +86,8 @@ pub struct PerfOutcome {
     pub written: Vec<PathBuf>,
     /// The checkpoint summary (progress, failures, how to resume).
     pub checkpoint: String,
+    /// After a quick run: the command of the full protocol and how long it would take here.
+    pub next: Option<String>,
 }
 
 /// Runs the plan to its files. Errors after measuring started leave the experiment resumable
@@ -80,6 +95,9 @@ pub struct PerfOutcome {
 pub async fn run(plan: PerfPlan, ctx: &Context) -> Result<PerfOutcome, ExperimentError> {
     let started = time::OffsetDateTime::now_utc();
     let events = ctx.events.as_ref();
+    if let Some(p) = plan.run.profile {
+        events.event(Event::Info(p.describe()));
+    }
     let mut server = match &plan.serve {
         Some(s) => {
             let log = plan
@@ -193,6 +211,20 @@ async fn run_with_server(
     };
     let mut written: Vec<PathBuf> = Vec::new();
     let clock = Clock::new();
+    // The units this invocation runs, each with its requests (unknown for fixed durations).
+    let pending = exp.units()?;
+    let per_unit = plan
+        .run
+        .duration_s
+        .is_none()
+        .then(|| u64::from(plan.run.warmup + plan.run.runs));
+    let tracker = super::progress::Tracker::new(
+        pending
+            .iter()
+            .filter(|u| !finished(u))
+            .filter_map(|u| plan.scenarios.iter().find(|s| s.name == u.key.scenario))
+            .map(|s| (s, per_unit)),
+    );
     let mut state = RunState {
         plan,
         ctx,
@@ -202,6 +234,7 @@ async fn run_with_server(
         server,
         clock: &clock,
         written: &mut written,
+        progress: std::sync::Mutex::new(tracker),
     };
     let outcome = state.run_models(&models).await;
     match outcome {
@@ -259,10 +292,24 @@ async fn run_with_server(
         status: "done".into(),
         checkpoint: checkpoint.clone(),
     });
+    let next = plan.full.as_ref().map(|full| {
+        let took = profile::estimate(&summary, &full.plan, &full.scenarios)
+            .map_or_else(String::new, |d| {
+                format!(", about {} on this machine (estimated from this run)", profile::human(d))
+            });
+        format!(
+            "{}\nthe full protocol ({} measured requests per scenario after {} warm-ups){took}:\n  {}",
+            Profile::Quick.describe(),
+            full.plan.runs,
+            full.plan.warmup,
+            full.command
+        )
+    });
     Ok(PerfOutcome {
         summary,
         written,
         checkpoint,
+        next,
     })
 }
 
@@ -276,6 +323,8 @@ pub(super) struct RunState<'a> {
     pub(super) server: &'a mut Option<ManagedServer>,
     pub(super) clock: &'a Clock,
     pub(super) written: &'a mut Vec<PathBuf>,
+    /// Requests done and the time left, over every unit of this invocation.
+    pub(super) progress: std::sync::Mutex<super::progress::Tracker>,
 }
 
 impl RunState<'_> {

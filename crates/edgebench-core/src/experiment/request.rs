@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::perf::{Models, PerfPlan, ServeSpec};
+use super::perf::{FullProtocol, Models, PerfPlan, ServeSpec};
+use super::profile::Profile;
 use super::{targets, BackendSpec, EngineSpec, ExperimentError, Resume};
 use crate::backend::openai::{self, Api, HttpConfig};
 use crate::backend::{Sampling, TokenCounter};
@@ -47,6 +48,9 @@ pub struct RunRequest {
     pub rate: Option<f64>,
     pub scenarios: Vec<String>,
     pub scenarios_file: Option<PathBuf>,
+    /// `quick` for a first look in minutes; none or `full`: the documented protocol (`runs`,
+    /// `warmup`, `cooldown_s` as given).
+    pub profile: Option<Profile>,
     pub runs: u32,
     pub duration_s: Option<f64>,
     pub warmup: u32,
@@ -94,6 +98,7 @@ impl Default for RunRequest {
             rate: None,
             scenarios: vec!["all".into()],
             scenarios_file: None,
+            profile: None,
             runs: 20,
             duration_s: None,
             warmup: 3,
@@ -215,8 +220,8 @@ impl RunRequest {
         o
     }
 
-    /// How the runner runs each unit.
-    fn run_plan(&self) -> RunPlan {
+    /// How the runner runs each unit (before any profile).
+    pub(super) fn run_plan(&self) -> RunPlan {
         RunPlan {
             runs: self.runs,
             duration_s: self.duration_s,
@@ -241,6 +246,7 @@ impl RunRequest {
                 ..SettlePolicy::default()
             }),
             target_options: self.target_options(),
+            profile: None,
         }
     }
 
@@ -294,7 +300,7 @@ impl RunRequest {
             None => base_file,
         };
         let every = ["all".to_string()];
-        let scenarios = file
+        let mut scenarios: Vec<_> = file
             .select(if self.sweep.is_some() {
                 &every
             } else {
@@ -341,8 +347,25 @@ impl RunRequest {
             }),
             _ => None,
         };
+        let mut run = self.run_plan();
+        let full = match self.profile {
+            Some(Profile::Quick) => {
+                let full = FullProtocol {
+                    plan: run.clone(),
+                    scenarios: scenarios.clone(),
+                    command: command
+                        .replace("--profile quick", "--profile full")
+                        .replace("--profile=quick", "--profile=full"),
+                };
+                Profile::Quick.apply(&mut run, &mut scenarios);
+                run.profile = Some(Profile::Quick);
+                Some(full)
+            }
+            Some(Profile::Full) | None => None,
+        };
         Ok(PerfPlan {
-            run: self.run_plan(),
+            run,
+            full,
             file,
             scenarios,
             scenarios_source: self

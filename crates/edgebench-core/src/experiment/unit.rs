@@ -61,6 +61,7 @@ impl RunState<'_> {
         // Every request is committed as it finishes, except the unit's last, which is
         // committed with the unit's completion.
         let events = self.ctx.events.as_ref();
+        let progress = &self.progress;
         let shared = Mutex::new((&mut self.exp.store, None::<PerfLine>));
         let on_event = |e: RunEvent| -> Result<(), String> {
             match e {
@@ -77,9 +78,14 @@ impl RunState<'_> {
                         g.0.add_request(unit_id, &l).map_err(|e| e.to_string())
                     };
                     drop(g);
+                    let progress = progress
+                        .lock()
+                        .map_err(|_| "progress lock poisoned".to_string())?
+                        .request_done(&unit.scenario.name);
                     events.event(Event::RequestDone {
                         key: key.clone(),
                         line: Box::new(l),
+                        progress,
                     });
                     r
                 }

@@ -49,6 +49,9 @@ pub struct RunPlan {
     /// or compared run with other settings is told apart.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub target_options: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The profile that shaped this plan (`quick`); none: the documented protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::experiment::profile::Profile>,
 }
 
 impl Default for RunPlan {
@@ -67,6 +70,7 @@ impl Default for RunPlan {
             rate_per_s: None,
             settle: None,
             target_options: std::collections::BTreeMap::new(),
+            profile: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use edgebench_core::backend::TokenCounter;
 use edgebench_core::catalog::{self, ModelInfo};
 use edgebench_core::experiment::perf;
+use edgebench_core::experiment::profile::Profile;
 use edgebench_core::experiment::request::RunRequest;
 use edgebench_core::experiment::{Context as ExperimentContext, ExperimentError};
 use edgebench_core::repro::Environment;
@@ -43,6 +44,10 @@ fn request(a: &RunArgs) -> RunRequest {
         rate: a.rate,
         scenarios: a.scenarios.clone(),
         scenarios_file: a.scenarios_file.clone(),
+        profile: a.profile.map(|p| match p {
+            crate::args::ProfileArg::Quick => Profile::Quick,
+            crate::args::ProfileArg::Full => Profile::Full,
+        }),
         runs: a.runs,
         duration_s: a.duration,
         warmup: a.warmup,
@@ -158,6 +163,9 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("  {}", w.display());
     }
     eprint!("{}", out.checkpoint);
+    if let Some(next) = &out.next {
+        eprintln!("\n{next}");
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out.summary)?);
     }
