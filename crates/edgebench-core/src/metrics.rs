@@ -117,15 +117,33 @@ pub fn is_valid_json_object(text: &str) -> bool {
 pub struct MetricSummary {
     #[serde(flatten)]
     pub summary: Summary,
+    /// The mean's interval: the bootstrap for small samples, Student's t for large ones.
     pub mean_ci: Option<ConfidenceInterval>,
+    /// The median's and the p90's and p99's distribution-free intervals (order statistics),
+    /// where the sample is large enough to give one at [`CI_LEVEL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ci: Option<ConfidenceInterval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_ci: Option<ConfidenceInterval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ci: Option<ConfidenceInterval>,
 }
 
-/// Summarises the finite values of a metric; `None` when there are none.
+/// Summarises the finite values of a metric; `None` when there are none. Linear in the number
+/// of values past the sort, whatever their number (see [`stats::interval`]).
 pub fn summarize_metric(values: &[f64], seed: u64) -> Option<MetricSummary> {
-    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    let summary = stats::summarize(&v).ok()?;
-    let mean_ci = stats::bootstrap_mean_ci(&v, CI_LEVEL, BOOTSTRAP_RESAMPLES, seed).ok();
-    Some(MetricSummary { summary, mean_ci })
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let mean_ci = stats::mean_ci(&v, CI_LEVEL, BOOTSTRAP_RESAMPLES, seed).ok();
+    v.sort_unstable_by(f64::total_cmp);
+    let summary = stats::summarize_sorted(&v).ok()?;
+    let q = |p| stats::quantile_ci(&v, p, CI_LEVEL);
+    Some(MetricSummary {
+        summary,
+        mean_ci,
+        p50_ci: q(0.5),
+        p90_ci: q(0.9),
+        p99_ci: q(0.99),
+    })
 }
 
 /// The summary of one unit (model x scenario) over its measured (non-warm-up) requests.
@@ -203,10 +221,6 @@ pub fn summarize_unit(records: &[RequestRecord], cx: &UnitContext<'_>) -> UnitSu
         derived.iter().filter_map(f).collect()
     };
     let seed = cx.seed;
-    let outcomes: Vec<f64> = measured
-        .iter()
-        .map(|r| if r.ok() { 1.0 } else { 0.0 })
-        .collect();
     let success_rate = if measured.is_empty() {
         0.0
     } else {
@@ -237,8 +251,7 @@ pub fn summarize_unit(records: &[RequestRecord], cx: &UnitContext<'_>) -> UnitSu
         requests: measured.len(),
         successes: ok.len(),
         success_rate,
-        success_rate_ci: stats::bootstrap_mean_ci(&outcomes, CI_LEVEL, BOOTSTRAP_RESAMPLES, seed)
-            .ok(),
+        success_rate_ci: stats::proportion_ci(ok.len(), measured.len(), CI_LEVEL).ok(),
         failures,
         ttft_ms: summarize_metric(&collect(&|m| m.ttft_ms), seed),
         e2e_ms: summarize_metric(&collect(&|m| Some(m.e2e_ms)), seed),

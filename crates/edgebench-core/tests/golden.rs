@@ -193,6 +193,17 @@ fn perf_jsonl_lines() {
         let back: PerfLine = serde_json::from_str(line).unwrap();
         assert_eq!(back.record, want.record);
     }
+    // Every kind of record (failed, with engine timings, reasoning) reads back to the very
+    // same line: the flat reader misses no field.
+    for r in records() {
+        let mut l = lines[0].clone();
+        l.record = r.clone();
+        l.record.reasoning_tokens = 2;
+        l.json_valid = None;
+        let line = serde_json::to_string(&l).unwrap();
+        let back: PerfLine = serde_json::from_str(&line).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), line);
+    }
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub fn eta_s(shares: &[Share]) -> Option<f64> {
     )
 }
 
+/// Requests finished before an estimate is given.
+pub const MIN_REQUESTS_FOR_ETA: u64 = 3;
+
 /// Counts an experiment's requests as they finish.
 #[derive(Debug)]
 pub struct Tracker {
@@ -123,7 +126,11 @@ impl Tracker {
             requests_done: self.done,
             requests_total: total,
             elapsed_s: now.duration_since(self.started).as_secs_f64(),
-            eta_s: self.known.then(|| eta_s(&shares)).flatten(),
+            // The first requests carry the set-up (settling, loading): no estimate before the
+            // third.
+            eta_s: (self.known && self.done >= MIN_REQUESTS_FOR_ETA)
+                .then(|| eta_s(&shares))
+                .flatten(),
         }
     }
 }
@@ -166,8 +173,10 @@ mod tests {
         assert!((5.0..10.0).contains(&ratio), "{ratio}");
         let mut t = Tracker::new([(chat, Some(2)), (long, Some(1))]);
         let p = t.request_done("interactive_assistant");
-        assert_eq!((p.requests_done, p.requests_total), (1, 3));
-        assert!(p.eta_s.is_some());
+        assert_eq!((p.requests_done, p.requests_total, p.eta_s), (1, 3, None));
+        t.request_done("interactive_assistant");
+        let p = t.request_done("long_form_summarization");
+        assert_eq!((p.requests_done, p.eta_s), (3, Some(0.0)));
         let mut t = Tracker::new([(chat, Some(2)), (long, None)]);
         let p = t.request_done("interactive_assistant");
         assert_eq!((p.requests_total, p.eta_s), (0, None));

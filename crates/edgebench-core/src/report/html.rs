@@ -181,7 +181,7 @@ fn perf_charts(r: &Report) -> String {
             figure(
                 &mut out,
                 svg::bars(&format!("chart-{metric}"), title, unit, &bars),
-                &format!("{title}; whiskers: bootstrap 95% CI of the mean."),
+                &format!("{title}; whiskers: 95% CI of the mean."),
             );
         }
     }

@@ -137,7 +137,7 @@ pub(super) fn performance(b: &mut Blocks, r: &Report) {
     }
     b.spans(vec![
         Span::Text(
-            "Means with bootstrap 95% CIs over measured requests (warm-ups excluded). `ttft_ms` runs \
+            "Means with 95% CIs over measured requests (warm-ups excluded; bootstrap up to 500, Student's t beyond). `ttft_ms` runs \
              from the scheduled time to the first text-bearing chunk; `output_tokens_per_s` is output \
              tokens / e2e; `decode_tokens_per_s` excludes the first chunk. Marks: "
                 .into(),

@@ -30,9 +30,15 @@ pub enum CiMethod {
     /// Tibshirani 1993, eq. 14.10 and 14.15), as `scipy.stats.bootstrap`
     /// with `method="BCa"`.
     Bca,
+    /// Student's t interval of a mean (large samples; see [`super::interval::mean_ci`]).
+    StudentT,
+    /// Wilson's score interval of a proportion.
+    Wilson,
+    /// The distribution-free interval of a quantile between two order statistics.
+    OrderStatistic,
 }
 
-/// A bootstrap confidence interval.
+/// A confidence interval (bootstrap unless its method says otherwise).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfidenceInterval {
     /// The statistic evaluated on the original data.
@@ -45,7 +51,7 @@ pub struct ConfidenceInterval {
     pub level: f64,
     /// How the bounds were computed.
     pub method: CiMethod,
-    /// Number of bootstrap resamples drawn.
+    /// Number of bootstrap resamples drawn (0 for the closed-form methods).
     pub resamples: usize,
 }
 
@@ -113,6 +119,15 @@ pub fn bootstrap_ci(
 ) -> Result<ConfidenceInterval> {
     validate(x, 2)?;
     check_args(level, resamples)?;
+    let bca = match method {
+        CiMethod::Percentile => false,
+        CiMethod::Bca => true,
+        CiMethod::StudentT | CiMethod::Wilson | CiMethod::OrderStatistic => {
+            return Err(StatsError::InvalidArgument(format!(
+                "{method:?} is not a bootstrap method"
+            )))
+        }
+    };
     let estimate = statistic(x);
     if !estimate.is_finite() {
         return Err(StatsError::NonFinite);
@@ -129,12 +144,11 @@ pub fn bootstrap_ci(
     }
     let dist = sorted_distribution(dist)?;
     let alpha = (1.0 - level) / 2.0;
-    let (q_lo, q_hi) = match method {
-        CiMethod::Percentile => (alpha, 1.0 - alpha),
-        CiMethod::Bca => {
-            let a_hat = jackknife_acceleration(x, statistic)?;
-            bca_levels(&dist, estimate, a_hat, level)?
-        }
+    let (q_lo, q_hi) = if bca {
+        let a_hat = jackknife_acceleration(x, statistic)?;
+        bca_levels(&dist, estimate, a_hat, level)?
+    } else {
+        (alpha, 1.0 - alpha)
     };
     Ok(ConfidenceInterval {
         estimate,

@@ -184,7 +184,15 @@ pub struct Summary {
 /// `cv` are `None`).
 pub fn summarize(x: &[f64]) -> Result<Summary> {
     validate(x, 1)?;
-    let s = sorted(x);
+    summarize_sorted(&sorted(x))
+}
+
+/// [`summarize`] of a sample already sorted ascending (no copy, no sort: for large samples).
+///
+/// Errors: `Empty`, `NonFinite`.
+pub fn summarize_sorted(s: &[f64]) -> Result<Summary> {
+    validate(s, 1)?;
+    let x = s;
     let n = x.len();
     let m = mean_unchecked(x);
     let sd = (n >= 2).then(|| variance_unchecked(x).sqrt());
@@ -192,15 +200,15 @@ pub fn summarize(x: &[f64]) -> Result<Summary> {
     Ok(Summary {
         n,
         mean: m,
-        median: median_sorted(&s),
+        median: median_sorted(s),
         std_dev: sd,
         cv,
         min: s[0],
         max: s[n - 1],
-        p50: quantile_sorted(&s, 0.5),
-        p90: quantile_sorted(&s, 0.9),
-        p95: quantile_sorted(&s, 0.95),
-        p99: quantile_sorted(&s, 0.99),
+        p50: quantile_sorted(s, 0.5),
+        p90: quantile_sorted(s, 0.9),
+        p95: quantile_sorted(s, 0.95),
+        p99: quantile_sorted(s, 0.99),
     })
 }
 

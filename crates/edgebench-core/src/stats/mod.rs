@@ -1,5 +1,6 @@
 //! Pure statistics for edgebench: descriptive summaries, bootstrap confidence
-//! intervals, hypothesis tests and effect sizes, with one shared error type.
+//! intervals and intervals chosen by sample size, hypothesis tests and effect
+//! sizes, with one shared error type.
 //!
 //! Every function is pure (no I/O, no global state), validates its input and
 //! returns [`Result`]. Conventions shared by all submodules:
@@ -18,13 +19,15 @@ pub mod bootstrap;
 pub mod descriptive;
 pub mod effect;
 pub mod hypothesis;
+pub mod interval;
 
 pub use bootstrap::{
     bca_levels, bootstrap_ci, bootstrap_indices_ci, bootstrap_mean_ci, bootstrap_ratio_of_means_ci,
     jackknife_acceleration, CiMethod, ConfidenceInterval,
 };
 pub use descriptive::{
-    cv, max, mean, median, min, percentile, percentiles, std_dev, summarize, variance, Summary,
+    cv, max, mean, median, min, percentile, percentiles, std_dev, summarize, summarize_sorted,
+    variance, Summary,
 };
 pub use effect::{
     cohens_d_label, cohens_d_paired, cohens_d_pooled, rank_biserial_label, rank_biserial_paired,
@@ -34,6 +37,7 @@ pub use hypothesis::{
     holm, mann_whitney_u, paired_t_test, shapiro_wilk, welch_t_test, wilcoxon_signed_rank,
     TestResult,
 };
+pub use interval::{mean_ci, proportion_ci, quantile_ci, quantile_ranks, BOOTSTRAP_MAX_N};
 
 /// Errors returned by every function of the statistics module.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
