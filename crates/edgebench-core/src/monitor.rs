@@ -67,6 +67,9 @@ pub struct MonitorSummary {
     /// The sampler's own CPU time as a percent of one core over its lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampler_cpu_percent_of_core: Option<f64>,
+    /// Other processes' CPU, steal time and throttling during the measured requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interference: Option<crate::hw::interference::Interference>,
 }
 
 fn max_of(xs: impl Iterator<Item = f64>) -> Option<f64> {
@@ -173,7 +176,17 @@ fn tree_rss_mb(pid: u32) -> Option<f64> {
         line.split_whitespace().nth(1)?.parse().ok()
     };
     let root_kb = vm_rss_kb(pid)?;
-    let mut total_kb = root_kb;
+    let rest: u64 = process_tree(pid)
+        .into_iter()
+        .skip(1)
+        .map(|p| vm_rss_kb(p).unwrap_or(0))
+        .sum();
+    Some((root_kb + rest) as f64 * 1024.0 / 1e6)
+}
+
+/// A process and its descendants (Linux: the `children` lists under `/proc/<pid>/task`), the
+/// process first; at most 4,096.
+pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut seen = vec![pid];
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
@@ -191,12 +204,11 @@ fn tree_rss_mb(pid: u32) -> Option<f64> {
                 if seen.len() < 4096 && !seen.contains(&c) {
                     seen.push(c);
                     stack.push(c);
-                    total_kb += vm_rss_kb(c).unwrap_or(0);
                 }
             }
         }
     }
-    Some(total_kb as f64 * 1024.0 / 1e6)
+    seen
 }
 
 /// The process listening on a TCP port on this machine (Linux: `/proc/net/tcp*` and the

@@ -250,6 +250,10 @@ fn comparison_markdown() {
                     .into_iter()
                     .collect(),
             ],
+            machine_warnings: [
+                None,
+                Some("interference during the unit: the hypervisor stole 14% of a core (threshold 10% of a core)".into()),
+            ],
         }],
         criteria: Criteria::default(),
         decision: Decision {

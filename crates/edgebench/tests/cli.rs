@@ -1106,3 +1106,49 @@ fn a_quick_profile_is_recorded_and_ends_with_the_full_protocol() {
         "--runs",
     );
 }
+
+#[test]
+fn a_busy_process_during_a_unit_flags_it() {
+    // Another process burns a core for the whole unit.
+    let mut busy = Command::new("sh")
+        .args([
+            "-c",
+            "end=$(($(date +%s) + 8)); while [ $(date +%s) -lt $end ]; do :; done",
+        ])
+        .spawn()
+        .expect("sh");
+    let dir = tempfile::tempdir().unwrap();
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        "mock",
+        "--scenarios",
+        "interactive_assistant",
+        "--duration",
+        "2",
+        "--warmup",
+        "0",
+        "--cooldown",
+        "0",
+        "--settle-timeout",
+        "0",
+        "--results",
+        dir.path().join("results").to_str().unwrap(),
+        "--json",
+    ]);
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let i = &s["models"][0]["units"][0]["monitor"]["interference"];
+    assert_eq!(i["flagged"], true, "{i}");
+    assert!(
+        i["other_cpu_percent_of_core"].as_f64().unwrap() > 40.0,
+        "{i}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: interference during the unit: other processes took"),
+        "{err}"
+    );
+}

@@ -169,5 +169,9 @@ pub(super) fn compare_eval(
         metrics,
         peak_rss_mb,
         log_pattern_counts: [BTreeMap::new(), BTreeMap::new()],
+        machine_warnings: [
+            crate::results::machine_warning(b.summary.settle.as_ref(), b.summary.monitor.as_ref()),
+            crate::results::machine_warning(c.summary.settle.as_ref(), c.summary.monitor.as_ref()),
+        ],
     }
 }

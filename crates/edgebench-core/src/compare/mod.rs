@@ -82,6 +82,10 @@ pub struct ScenarioComparison {
     /// Server log lines matching each pattern, per side (a pattern missing from a side was not
     /// counted there).
     pub log_pattern_counts: [BTreeMap<String, u64>; 2],
+    /// Per side, what made its figures less trustworthy (a busy machine before the unit,
+    /// interference during it), when anything did.
+    #[serde(default)]
+    pub machine_warnings: [Option<String>; 2],
 }
 
 /// The verdict.
@@ -281,6 +285,10 @@ pub fn compare(
             metrics,
             peak_rss_mb,
             log_pattern_counts: [counts(bu), counts(cu)],
+            machine_warnings: [
+                bu.and_then(UnitReport::machine_warning),
+                cu.and_then(UnitReport::machine_warning),
+            ],
         });
     }
     for (b, c) in tasks {

@@ -206,7 +206,7 @@ fn perf_rows(input: &ReportInput) -> Vec<PerfRow> {
                     joules_per_output_token: u.monitor.joules_per_output_token,
                     peak_vram_mb: u.monitor.peak_vram_mb,
                     max_temp_c: u.monitor.max_temp_c,
-                    busy_machine: u.settle.as_ref().and_then(|s| s.warning()),
+                    busy_machine: u.machine_warning(),
                 });
             }
         }
@@ -234,7 +234,10 @@ fn capability_rows(input: &ReportInput) -> Vec<CapabilityRow> {
                 scores: e.scores.clone(),
                 confusions: e.confusions.iter().take(5).cloned().collect(),
                 sandbox: e.sandbox.clone(),
-                busy_machine: e.settle.as_ref().and_then(|s| s.warning()),
+                busy_machine: crate::results::machine_warning(
+                    e.settle.as_ref(),
+                    e.monitor.as_ref(),
+                ),
             }
         })
         .collect()

@@ -142,6 +142,11 @@ fn render_one(c: &Comparison, family: Option<usize>) -> String {
                 get(1)
             );
         }
+        for (side, w) in ["baseline", "candidate"].iter().zip(&s.machine_warnings) {
+            if let Some(w) = w {
+                let _ = writeln!(out, "\n**{side} flagged**: {w}");
+            }
+        }
         out.push('\n');
     }
     let _ = writeln!(

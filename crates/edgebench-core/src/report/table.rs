@@ -119,7 +119,17 @@ fn unit(out: &mut String, u: &UnitReport) {
     if let Some(j) = s.json_valid_rate {
         let _ = write!(out, "   json_valid_rate {:.1}%", j * 100.0);
     }
+    if let Some(i) = &u.monitor.interference {
+        let _ = write!(
+            out,
+            "   other_cpu {:.1}%   steal {:.1}%",
+            i.other_cpu_percent_of_core, i.steal_percent_of_core
+        );
+    }
     out.push('\n');
+    if let Some(w) = u.machine_warning() {
+        let _ = writeln!(out, "  warning: {w}");
+    }
     for (pattern, n) in &u.log_pattern_counts {
         let _ = writeln!(out, "  server log lines matching {pattern:?}: {n}");
     }

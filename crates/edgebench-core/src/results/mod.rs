@@ -214,6 +214,31 @@ pub struct UnitReport {
     pub server_metrics: std::collections::BTreeMap<String, f64>,
 }
 
+/// What made a unit's or a task's figures less trustworthy, in one line: the machine was busy
+/// before it (settling) or interfered with during it (other processes, steal, throttling).
+pub fn machine_warning(
+    settle: Option<&crate::hw::settle::SettleReport>,
+    monitor: Option<&MonitorSummary>,
+) -> Option<String> {
+    let parts: Vec<String> = [
+        settle.and_then(|s| s.warning()),
+        monitor
+            .and_then(|m| m.interference.as_ref())
+            .and_then(|i| i.warning()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+impl UnitReport {
+    /// See [`machine_warning`].
+    pub fn machine_warning(&self) -> Option<String> {
+        machine_warning(self.settle.as_ref(), Some(&self.monitor))
+    }
+}
+
 /// One model of the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelReport {

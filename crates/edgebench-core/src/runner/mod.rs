@@ -411,6 +411,10 @@ pub async fn run_unit(
     if let Some(h) = hook {
         h.measured_starting().await;
     }
+    // Who is measured (edgebench and the target's process tree), and the machine's counters
+    // when the measured requests start.
+    let measured_pids: Vec<u32> = std::iter::once(std::process::id()).chain(pid).collect();
+    let quiet_before = crate::hw::interference::snapshot(&measured_pids);
     let base = index;
     if sequential {
         let end = window.map(|w| Instant::now() + w);
@@ -519,8 +523,16 @@ pub async fn run_unit(
         mon.stop();
         return Err(RunError::Interrupted);
     }
+    let quiet_after = crate::hw::interference::snapshot(&measured_pids);
     let (samples, cost) = mon.finish();
     let mut monitor = monitor::summarize(&samples);
+    if let (Some(a), Some(b)) = (&quiet_before, &quiet_after) {
+        monitor.interference = Some(crate::hw::interference::between(
+            a,
+            b,
+            crate::hw::interference::DEFAULT_THRESHOLD_PERCENT_OF_CORE,
+        ));
+    }
     monitor.sampler_cpu_percent_of_core = cost.percent_of_core();
     monitor.energy_source = Some(cost.energy_source);
     // The sampled span covers warm-ups too, so energy is shared over every token generated.
