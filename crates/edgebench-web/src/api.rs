@@ -1,11 +1,12 @@
-//! The JSON API the pages use (and scripts may): health, hardware, experiments from the store,
-//! starting a run, its live events over server-sent events, and cancelling it.
+//! The JSON API the pages use (and scripts may): health, hardware, experiments from the store
+//! and their downloads, comparisons of two experiments, starting a run, its live events over
+//! server-sent events, and cancelling it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
@@ -86,6 +87,80 @@ pub async fn experiment(
     let e = store.experiment(&id).map_err(err)?.ok_or_else(missing)?;
     let units = store.units(&id).map_err(err)?;
     Ok(Json(json!({"experiment": e, "units": units})))
+}
+
+/// `?format=` of a download.
+#[derive(serde::Deserialize)]
+pub struct ExportQuery {
+    format: Option<String>,
+}
+
+/// One experiment's requests as a file to download: `csv`, `json` (the experiment with its
+/// units and requests) or `jsonl` (default), as `edgebench results export` writes them.
+pub async fn export_experiment(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    use edgebench_core::report::export::{self, ExportFormat};
+    let (format, ext, mime) = match q.format.as_deref().unwrap_or("jsonl") {
+        "csv" => (ExportFormat::Csv, "csv", "text/csv; charset=utf-8"),
+        "json" => (ExportFormat::Json, "json", "application/json"),
+        "jsonl" => (ExportFormat::Jsonl, "jsonl", "application/x-ndjson"),
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("format: {other:?} is not csv, json or jsonl"),
+            ))
+        }
+    };
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no experiment {id:?}"));
+    let f = folder(&s)?.ok_or_else(missing)?;
+    let store = f.store().ok_or_else(missing)?;
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let e = store
+        .experiment(&id)
+        .map_err(|e| internal(e.to_string()))?
+        .ok_or_else(missing)?;
+    let bytes = export::export(store, &e, format).map_err(|e| internal(e.to_string()))?;
+    let file = format!("attachment; filename=\"edgebench_{id}.{ext}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        bytes,
+    ))
+}
+
+/// `?baseline=&candidate=` of a comparison: experiment ids (or result files) in the results
+/// folder.
+#[derive(serde::Deserialize)]
+pub struct CompareQuery {
+    baseline: String,
+    candidate: String,
+}
+
+/// Two experiments compared as `edgebench compare A B` does: the comparison (tests, decision)
+/// and its Markdown.
+pub async fn compare(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<CompareQuery>,
+) -> Result<Json<Value>, ApiError> {
+    use edgebench_core::compare::{self, CompareOptions, Criteria};
+    let dir = s.config.results.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let bad = |e: compare::CompareError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
+        let b = compare::load(&q.baseline, &dir).map_err(bad)?;
+        let c = compare::load(&q.candidate, &dir).map_err(bad)?;
+        let cmp = compare::compare(&b, &c, &Criteria::default(), &CompareOptions::default())
+            .map_err(bad)?;
+        let markdown = edgebench_core::report::compare_md::render(&cmp);
+        Ok::<_, ApiError>(json!({"comparison": cmp, "markdown": markdown}))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(out))
 }
 
 /// Starts a run from a JSON body naming what `edgebench run` takes; 409 while one is going.

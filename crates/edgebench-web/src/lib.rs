@@ -60,6 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/hardware", get(api::hardware))
         .route("/api/experiments", get(api::experiments))
         .route("/api/experiments/{id}", get(api::experiment))
+        .route("/api/experiments/{id}/export", get(api::export_experiment))
+        .route("/api/compare", get(api::compare))
         .route("/api/runs", post(api::start_run))
         .route("/api/runs/{id}", delete(api::cancel_run))
         .route("/api/runs/{id}/events", get(api::run_events))

@@ -112,6 +112,54 @@ async fn a_run_started_over_the_api_writes_what_the_cli_writes_and_streams_its_e
     assert_eq!(v["units"][0]["requests"], 4);
     let (_, body) = call(&s, get("/api/experiments")).await;
     assert!(body.contains(exp), "{body}");
+
+    // Downloads: what `results export` writes, as a file.
+    let resp = router(s.clone())
+        .oneshot(get(&format!("/api/experiments/{exp}/export?format=csv")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let disposition = resp.headers()[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap();
+    assert!(
+        disposition.contains(&format!("edgebench_{exp}.csv")),
+        "{disposition}"
+    );
+    let csv = resp.into_body().collect().await.unwrap().to_bytes();
+    let csv = String::from_utf8_lossy(&csv);
+    assert!(csv.lines().next().unwrap().contains("ttft_ms"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 4,
+        "a header and one line per request"
+    );
+    let (st, body) = call(
+        &s,
+        get(&format!("/api/experiments/{exp}/export?format=xml")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("format"), "{body}");
+    let (st, _) = call(&s, get("/api/experiments/nope/export?format=csv")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // A comparison, as `compare A B` makes it (here an experiment against itself).
+    let (st, body) = call(
+        &s,
+        get(&format!("/api/compare?baseline={exp}&candidate={exp}")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["comparison"]["decision"]["verdict"].is_string(), "{v}");
+    assert!(v["markdown"].as_str().unwrap().contains("ttft_ms"), "{v}");
+    let (st, body) = call(
+        &s,
+        get(&format!("/api/compare?baseline={exp}&candidate=missing")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("missing"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +278,12 @@ async fn the_page_loads_nothing_from_another_host() {
     let (st, html) = call(&s, get("/")).await;
     assert_eq!(st, StatusCode::OK);
     assert!(html.contains("<title>edgebench</title>"));
-    for bad in ["http://", "https://", "//cdn", "@import", "<link"] {
+    for bad in ["http://", "https://", "//cdn", "@import"] {
         assert!(!html.contains(bad), "the page references {bad}");
+    }
+    // Links only to inline data (the empty icon that keeps browsers from asking for one).
+    for (i, _) in html.match_indices("<link") {
+        let tag = &html[i..i + html[i..].find('>').unwrap()];
+        assert!(tag.contains("href=\"data:"), "{tag}");
     }
 }

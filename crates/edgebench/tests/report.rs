@@ -4,11 +4,12 @@
 //! the file, charts with a size, a screenshot and a PDF in the target folder.
 //!
 //! The browser test skips (loudly) when node, chromium or playwright-core is missing, unless
-//! EDGEBENCH_REQUIRE_BROWSER=1 (CI), where it fails. playwright-core is looked up through
-//! NODE_PATH, then in ~/.cache/edgebench-ci/node/node_modules (where `.ci/run` installs it).
+//! EDGEBENCH_REQUIRE_BROWSER=1 (CI), where it fails (see `common`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+mod common;
 
 use edgebench_core::monitor::Sample;
 use edgebench_core::store::{ExperimentRow, Store};
@@ -204,43 +205,10 @@ fn report_and_compliance_write_their_files() {
     assert_eq!(std::fs::read_dir(d.join("md-only")).unwrap().count(), 1);
 }
 
-fn playwright_dir() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("NODE_PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cache/edgebench-ci/node/node_modules"));
-    }
-    candidates
-        .into_iter()
-        .find(|d| d.join("playwright-core/package.json").is_file())
-}
-
-fn browser_missing(what: &str) {
-    let msg = format!(
-        "BROWSER TEST SKIPPED: {what}. Install Debian chromium, nodejs and playwright-core \
-         (see .ci/run) to render the HTML report in a real browser."
-    );
-    if std::env::var("EDGEBENCH_REQUIRE_BROWSER").as_deref() == Ok("1") {
-        panic!("{msg} (EDGEBENCH_REQUIRE_BROWSER=1)");
-    }
-    eprintln!("\n!!!!!!!! {msg}\n");
-}
-
 #[test]
 fn html_report_renders_in_headless_chromium() {
-    let chromium =
-        std::env::var("EDGEBENCH_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).is_file() {
-        return browser_missing(&format!("{chromium} not found"));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return browser_missing("node not found");
-    }
-    let Some(modules) = playwright_dir() else {
-        return browser_missing(
-            "playwright-core not found (NODE_PATH, ~/.cache/edgebench-ci/node)",
-        );
+    let Some(common::Browser { chromium, modules }) = common::browser() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let results = results_with_store(dir.path());
