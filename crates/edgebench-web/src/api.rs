@@ -11,13 +11,14 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use axum::Json;
+use edgebench_core::experiment::eval_request::EvalRequest;
 use edgebench_core::experiment::request::RunRequest;
 use edgebench_core::results::ResultsFolder;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::runs::StartError;
+use crate::runs::{Job, StartError};
 use crate::{ApiError, AppState};
 
 /// The single page (hardware, benchmark, results), with its script and style inline.
@@ -163,6 +164,35 @@ pub async fn compare(
     Ok(Json(out))
 }
 
+/// Refused before a plan is built (building may fetch a model); `Runs::start` checks again.
+fn refuse_if_busy(s: &AppState) -> Result<(), ApiError> {
+    match s.runs.active() {
+        Some(r) => Err(ApiError(
+            StatusCode::CONFLICT,
+            StartError::Busy(r.id.clone()).to_string(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Builds a plan off the async threads (resolving models may fetch a catalog model) and starts
+/// it: 202 with the run's id, 400 for a bad request, 409 while another run is going.
+async fn start_job(
+    s: Arc<AppState>,
+    build: impl FnOnce() -> Result<Job, edgebench_core::experiment::ExperimentError> + Send + 'static,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    refuse_if_busy(&s)?;
+    let job = tokio::task::spawn_blocking(build)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let run = s
+        .runs
+        .start(job, s.config.engine.clone())
+        .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id}))))
+}
+
 /// Starts a run from a JSON body naming what `edgebench run` takes; 409 while one is going.
 pub async fn start_run(
     State(s): State<Arc<AppState>>,
@@ -176,28 +206,31 @@ pub async fn start_run(
             "serve: starting a server command is not offered over HTTP; start it yourself and name its endpoint".into(),
         ));
     }
-    // Refused before the plan is built (building may fetch a model); `start` checks again.
-    if let Some(r) = s.runs.active() {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            StartError::Busy(r.id.clone()).to_string(),
-        ));
-    }
     // Results go where the server keeps them.
     req.results = s.config.results.clone();
     let env = s.config.environment.clone();
-    // Resolving models may fetch a catalog model: off the async threads.
-    let plan = tokio::task::spawn_blocking(move || {
+    start_job(s, move || {
         req.into_plan(env, "edgebench serve (web UI)".into(), None, &|_| {})
+            .map(|p| Job::Perf(Box::new(p)))
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let run = s
-        .runs
-        .start(plan, s.config.engine.clone())
-        .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id}))))
+}
+
+/// Starts an evaluation from a JSON body naming what `edgebench eval` takes (`task`, `model`,
+/// `sample_size`, `endpoint` ...); 409 while a run is going.
+pub async fn start_eval(
+    State(s): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut req: EvalRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
+    req.results = s.config.results.clone();
+    let env = s.config.environment.clone();
+    start_job(s, move || {
+        req.into_plan(env, "edgebench serve (web UI)".into(), &|_| {})
+            .map(|p| Job::Eval(Box::new(p)))
+    })
+    .await
 }
 
 /// Cancels run `id` (what it measured is kept and can be resumed).

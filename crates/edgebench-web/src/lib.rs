@@ -63,6 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/experiments/{id}/export", get(api::export_experiment))
         .route("/api/compare", get(api::compare))
         .route("/api/runs", post(api::start_run))
+        .route("/api/evals", post(api::start_eval))
         .route("/api/runs/{id}", delete(api::cancel_run))
         .route("/api/runs/{id}/events", get(api::run_events))
         .layer(middleware::from_fn_with_state(state.clone(), guard))

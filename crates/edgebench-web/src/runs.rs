@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use edgebench_core::experiment::eval::{self, EvalPlan};
 use edgebench_core::experiment::perf::{self, PerfPlan};
 use edgebench_core::experiment::{CancelFlag, Context, EngineLoader, Event, EventSink};
 use serde_json::{json, Value};
@@ -109,6 +110,12 @@ pub fn event_json(e: &Event) -> Option<Value> {
     })
 }
 
+/// What a run runs: a benchmark (`edgebench run`) or an evaluation (`edgebench eval`).
+pub enum Job {
+    Perf(Box<PerfPlan>),
+    Eval(Box<EvalPlan>),
+}
+
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -142,12 +149,8 @@ impl Runs {
             .cloned()
     }
 
-    /// Starts `plan` on its own task, unless a run is going.
-    pub fn start(
-        &self,
-        plan: PerfPlan,
-        engine: Arc<dyn EngineLoader>,
-    ) -> Result<Arc<Run>, StartError> {
+    /// Starts `job` on its own task, unless a run is going.
+    pub fn start(&self, job: Job, engine: Arc<dyn EngineLoader>) -> Result<Arc<Run>, StartError> {
         let mut runs = self.runs.lock().map_err(|_| StartError::Busy("?".into()))?;
         if let Some(r) = runs.iter().find(|r| !r.is_done()) {
             return Err(StartError::Busy(r.id.clone()));
@@ -176,18 +179,35 @@ impl Runs {
         };
         let r = run.clone();
         tokio::spawn(async move {
-            let end = match perf::run(plan, &ctx).await {
-                Ok(out) => json!({
-                    "type": "finished",
-                    "status": "done",
-                    "experiment_id": out.summary.run_id,
-                    "checkpoint": out.checkpoint,
-                }),
-                Err(e) => json!({
-                    "type": "finished",
-                    "status": if matches!(e, edgebench_core::experiment::ExperimentError::Interrupted) { "interrupted" } else { "failed" },
-                    "error": e.to_string(),
-                }),
+            let failed = |e: edgebench_core::experiment::ExperimentError| {
+                let status =
+                    if matches!(e, edgebench_core::experiment::ExperimentError::Interrupted) {
+                        "interrupted"
+                    } else {
+                        "failed"
+                    };
+                json!({"type": "finished", "status": status, "error": e.to_string()})
+            };
+            let end = match job {
+                Job::Perf(plan) => match perf::run(*plan, &ctx).await {
+                    Ok(out) => json!({
+                        "type": "finished",
+                        "status": "done",
+                        "experiment_id": out.summary.run_id,
+                        "checkpoint": out.checkpoint,
+                        "next": out.next,
+                    }),
+                    Err(e) => failed(e),
+                },
+                Job::Eval(plan) => match eval::run(*plan, &ctx).await {
+                    Ok(out) => json!({
+                        "type": "finished",
+                        "status": if out.failures == 0 { "done" } else { "failed" },
+                        "experiment_id": out.summaries.first().map(|s| s.experiment_id.clone()),
+                        "scores": out.summaries.iter().map(eval::render_line).collect::<Vec<_>>(),
+                    }),
+                    Err(e) => failed(e),
+                },
             };
             r.record(end, true);
         });

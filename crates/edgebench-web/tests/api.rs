@@ -287,3 +287,65 @@ async fn the_page_loads_nothing_from_another_host() {
         assert!(tag.contains("href=\"data:"), "{tag}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eval_started_over_the_api_scores_items_and_names_bad_fields() {
+    use edgebench_core::backend::mock_server::{MockServer, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), None);
+    let (st, body) = call(&s, post("/api/evals", json!({"task": "bogus"}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("task"), "{body}");
+    let (st, body) = call(&s, post("/api/evals", json!({"task": "mmlu", "shotz": 5}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("shotz"), "{body}");
+
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+    if !data.join("banking77/test.csv").is_file() {
+        assert!(
+            std::env::var("EDGEBENCH_REQUIRE_PEERS").is_err(),
+            "no datasets"
+        );
+        eprintln!("SKIPPED: no datasets at {}", data.display());
+        return;
+    }
+    // A server that always answers with one intent.
+    let server = MockServer::start(|req| {
+        if req.path.ends_with("/models") {
+            return Response::json(200, &json!({"data": [{"id": "m"}]}));
+        }
+        Response::json(
+            200,
+            &json!({"choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "card_arrival"}}]}),
+        )
+    })
+    .await
+    .unwrap();
+    let (st, body) = call(
+        &s,
+        post(
+            "/api/evals",
+            json!({"task": "banking77", "endpoint": server.base_url(), "sample_size": 6,
+                   "data_dir": data, "settle_timeout_s": 0}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, sse) = call(&s, get(&format!("/api/runs/{id}/events"))).await;
+    let ev = events(&sse);
+    let end = ev.last().unwrap();
+    assert_eq!(end["status"], "done", "{end}");
+    assert!(
+        end["scores"][0].as_str().unwrap().contains("banking77"),
+        "{end}"
+    );
+    assert!(ev.iter().any(|e| e["type"] == "items_scored"), "{ev:?}");
+    let exp = end["experiment_id"].as_str().unwrap();
+    let (st, body) = call(&s, get(&format!("/api/experiments/{exp}"))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}

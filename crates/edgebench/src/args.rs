@@ -452,17 +452,6 @@ pub struct MachineArgs {
     pub monitor_interval_ms: u64,
 }
 
-impl MachineArgs {
-    /// The settling policy, or `None` when waiting is turned off.
-    pub fn settle_policy(&self) -> Option<edgebench_core::hw::settle::SettlePolicy> {
-        (self.settle_timeout > 0.0).then(|| edgebench_core::hw::settle::SettlePolicy {
-            threshold_percent: self.settle_threshold,
-            timeout: std::time::Duration::from_secs_f64(self.settle_timeout),
-            ..edgebench_core::hw::settle::SettlePolicy::default()
-        })
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// The baseline: a run id, a results folder (its newest run), a perf JSONL file, an eval

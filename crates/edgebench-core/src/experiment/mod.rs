@@ -4,6 +4,7 @@
 //! cancellation token; the CLI and the web UI only build plans and render events.
 
 pub mod eval;
+pub mod eval_request;
 mod lifecycle;
 pub mod perf;
 pub mod profile;

@@ -3,19 +3,15 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
-use edgebench_core::backend::openai::{self, HttpConfig};
-use edgebench_core::eval::tasks;
-use edgebench_core::eval::TaskOptions;
-use edgebench_core::experiment::eval::{self, EvalModels, EvalPlan};
-use edgebench_core::experiment::{Context as ExperimentContext, EngineSpec, Resume};
-use edgebench_core::repro;
+use anyhow::Context;
+use edgebench_core::experiment::eval;
+use edgebench_core::experiment::eval_request::EvalRequest;
+use edgebench_core::experiment::Context as ExperimentContext;
 use edgebench_llama::LlamaLoader;
 
 use super::render::{ctrl_c_token, Terminal};
-use super::run::{base_command, cli_error, environment, resolve_models};
+use super::run::{base_command, cli_error, environment};
 use crate::args::EvalArgs;
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -27,77 +23,40 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(eval_async(a))
 }
 
-async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
-    let task_list = tasks::expand(&a.task)?;
-    if let Some(d) = &a.data_dir {
-        if !d.is_dir() {
-            bail!("--data-dir {}: no such folder", d.display());
-        }
-    }
-    if let Some(p) = &a.realistic_file {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("--realistic-file {}", p.display()))?;
-        tasks::load_cases(&text, &p.display().to_string())?;
-    }
-    let threads = a.threads.unwrap_or_else(repro::default_threads);
-    let base = a
-        .endpoint
-        .as_deref()
-        .map(openai::resolve_endpoint)
-        .transpose()?;
-    let models = match &base {
-        None => {
-            let specs: Vec<String> = if a.all_models {
-                vec!["all".into()]
-            } else {
-                a.model.iter().cloned().collect()
-            };
-            let spec = EngineSpec {
-                threads,
-                ctx_size: None,
-                verbose: false,
-                parallel: a.parallel as usize,
-            };
-            EvalModels::Embedded(resolve_models(&specs)?, spec)
-        }
-        Some(base) => {
-            let mut template = HttpConfig::new(base.clone(), "");
-            template.api_key = a.api_key.clone();
-            template.connect_timeout = Duration::from_secs_f64(a.connect_timeout);
-            template.total_timeout = Duration::from_secs_f64(a.timeout);
-            template.max_response_bytes = a.max_response_bytes;
-            EvalModels::Endpoint {
-                template: Box::new(template),
-                id: a.model.clone(),
-                concurrency: a.concurrency as usize,
-            }
-        }
-    };
-    let options = TaskOptions {
+/// The flags as the library's eval request.
+fn request(a: &EvalArgs) -> EvalRequest {
+    EvalRequest {
+        task: a.task.clone(),
+        model: a.model.clone(),
+        all_models: a.all_models,
         sample_size: a.sample_size,
         per_subject: a.per_subject,
-        seed: a.seed,
-        data_dir: a.data_dir.clone(),
-        agreement: a.agreement.clone(),
         shots: a.shots,
-        batch: match &base {
-            None => 32 * a.parallel as usize,
-            Some(_) => 4 * a.concurrency as usize,
-        },
-        unsafe_exec: a.unsafe_exec,
+        agreement: a.agreement.clone(),
+        data_dir: a.data_dir.clone(),
         realistic_file: a.realistic_file.clone(),
-    };
-    let plan = EvalPlan {
-        tasks: task_list,
-        models,
-        options,
-        results_dir: a.results.clone(),
-        resume: Resume::from_flag(a.resume.as_deref()),
-        command: base_command(),
-        environment: environment(),
-        settle: a.machine.settle_policy(),
-        monitor_interval: Duration::from_millis(a.machine.monitor_interval_ms),
-    };
+        endpoint: a.endpoint.clone(),
+        api_key: a.api_key.clone(),
+        concurrency: a.concurrency,
+        connect_timeout_s: a.connect_timeout,
+        timeout_s: a.timeout,
+        max_response_bytes: a.max_response_bytes,
+        parallel: a.parallel,
+        threads: a.threads,
+        unsafe_exec: a.unsafe_exec,
+        seed: a.seed,
+        monitor_interval_ms: a.machine.monitor_interval_ms,
+        settle_timeout_s: a.machine.settle_timeout,
+        settle_threshold_percent: a.machine.settle_threshold,
+        results: a.results.clone(),
+        resume: a.resume.clone(),
+    }
+}
+
+async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    let plan = request(&a)
+        .into_plan(environment(), base_command(), &|m| eprintln!("{m}"))
+        .map_err(cli_error)?;
     let ctx = ExperimentContext {
         events: Arc::new(Terminal::new("items", true, true)),
         cancel: ctrl_c_token(),

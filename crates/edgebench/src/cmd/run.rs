@@ -126,12 +126,30 @@ pub(crate) fn environment() -> Environment {
     )
 }
 
-/// An experiment's error for the binary: interrupted exits 130, the rest 2.
+/// An experiment's error for the binary: interrupted exits 130, the rest 2. A request field the
+/// library names (`data_dir: ...`) is named as its flag (`--data-dir: ...`).
 pub(crate) fn cli_error(e: ExperimentError) -> anyhow::Error {
     match e {
         ExperimentError::Interrupted => anyhow::anyhow!(Interrupted),
+        ExperimentError::Plan(msg) => anyhow::anyhow!(flag_named(&msg)),
         e => e.into(),
     }
+}
+
+/// `field: why` with the request field written as its flag (`timeout_s` is `--timeout`,
+/// `monitor_interval_ms` is `--monitor-interval`); other messages unchanged.
+fn flag_named(msg: &str) -> String {
+    let Some((field, why)) = msg.split_once(": ") else {
+        return msg.to_string();
+    };
+    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return msg.to_string();
+    }
+    let base = ["_percent", "_ms", "_s"]
+        .iter()
+        .find_map(|suffix| field.strip_suffix(suffix))
+        .unwrap_or(field);
+    format!("--{}: {why}", base.replace('_', "-"))
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -170,4 +188,33 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out.summary)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_fields_read_as_flags() {
+        use super::flag_named;
+        assert_eq!(
+            flag_named("data_dir: /x: no such folder"),
+            "--data-dir: /x: no such folder"
+        );
+        assert_eq!(
+            flag_named("timeout_s: must be 0 or more"),
+            "--timeout: must be 0 or more"
+        );
+        assert_eq!(
+            flag_named("monitor_interval_ms: at least 10"),
+            "--monitor-interval: at least 10"
+        );
+        assert_eq!(
+            flag_named("settle_threshold_percent: x"),
+            "--settle-threshold: x"
+        );
+        assert_eq!(
+            flag_named("no experiment \"x\": y"),
+            "no experiment \"x\": y"
+        );
+        assert_eq!(flag_named("plain"), "plain");
+    }
 }
