@@ -166,6 +166,47 @@ fn summary_table() {
         sweep: Vec::new(),
     };
     golden("summary.txt", &render_summary(&run));
+
+    // The same unit on two machines, one of them without it and flagged elsewhere: the machine
+    // comparison's Markdown.
+    use edgebench_core::results::machines::{self, MachineResults};
+    let unit = run.models[0].units[0].clone();
+    let mut flagged = unit.clone();
+    flagged.monitor.interference = Some(edgebench_core::hw::interference::Interference {
+        other_cpu_percent_of_core: 35.0,
+        steal_percent_of_core: 0.5,
+        throttle_events: None,
+        threshold_percent_of_core: 10.0,
+        flagged: true,
+    });
+    let mut other = unit.clone();
+    other.summary.scenario = "interactive_assistant".into();
+    let env = |cpu: &str, ram: u64| Environment {
+        cpu_model: cpu.into(),
+        physical_cores: Some(8),
+        logical_cores: 16,
+        ram_total_mb: ram,
+        os: "Linux".into(),
+        kernel: "6.1".into(),
+        edgebench_version: "0.1.0".into(),
+        ..Environment::default()
+    };
+    let sets = [
+        MachineResults {
+            label: "laptop-a".into(),
+            environment: Some(env("Ryzen 7 7840U", 32768)),
+            units: vec![unit, other],
+        },
+        MachineResults {
+            label: "laptop-b".into(),
+            environment: Some(env("Core Ultra 7 155H", 16384)),
+            units: vec![flagged],
+        },
+    ];
+    golden(
+        "machines.md",
+        &machines::to_markdown(&machines::compare(&sets)),
+    );
 }
 
 #[test]

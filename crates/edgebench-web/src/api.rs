@@ -164,6 +164,86 @@ pub async fn compare(
     Ok(Json(out))
 }
 
+/// `?label=` of an import.
+#[derive(serde::Deserialize)]
+pub struct ImportQuery {
+    label: String,
+}
+
+/// The folder of imported machines' results, inside the results folder.
+fn imports_dir(s: &AppState) -> std::path::PathBuf {
+    s.config.results.join("imports")
+}
+
+/// Takes another machine's `results export --format json` file (the body) under a label: checked,
+/// then kept as `imports/LABEL.json` in the results folder for the machine comparison.
+pub async fn import_machine(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use edgebench_core::results::machines::MachineResults;
+    let ok = !q.label.is_empty()
+        && q.label.len() <= 64
+        && q.label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !q.label.starts_with('.');
+    if !ok {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "label: 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'".into(),
+        ));
+    }
+    let m = MachineResults::from_export(&body, &q.label)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let dir = imports_dir(&s);
+    let path = dir.join(format!("{}.json", q.label));
+    let internal = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    std::fs::create_dir_all(&dir).map_err(internal)?;
+    edgebench_core::results::atomic_write(&path, &body).map_err(internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"label": q.label, "units": m.units.len()})),
+    ))
+}
+
+/// This machine's results beside every imported machine's: the same model x scenario side by
+/// side with CIs, and the machines' hardware (JSON and Markdown).
+pub async fn machines(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    use edgebench_core::results::machines::{self, MachineResults};
+    let results = s.config.results.clone();
+    let imports = imports_dir(&s);
+    let out = tokio::task::spawn_blocking(move || {
+        let err =
+            |e: machines::MachineError| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        let mut sets = Vec::new();
+        if results.is_dir() {
+            sets.push(MachineResults::from_folder(&results, "this machine").map_err(err)?);
+        }
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&imports)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|x| x == "json"));
+        files.sort();
+        for f in files {
+            let label = f
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let bytes = std::fs::read(&f)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            sets.push(MachineResults::from_export(&bytes, &label).map_err(err)?);
+        }
+        let c = machines::compare(&sets);
+        let markdown = machines::to_markdown(&c);
+        Ok::<_, ApiError>(json!({"comparison": c, "markdown": markdown}))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(out))
+}
+
 /// Refused before a plan is built (building may fetch a model); `Runs::start` checks again.
 fn refuse_if_busy(s: &AppState) -> Result<(), ApiError> {
     match s.runs.active() {

@@ -62,6 +62,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/experiments/{id}", get(api::experiment))
         .route("/api/experiments/{id}/export", get(api::export_experiment))
         .route("/api/compare", get(api::compare))
+        // Another machine's export holds every request: more than axum's 2 MB default.
+        .route(
+            "/api/imports",
+            post(api::import_machine).layer(axum::extract::DefaultBodyLimit::max(256 << 20)),
+        )
+        .route("/api/machines", get(api::machines))
         .route("/api/runs", post(api::start_run))
         .route("/api/evals", post(api::start_eval))
         .route("/api/runs/{id}", delete(api::cancel_run))

@@ -349,3 +349,64 @@ async fn an_eval_started_over_the_api_scores_items_and_names_bad_fields() {
     let (st, body) = call(&s, get(&format!("/api/experiments/{exp}"))).await;
     assert_eq!(st, StatusCode::OK, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_machines_export_is_imported_and_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), None);
+    let (st, body) = call(
+        &s,
+        post(
+            "/api/runs",
+            json!({"endpoint": "mock", "runs": 3, "warmup": 0, "cooldown_s": 0, "max_tokens": 4,
+                   "scenarios": ["interactive_assistant"], "settle_timeout_s": 0}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, sse) = call(&s, get(&format!("/api/runs/{id}/events"))).await;
+    let exp = events(&sse).last().unwrap()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, export) = call(
+        &s,
+        get(&format!("/api/experiments/{exp}/export?format=json")),
+    )
+    .await;
+    let import = |label: &str, body: String| {
+        Request::post(format!("/api/imports?label={label}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // Bad labels and bodies are named.
+    let (st, body) = call(&s, import("..%2Fx", export.clone())).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("label"), "{body}");
+    let (st, body) = call(&s, import("b", "{}".into())).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("body"), "{body}");
+    let (st, body) = call(&s, import("laptop-b", export)).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert!(dir.path().join("imports/laptop-b.json").is_file());
+    let (st, body) = call(&s, get("/api/machines")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let labels: Vec<&str> = v["comparison"]["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["this machine", "laptop-b"]);
+    let row = &v["comparison"]["rows"][0];
+    assert_eq!(row["scenario"], "interactive_assistant");
+    // The same experiment on both sides: the same figures.
+    assert_eq!(row["cells"][0], row["cells"][1], "{row}");
+    assert_eq!(row["cells"][0]["ttft_ms"]["n"], 3, "{row}");
+}

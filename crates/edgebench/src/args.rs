@@ -456,10 +456,16 @@ pub struct MachineArgs {
 pub struct CompareArgs {
     /// The baseline: a run id, a results folder (its newest run), a perf JSONL file, an eval
     /// id (eval_...) or an eval_*.json file. With --all: the experiment whose models to compare.
-    pub baseline: String,
+    #[arg(required_unless_present = "machines")]
+    pub baseline: Option<String>,
     /// The candidate, in the same forms.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "machines"], conflicts_with = "all")]
     pub candidate: Option<String>,
+    /// Machines side by side instead: comma-separated results folders or `results export
+    /// --format json` files, each optionally `LABEL=PATH` (default label: the folder or file
+    /// name); the same model x scenario across them with CIs, and their hardware.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "[LABEL=]PATH", conflicts_with_all = ["baseline", "candidate", "all"])]
+    pub machines: Vec<String>,
     /// Compare every pair of models in BASELINE's experiment (the earlier model as baseline),
     /// with Holm's correction over the whole family of tests.
     #[arg(long)]

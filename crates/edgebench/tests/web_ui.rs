@@ -1,6 +1,7 @@
 //! `edgebench serve` in a real browser (Debian chromium driven by playwright-core): every page,
 //! two short benchmarks of the default model started with the button and followed to their end,
-//! a third cancelled, an experiment's figures, a comparison of the two and a CSV download; no
+//! a third cancelled, an experiment's figures, a comparison of the two, a CSV download, and another
+//! machine's export imported and compared with this one; no
 //! console error, no request to another host, a screenshot of each page under the target folder.
 //! (That the page's source names no other host is checked in edgebench-web's API tests.)
 
@@ -125,7 +126,24 @@ fn a_user_runs_cancels_compares_and_downloads_in_a_browser() {
     let head = v["csv_head"][0].as_str().unwrap();
     assert!(head.contains("ttft_ms"), "{head}");
     assert!(v["csv_name"].as_str().unwrap().ends_with(".csv"), "{v}");
-    for shot in ["hardware.png", "benchmark.png", "results.png"] {
+    // The imported machine beside this one, both with figures and intervals.
+    assert!(v["imported"].as_str().unwrap().contains("laptop-b"), "{v}");
+    assert_eq!(
+        v["machines"],
+        serde_json::json!(["this machine", "laptop-b"]),
+        "{v}"
+    );
+    let cells = v["machine_cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{v}");
+    for c in cells {
+        assert!(c.as_str().unwrap().contains('['), "{v}");
+    }
+    for shot in [
+        "hardware.png",
+        "benchmark.png",
+        "results.png",
+        "machines.png",
+    ] {
         assert!(out.join(shot).metadata().unwrap().len() > 10_000, "{shot}");
     }
 }

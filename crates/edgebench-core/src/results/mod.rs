@@ -5,6 +5,7 @@
 
 pub mod eval;
 pub mod key;
+pub mod machines;
 pub mod reader;
 
 pub use eval::{EvalSummary, ItemResult};

@@ -6,10 +6,50 @@ use edgebench_core::compare::{self, CompareOptions, Criteria, Verdict};
 use edgebench_core::report::compare_md;
 
 use crate::args::CompareArgs;
+use edgebench_core::results::machines::{self, MachineResults};
+
+/// `--machines`: each `[LABEL=]PATH` read (a results folder, or an export file) and shown side by
+/// side.
+fn machines(a: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let mut sets = Vec::new();
+    for spec in &a.machines {
+        let (label, path) = match spec.split_once('=') {
+            Some((l, p)) => (l.to_string(), std::path::PathBuf::from(p)),
+            None => {
+                let p = std::path::PathBuf::from(spec);
+                let l = p
+                    .file_stem()
+                    .map_or_else(|| spec.clone(), |s| s.to_string_lossy().into_owned());
+                (l, p)
+            }
+        };
+        let set = if path.is_dir() {
+            MachineResults::from_folder(&path, &label)?
+        } else {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| anyhow::anyhow!("--machines {}: {e}", path.display()))?;
+            MachineResults::from_export(&bytes, &label)?
+        };
+        sets.push(set);
+    }
+    let c = machines::compare(&sets);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", machines::to_markdown(&c));
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Exit code 0 when the decision is to apply (with or without monitoring), 1 when the baseline is
 /// kept (a gate failed); `--all` exits 0 once every pair is compared.
 pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    if !a.machines.is_empty() {
+        return machines(&a);
+    }
+    let Some(baseline) = &a.baseline else {
+        anyhow::bail!("compare: give a baseline, or --machines");
+    };
     let criteria = match &a.criteria {
         Some(p) => Criteria::load(p)?,
         None => Criteria::default(),
@@ -18,7 +58,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         ..CompareOptions::default()
     };
-    let baseline = compare::load(&a.baseline, &a.results)?;
+    let baseline = compare::load(baseline, &a.results)?;
     let Some(candidate) = &a.candidate else {
         let all = compare::compare_all(&baseline, &criteria, &opts)?;
         if a.json {

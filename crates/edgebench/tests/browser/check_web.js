@@ -90,6 +90,25 @@ const fs = require('fs');
     await download.saveAs(csv);
     result.csv_head = fs.readFileSync(csv, 'utf8').split('\n').slice(0, 3);
     result.csv_name = download.suggestedFilename();
+
+    // Another machine's results: an export file imported under a label, then the machines
+    // side by side.
+    const exported = path.join(out, 'laptop-b.json');
+    const [json] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click(`#experiments tr:has(input[value="${done[1]}"]) a.dl:text("json")`),
+    ]);
+    await json.saveAs(exported);
+    await page.fill('#importform input[name=label]', 'laptop-b');
+    await page.setInputFiles('#importform input[name=file]', exported);
+    await page.click('#import');
+    await page.waitForSelector('#imported');
+    result.imported = await page.textContent('#imported');
+    await page.click('#machines');
+    await page.waitForSelector('#machinelist');
+    result.machines = await page.$$eval('#machinelist tr td:first-child', (tds) => tds.map((t) => t.textContent));
+    result.machine_cells = await page.$$eval('table.machinerow tr td:nth-child(2)', (tds) => tds.map((t) => t.textContent));
+    await page.screenshot({ path: path.join(out, 'machines.png'), fullPage: true });
   } finally {
     await browser.close();
   }
