@@ -184,8 +184,9 @@ want() { [[ " $CLIENTS " == *" $1 "* ]]; }
 if want guidellm || want aiperf; then
   if [[ ! -x $PY ]]; then
     log "creating venv $VENV"
-    mkdir -p "$(dirname "$VENV")"
-    python3 -m venv "$VENV" >"$TMP/venv.log" 2>&1 || { MISSING[guidellm]="python3 -m venv failed: $(tail -1 "$TMP/venv.log")"; MISSING[aiperf]=${MISSING[guidellm]}; }
+    if ! { mkdir -p "$(dirname "$VENV")" && python3 -m venv "$VENV"; } >"$TMP/venv.log" 2>&1; then
+      MISSING[guidellm]="could not create the venv $VENV: $(tail -1 "$TMP/venv.log")"; MISSING[aiperf]=${MISSING[guidellm]}
+    fi
   fi
   for pkg in guidellm aiperf; do
     want "$pkg" || continue
@@ -229,6 +230,7 @@ EOF
     fi
   fi
 fi
+EB_VERSION=$("$EDGEBENCH" --version 2>/dev/null | awk '{print $2, $3}') || EB_VERSION="?" # read before the runs
 if want edgebench && [[ ! -x $EDGEBENCH ]]; then MISSING[edgebench]="binary not found at $EDGEBENCH (build it: cargo build --release)"; fi
 
 # ------------------------------------------------------------------------------------------ runs
@@ -299,6 +301,7 @@ record() { # round client label conc asked completed reported status
 
 fail_reason() { # dir
   local f
+  if [[ $RUN_RC == 124 || $RUN_RC == 137 ]]; then echo "timed out after RUN_TIMEOUT=${RUN_TIMEOUT} s"; return; fi
   for f in "$1/stderr.log" "$1/stdout.log"; do
     grep -m1 -E 'Error|error|ERROR|Traceback|failed' "$f" 2>/dev/null | cut -c1-160 && return
   done
@@ -381,7 +384,7 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc
 echo "date: $(date -u '+%F %T UTC'), script wall time $(( $(date +%s) - SCRIPT_START )) s"
 awk -v s0="$STEAL0" -v s1="$STEAL1" -v t0="$TOTAL0" -v t1="$TOTAL1" -v h="$CLK_TCK" \
   'BEGIN{printf "hypervisor steal over the script: %.2f CPU-s (%.2f%% of all CPU time)\n", (s1-s0)/h, (t1>t0)?100*(s1-s0)/(t1-t0):0}'
-echo "versions: edgebench $("$EDGEBENCH" --version 2>/dev/null | awk '{print $2, $3}' || echo '?'), nginx $(nginx -v 2>&1 | sed 's|.*/||')$(
+echo "versions: edgebench $EB_VERSION, nginx $(nginx -v 2>&1 | sed 's|.*/||')$(
   for p in guidellm aiperf; do [[ -x $PY ]] && v=$("$PY" -c "import importlib.metadata as m; print(m.version('$p'))" 2>/dev/null) && printf ', %s %s' "$p" "$v"; done
   [[ -x $PY ]] && printf ', Python %s' "$("$PY" -c 'import platform; print(platform.python_version())')")"
 for note in "${INSTALL_NOTES[@]}"; do echo "install: $note"; done
@@ -410,7 +413,7 @@ def derived(x):
     # that escaped the accounting (not waited for by their parent)
     x["other"] = max(0.0, x["busy"] - x["cpu"] - x["srv"]) if ok else None
     # flagged: started on a busy machine, or others took more than 5% of the machine during the run
-    x["flag"] = ok and (not x["quiet"] or x["other"] > 0.05 * x["wall"] * NCPU)
+    x["flag"] = ok and (not x["quiet"] or x["other"] > max(0.25, 0.05 * x["wall"] * NCPU))
 for x in rows: derived(x)
 def ref(x, pool):
     """the edgebench row of the same round, concurrency and N"""
@@ -439,7 +442,7 @@ def table(rs, show_round):
     for o in out:
         print("  ".join(o[i].ljust(w[k]) if i < 2 else o[i].rjust(w[k]) for k, i in enumerate(cols)))
     if any(x.get("flag") for x in rs):
-        print("! = run disturbed: started on a busy machine, or other processes used more than 5% of all cores during it")
+        print("! = run disturbed: started on a busy machine, or other processes used more than 5% of all cores (and 0.25 CPU-s) during it")
     for x in rs:
         if x["status"] != "ok":
             print(f'failed: round {x["round"]} {x["label"]} c={x["c"]}: {x["status"]}')
