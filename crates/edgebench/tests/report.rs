@@ -207,7 +207,7 @@ fn report_and_compliance_write_their_files() {
 
 #[test]
 fn html_report_renders_in_headless_chromium() {
-    let Some(common::Browser { chromium, modules }) = common::browser() else {
+    let Some(browser) = common::browser() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -233,27 +233,10 @@ fn html_report_renders_in_headless_chromium() {
     std::fs::create_dir_all(&out).unwrap();
     let png = out.join("benchmark_report.png");
     let pdf = out.join("benchmark_report.pdf");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_report.js");
-    let run = Command::new("node")
-        .arg(&script)
-        .arg(&html)
-        .arg(&png)
-        .arg(&pdf)
-        .env("NODE_PATH", &modules)
-        .env("EDGEBENCH_CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    assert!(
-        run.status.success(),
-        "browser script failed: {}",
-        String::from_utf8_lossy(&run.stderr)
+    let v = browser.run(
+        "check_report.js",
+        &[html.as_os_str(), png.as_os_str(), pdf.as_os_str()],
     );
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
-    assert_eq!(v["console_errors"], serde_json::json!([]), "{v}");
-    assert_eq!(v["page_errors"], serde_json::json!([]), "{v}");
-    assert_eq!(v["external_requests"], serde_json::json!([]), "{v}");
     let charts = v["charts"].as_array().unwrap();
     let ids: Vec<&str> = charts.iter().filter_map(|c| c["id"].as_str()).collect();
     for want in [

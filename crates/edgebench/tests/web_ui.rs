@@ -50,28 +50,11 @@ fn a_user_runs_cancels_compares_and_downloads_in_a_browser() {
     std::thread::spawn(move || for _ in lines {});
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui");
     std::fs::create_dir_all(&out).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_web.js");
-    let run = Command::new("node")
-        .arg(&script)
-        .arg(&url)
-        .arg(&model)
-        .arg(&out)
-        .env("NODE_PATH", &browser.modules)
-        .env("EDGEBENCH_CHROMIUM", &browser.chromium)
-        .output()
-        .expect("run node");
-    drop(server);
-    assert!(
-        run.status.success(),
-        "browser script failed: {}",
-        String::from_utf8_lossy(&run.stderr)
+    let v = browser.run(
+        "check_web.js",
+        &[url.as_ref(), model.as_os_str(), out.as_os_str()],
     );
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
-    assert_eq!(v["console_errors"], serde_json::json!([]), "{v}");
-    assert_eq!(v["page_errors"], serde_json::json!([]), "{v}");
-    assert_eq!(v["external_requests"], serde_json::json!([]), "{v}");
+    drop(server);
     let hw: Vec<&str> = v["hardware_rows"]
         .as_array()
         .unwrap()

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use crate::results::reader::{self, ReadError};
+use crate::results::reader::{self, ExportFile, ReadError};
 use crate::results::{EvalSummary, ItemResult, PerfLine, ResultsFolder, UnitReport};
 
 /// Why a result set could not be loaded or compared.
@@ -268,13 +268,10 @@ fn load_export(path: &Path, export: ExportFile) -> Result<ResultSet, CompareErro
             });
             continue;
         }
-        lines.extend(u.request_lines);
-        if let Some(r) = u
-            .report
-            .and_then(|r| serde_json::from_value::<UnitReport>(r).ok())
-        {
+        if let Some(r) = u.perf_report() {
             units.push(r);
         }
+        lines.extend(u.request_lines);
     }
     let spec = path.display().to_string();
     if evals.is_empty() && !lines.iter().any(|l| !l.record.warmup) {
@@ -287,32 +284,6 @@ fn load_export(path: &Path, export: ExportFile) -> Result<ResultSet, CompareErro
         units,
         evals,
     })
-}
-
-/// `edgebench results export --format json` (what compare reads of it).
-#[derive(Deserialize)]
-struct ExportFile {
-    experiment: ExportExperiment,
-    units: Vec<ExportUnit>,
-}
-
-#[derive(Deserialize)]
-struct ExportExperiment {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct ExportUnit {
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    report: Option<serde_json::Value>,
-    #[serde(default)]
-    report_json: Option<String>,
-    #[serde(default)]
-    request_lines: Vec<PerfLine>,
-    #[serde(default)]
-    eval_items: Vec<ItemResult>,
 }
 
 /// `summary_{run_id}.json` (what compare reads of it).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::eval::{EvalModels, EvalPlan};
+use super::field_error as bad;
 use super::{EngineSpec, ExperimentError, Resume};
 use crate::backend::openai::{self, HttpConfig};
 use crate::catalog;
@@ -77,11 +78,6 @@ impl Default for EvalRequest {
             resume: None,
         }
     }
-}
-
-/// A request field that is out of range: a one-line error naming it.
-fn bad(field: &str, why: &str) -> ExperimentError {
-    ExperimentError::Plan(format!("{field}: {why}"))
 }
 
 impl EvalRequest {
@@ -209,11 +205,7 @@ impl EvalRequest {
             resume: Resume::from_flag(self.resume.as_deref()),
             command,
             environment,
-            settle: (self.settle_timeout_s > 0.0).then(|| SettlePolicy {
-                threshold_percent: self.settle_threshold_percent,
-                timeout: Duration::from_secs_f64(self.settle_timeout_s),
-                ..SettlePolicy::default()
-            }),
+            settle: SettlePolicy::from_flags(self.settle_timeout_s, self.settle_threshold_percent),
             monitor_interval: Duration::from_millis(self.monitor_interval_ms),
         })
     }

@@ -74,6 +74,12 @@ pub enum Event {
     },
 }
 
+/// A request field that is out of range: a one-line error naming it (`field: why`; the CLI
+/// names the field as its flag).
+pub(super) fn field_error(field: &str, why: &str) -> ExperimentError {
+    ExperimentError::Plan(format!("{field}: {why}"))
+}
+
 /// Receives an experiment's events. Closures are sinks; so is a channel sender.
 pub trait EventSink: Send + Sync {
     fn event(&self, e: Event);

@@ -42,9 +42,9 @@ pub struct Share {
 
 /// Seconds left: each scenario's remaining requests at its own mean so far, or (not started)
 /// at its weight times the seconds per weight of the measured ones. `None` before any request.
-pub fn eta_s(shares: &[Share]) -> Option<f64> {
+pub fn eta_s<'a>(shares: impl Iterator<Item = &'a Share> + Clone) -> Option<f64> {
     let (secs, weight): (f64, f64) = shares
-        .iter()
+        .clone()
         .map(|s| (s.seconds, s.weight * s.done as f64))
         .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     if weight <= 0.0 {
@@ -53,7 +53,6 @@ pub fn eta_s(shares: &[Share]) -> Option<f64> {
     let per_weight = secs / weight;
     Some(
         shares
-            .iter()
             .map(|s| {
                 let left = s.planned.saturating_sub(s.done) as f64;
                 let each = if s.done > 0 {
@@ -116,9 +115,8 @@ impl Tracker {
         });
         share.done += 1;
         share.seconds += took;
-        let shares: Vec<Share> = self.shares.values().cloned().collect();
         let total = if self.known {
-            shares.iter().map(|s| s.planned.max(s.done)).sum()
+            self.shares.values().map(|s| s.planned.max(s.done)).sum()
         } else {
             0
         };
@@ -129,7 +127,7 @@ impl Tracker {
             // The first requests carry the set-up (settling, loading): no estimate before the
             // third.
             eta_s: (self.known && self.done >= MIN_REQUESTS_FOR_ETA)
-                .then(|| eta_s(&shares))
+                .then(|| eta_s(self.shares.values()))
                 .flatten(),
         }
     }
@@ -151,14 +149,14 @@ mod tests {
 
     #[test]
     fn eta_from_measured_scenarios_and_weights() {
-        assert_eq!(eta_s(&[share(1.0, 5, 0, 0.0)]), None);
+        assert_eq!(eta_s([share(1.0, 5, 0, 0.0)].iter()), None);
         // 2 of 6 done in 8 s: 4 left at 4 s.
-        assert_eq!(eta_s(&[share(1.0, 6, 2, 8.0)]), Some(16.0));
+        assert_eq!(eta_s([share(1.0, 6, 2, 8.0)].iter()), Some(16.0));
         // A scenario not started, 5 times the weight: 5 x 4 s per request.
-        let e = eta_s(&[share(1.0, 6, 6, 24.0), share(5.0, 2, 0, 0.0)]).unwrap();
+        let e = eta_s([share(1.0, 6, 6, 24.0), share(5.0, 2, 0, 0.0)].iter()).unwrap();
         assert!((e - 40.0).abs() < 1e-9, "{e}");
         // Started: its own mean, whatever its weight said.
-        let e = eta_s(&[share(1.0, 6, 6, 24.0), share(5.0, 2, 1, 7.0)]).unwrap();
+        let e = eta_s([share(1.0, 6, 6, 24.0), share(5.0, 2, 1, 7.0)].iter()).unwrap();
         assert!((e - 7.0).abs() < 1e-9, "{e}");
     }
 

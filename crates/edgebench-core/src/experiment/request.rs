@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::field_error as bad;
 use super::perf::{FullProtocol, Models, PerfPlan, ServeSpec};
 use super::profile::Profile;
 use super::{targets, BackendSpec, EngineSpec, ExperimentError, Resume};
@@ -124,11 +125,6 @@ impl Default for RunRequest {
     }
 }
 
-/// A request field that is out of range: a one-line error naming it.
-fn bad(field: &str, why: &str) -> ExperimentError {
-    ExperimentError::Plan(format!("{field}: {why}"))
-}
-
 impl RunRequest {
     /// Checks the ranges clap checks for the CLI (a JSON body has no parser in front of it).
     pub fn check(&self) -> Result<(), ExperimentError> {
@@ -240,11 +236,7 @@ impl RunRequest {
             concurrency: self.concurrency,
             rate_per_s: self.rate,
             monitor_interval_ms: self.monitor_interval_ms,
-            settle: (self.settle_timeout_s > 0.0).then(|| SettlePolicy {
-                threshold_percent: self.settle_threshold_percent,
-                timeout: Duration::from_secs_f64(self.settle_timeout_s),
-                ..SettlePolicy::default()
-            }),
+            settle: SettlePolicy::from_flags(self.settle_timeout_s, self.settle_threshold_percent),
             target_options: self.target_options(),
             profile: None,
         }

@@ -17,6 +17,18 @@ pub struct SettlePolicy {
     pub busy_process_percent: f64,
 }
 
+impl SettlePolicy {
+    /// The policy of `--settle-timeout` and `--settle-threshold`: `None` when the timeout is 0
+    /// (waiting turned off).
+    pub fn from_flags(timeout_s: f64, threshold_percent: f64) -> Option<Self> {
+        (timeout_s > 0.0).then(|| Self {
+            threshold_percent,
+            timeout: std::time::Duration::from_secs_f64(timeout_s),
+            ..Self::default()
+        })
+    }
+}
+
 impl Default for SettlePolicy {
     fn default() -> Self {
         Self {

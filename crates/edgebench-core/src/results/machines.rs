@@ -3,13 +3,15 @@
 //! results folder (its run summaries) or from a `results export --format json` file (another
 //! machine's experiment), under a label.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{ExperimentConfig, ReadError, ResultsFolder, UnitReport};
-use crate::metrics::MetricSummary;
+use super::reader::ExportFile;
+use super::{ReadError, ResultsFolder, UnitReport};
+use crate::report::document::MetricStats;
+use crate::report::markdown::mean_ci;
 use crate::repro::Environment;
 
 /// One machine's perf results.
@@ -29,24 +31,6 @@ pub enum MachineError {
     Read(#[from] ReadError),
     #[error("{0}: {1}")]
     File(String, String),
-}
-
-/// The `results export --format json` document, as far as a machine comparison reads it.
-#[derive(Deserialize)]
-struct ExportFile {
-    experiment: ExportExperiment,
-    units: Vec<ExportUnit>,
-}
-
-#[derive(Deserialize)]
-struct ExportExperiment {
-    config_json: String,
-}
-
-#[derive(Deserialize)]
-struct ExportUnit {
-    #[serde(default)]
-    report: Option<UnitReport>,
 }
 
 /// The newest unit per (model, quantization, scenario), units given oldest first.
@@ -85,9 +69,8 @@ impl MachineResults {
                 "not a `results export --format json` file of a run: {e}"
             ))
         })?;
-        let config: Option<ExperimentConfig> =
-            serde_json::from_str(&file.experiment.config_json).ok();
-        let units = newest(file.units.into_iter().filter_map(|u| u.report));
+        let config = file.config();
+        let units = newest(file.units.iter().filter_map(|u| u.perf_report()));
         if units.is_empty() {
             return Err(bad(&"the export holds no finished perf unit"));
         }
@@ -99,31 +82,12 @@ impl MachineResults {
     }
 }
 
-/// One figure of one machine: mean with its CI and n.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Figure {
-    pub mean: f64,
-    pub ci: Option<[f64; 2]>,
-    pub n: usize,
-}
-
-impl Figure {
-    fn of(m: Option<&MetricSummary>) -> Option<Self> {
-        let m = m?;
-        Some(Self {
-            mean: m.summary.mean,
-            ci: m.mean_ci.as_ref().map(|c| [c.lower, c.upper]),
-            n: m.summary.n,
-        })
-    }
-}
-
 /// One machine's figures for a model x scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MachineCell {
-    pub ttft_ms: Option<Figure>,
-    pub output_tokens_per_s: Option<Figure>,
-    pub decode_tokens_per_s: Option<Figure>,
+    pub ttft_ms: Option<MetricStats>,
+    pub output_tokens_per_s: Option<MetricStats>,
+    pub decode_tokens_per_s: Option<MetricStats>,
     pub peak_rss_mb: Option<f64>,
     /// Why the figures are less trustworthy (busy machine, interference), when they are.
     pub warning: Option<String>,
@@ -213,9 +177,9 @@ pub fn compare(machines: &[MachineResults]) -> MachineComparison {
                         .find(|u| u.summary.model == model && u.summary.scenario == scenario)?;
                     let s = &u.summary;
                     Some(MachineCell {
-                        ttft_ms: Figure::of(s.ttft_ms.as_ref()),
-                        output_tokens_per_s: Figure::of(s.output_tokens_per_s.as_ref()),
-                        decode_tokens_per_s: Figure::of(s.decode_tokens_per_s.as_ref()),
+                        ttft_ms: s.ttft_ms.as_ref().map(MetricStats::from),
+                        output_tokens_per_s: s.output_tokens_per_s.as_ref().map(MetricStats::from),
+                        decode_tokens_per_s: s.decode_tokens_per_s.as_ref().map(MetricStats::from),
                         peak_rss_mb: s.peak_rss_mb.or(u.monitor.peak_rss_mb),
                         warning: u.machine_warning(),
                     })
@@ -228,19 +192,6 @@ pub fn compare(machines: &[MachineResults]) -> MachineComparison {
     MachineComparison {
         machines: machines.iter().map(info).collect(),
         rows,
-    }
-}
-
-fn figure(f: Option<&Figure>) -> String {
-    let n = crate::report::markdown::num;
-    match f {
-        Some(Figure {
-            mean,
-            ci: Some([lo, hi]),
-            ..
-        }) => format!("{} [{}, {}]", n(*mean), n(*lo), n(*hi)),
-        Some(f) => n(f.mean),
-        None => "-".into(),
     }
 }
 
@@ -279,9 +230,9 @@ pub fn to_markdown(c: &MachineComparison) -> String {
                         } else {
                             ""
                         },
-                        figure(x.ttft_ms.as_ref()),
-                        figure(x.output_tokens_per_s.as_ref()),
-                        figure(x.decode_tokens_per_s.as_ref()),
+                        mean_ci(x.ttft_ms.as_ref()),
+                        mean_ci(x.output_tokens_per_s.as_ref()),
+                        mean_ci(x.decode_tokens_per_s.as_ref()),
                         x.ttft_ms.as_ref().map_or(0, |f| f.n),
                         x.peak_rss_mb
                             .map_or_else(|| "-".into(), crate::report::markdown::num),

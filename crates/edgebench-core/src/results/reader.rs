@@ -7,8 +7,59 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::monitor::Sample;
-use crate::results::{EvalSummary, ExperimentConfig, ItemResult, PerfLine, RunSummary, UnitKey};
+use crate::results::{
+    EvalSummary, ExperimentConfig, ItemResult, PerfLine, RunSummary, UnitKey, UnitReport,
+};
 use crate::store::{Store, StoreError, UnitRow};
+
+/// `edgebench results export --format json`, read back (by `compare` and the machine
+/// comparison): the experiment and, per unit, its status, report and requests or scored items.
+#[derive(Debug, serde::Deserialize)]
+pub struct ExportFile {
+    pub experiment: ExportExperiment,
+    pub units: Vec<ExportUnit>,
+}
+
+/// The experiment of an export.
+#[derive(Debug, serde::Deserialize)]
+pub struct ExportExperiment {
+    pub id: String,
+    /// The experiment's configuration (its machine included), as JSON text.
+    #[serde(default)]
+    pub config_json: String,
+}
+
+/// One unit of an export. Its report is kept as JSON: a perf unit's [`UnitReport`], or an eval
+/// unit's summary (in `report_json`).
+#[derive(Debug, serde::Deserialize)]
+pub struct ExportUnit {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub report: Option<serde_json::Value>,
+    #[serde(default)]
+    pub report_json: Option<String>,
+    #[serde(default)]
+    pub request_lines: Vec<PerfLine>,
+    #[serde(default)]
+    pub eval_items: Vec<ItemResult>,
+}
+
+impl ExportFile {
+    /// The experiment's configuration, when it parses.
+    pub fn config(&self) -> Option<ExperimentConfig> {
+        serde_json::from_str(&self.experiment.config_json).ok()
+    }
+}
+
+impl ExportUnit {
+    /// The unit's perf report, when it is a perf unit with one.
+    pub fn perf_report(&self) -> Option<UnitReport> {
+        self.report
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+    }
+}
 
 /// The results database's file name in a results folder.
 pub const DB_FILE: &str = "edgebench.db";

@@ -36,6 +36,36 @@ fn missing(what: &str) -> Option<Browser> {
     None
 }
 
+impl Browser {
+    /// Runs the node script `tests/browser/NAME` with `args` against this browser, and returns
+    /// the one JSON line it prints last, after checking that the page logged no console or page
+    /// error and asked no other host for anything.
+    pub fn run(&self, name: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(name);
+        let run = Command::new("node")
+            .arg(&script)
+            .args(args)
+            .env("NODE_PATH", &self.modules)
+            .env("EDGEBENCH_CHROMIUM", &self.chromium)
+            .output()
+            .expect("run node");
+        assert!(
+            run.status.success(),
+            "browser script failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
+        assert_eq!(v["console_errors"], serde_json::json!([]), "{v}");
+        assert_eq!(v["page_errors"], serde_json::json!([]), "{v}");
+        assert_eq!(v["external_requests"], serde_json::json!([]), "{v}");
+        v
+    }
+}
+
 /// The browser, or `None` (after saying why) when one of its parts is missing.
 pub fn browser() -> Option<Browser> {
     let chromium =
