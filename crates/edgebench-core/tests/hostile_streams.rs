@@ -68,6 +68,7 @@ async fn a_256_mib_event_and_a_256_mib_answer_fail_in_little_memory() {
     assert!(r.output_text.is_empty());
 
     let opts = GenOptions {
+        choices: Vec::new(),
         max_tokens: 16,
         stop: Vec::new(),
         seed: 1,

@@ -38,6 +38,7 @@ impl Backend for LlamaTarget {
             max_tokens: opts.max_tokens,
             stop: opts.stop.clone(),
             parallel: self.parallel(),
+            choices: opts.choices.clone(),
         };
         let out = self
             .engine()
@@ -45,6 +46,23 @@ impl Backend for LlamaTarget {
             .await
             .map_err(failed)?;
         Ok(out.into_iter().map(Ok).collect())
+    }
+
+    async fn constraint(&self) -> Result<String, String> {
+        Ok("llama.cpp grammar sampler".into())
+    }
+
+    async fn chat_context(&self, system: &str, user: &str) -> Result<Option<String>, BackendError> {
+        let mut messages = Vec::new();
+        if !system.is_empty() {
+            messages.push(ChatMessage::new("system", system));
+        }
+        messages.push(ChatMessage::new("user", user));
+        self.engine()
+            .render_chat(messages)
+            .await
+            .map(Some)
+            .map_err(failed)
     }
 
     async fn loglikelihoods(

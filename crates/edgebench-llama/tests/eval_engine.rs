@@ -47,6 +47,7 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
     }
     let backend = target.with_parallel(4);
     let opts = GenOptions {
+        choices: Vec::new(),
         max_tokens: 24,
         stop: Vec::new(),
         seed: 42,
@@ -77,6 +78,7 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
             system,
             &users[..2],
             &GenOptions {
+                choices: Vec::new(),
                 stop: vec![" ".into()],
                 ..opts
             },
@@ -154,6 +156,7 @@ async fn loglikelihoods_reusing_a_shared_prefix_match_a_fresh_engine() {
         "",
         &["Say hi.".to_string()],
         &GenOptions {
+            choices: Vec::new(),
             max_tokens: 4,
             stop: Vec::new(),
             seed: 1,
@@ -168,4 +171,103 @@ async fn loglikelihoods_reusing_a_shared_prefix_match_a_fresh_engine() {
         &got2,
         &warm.loglikelihoods(&q1, &conts).await.unwrap().unwrap()
     ));
+}
+
+/// Continuations that share leading tokens are decoded once, in every sequence that passes
+/// through them: scored together they equal each scored on its own.
+#[tokio::test]
+async fn loglikelihoods_of_labels_sharing_tokens_match_one_at_a_time() {
+    let backend = LlamaTarget::load(EngineConfig::new(test_model(), 2))
+        .unwrap()
+        .with_parallel(4);
+    let ctx = "Customer: my card has not arrived yet.\nIntent:";
+    let labels: Vec<String> = [
+        " card_arrival",
+        " card_linking",
+        " card_payment_fee_charged",
+        " card_arrival_late",
+        " cash_withdrawal_charge",
+        " x",
+    ]
+    .map(String::from)
+    .to_vec();
+    let together = backend.loglikelihoods(ctx, &labels).await.unwrap().unwrap();
+    for (l, want) in labels.iter().zip(&together) {
+        let alone = backend
+            .loglikelihoods(ctx, std::slice::from_ref(l))
+            .await
+            .unwrap()
+            .unwrap()[0];
+        assert!((alone - want).abs() < 1e-3, "{l}: {alone} alone vs {want}");
+    }
+    assert!(together[0] > together[4], "{together:?}");
+}
+
+/// `--answer constrained` gives only labels (the grammar), and on Financial PhraseBank, whose
+/// labels differ in their first token, it mostly agrees with `--answer loglik`.
+#[tokio::test]
+async fn constrained_answers_are_labels_and_agree_with_loglik() {
+    use edgebench_core::eval::method::AnswerMode;
+    use edgebench_core::eval::tasks::{run_task, Sink};
+    use edgebench_core::eval::TaskOptions;
+    let backend = LlamaTarget::load(EngineConfig::new(test_model(), 2))
+        .unwrap()
+        .with_parallel(8);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+    let run = |answer: AnswerMode| {
+        let backend = &backend;
+        let data = data.clone();
+        async move {
+            let opts = TaskOptions {
+                sample_size: Some(60),
+                data_dir: Some(data),
+                answer,
+                ..TaskOptions::default()
+            };
+            let mut commit = |_: &[edgebench_core::eval::ItemResult]| Ok(());
+            let mut sink = Sink {
+                commit: &mut commit,
+                progress: &|_, _| {},
+                cancelled: &|| false,
+            };
+            run_task(
+                "financial_phrasebank",
+                backend,
+                &opts,
+                &Default::default(),
+                &mut sink,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let constrained = run(AnswerMode::Constrained).await;
+    let loglik = run(AnswerMode::Loglik).await;
+    assert_eq!(constrained.method, "generate-constrained");
+    assert_eq!(
+        constrained.options["constraint"],
+        "llama.cpp grammar sampler"
+    );
+    assert_eq!(loglik.method, "loglikelihood");
+    assert_eq!(constrained.items.len(), 60);
+    for i in &constrained.items {
+        let p = i
+            .predicted
+            .as_deref()
+            .expect("every constrained answer is a label");
+        assert!(["positive", "negative", "neutral"].contains(&p), "{i:?}");
+        assert_eq!(i.answer, p);
+    }
+    let agree = constrained
+        .items
+        .iter()
+        .zip(&loglik.items)
+        .filter(|(c, l)| {
+            assert_eq!(c.id, l.id);
+            c.predicted == l.predicted
+        })
+        .count();
+    let rate = agree as f64 / 60.0;
+    eprintln!("constrained and loglik answers agree on {agree} of 60 items ({rate:.2})");
+    assert!(rate >= 0.8, "agreement {rate}");
 }

@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 use edgebench_core::backend::openai::{DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+use edgebench_core::eval::method::AnswerMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -350,6 +351,10 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_answer(s: &str) -> Result<AnswerMode, String> {
+    s.parse()
+}
+
 /// `--profile`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ProfileArg {
@@ -381,6 +386,13 @@ pub struct EvalArgs {
     /// Financial PhraseBank agreement level: all, 75, 66 or 50.
     #[arg(long, default_value = "all", value_parser = ["all", "75", "66", "50"])]
     pub agreement: String,
+    /// Classification tasks: free (the model writes, the text is mapped to a label),
+    /// constrained (only a label can come out) or loglik (the most likely label wins).
+    #[arg(long, default_value = "free", value_parser = parse_answer)]
+    pub answer: AnswerMode,
+    /// MMLU: letter (answer with the choice's letter) or cloze (score each answer's text).
+    #[arg(long, default_value = "letter", value_parser = ["letter", "cloze"])]
+    pub format: String,
     /// Where the datasets are (a folder holding banking77/, financial_phrasebank/, ...).
     /// Default: the data cache ($EDGEBENCH_HOME/data), downloaded on first use.
     #[arg(long, value_name = "DIR")]

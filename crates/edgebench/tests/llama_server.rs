@@ -158,3 +158,179 @@ fn client_figures_agree_with_llama_server_timings() {
         assert_eq!(line["output_tokens"], 128);
     }
 }
+
+/// A llama-server process, killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// POSTs `body` to the server's `path`; the JSON answer.
+async fn post(
+    http: &reqwest::Client,
+    port: u16,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let resp = http
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "{path}: {status}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn tokenize(http: &reqwest::Client, port: u16, text: &str, special: bool) -> Vec<i64> {
+    let v = post(
+        http,
+        port,
+        "/tokenize",
+        serde_json::json!({"content": text, "add_special": special, "parse_special": true}),
+    )
+    .await;
+    v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect()
+}
+
+/// The log-likelihood of `continuation` after `context` as llama-server computes it: the
+/// continuation's tokens (the whole text's tokens after the context's, as lm-evaluation-harness
+/// takes them), each forced in turn with a logit bias, and the server's own log-probability of
+/// each (`n_probs` with `post_sampling_probs: false`: a softmax over the raw logits) summed.
+async fn server_loglik(
+    http: &reqwest::Client,
+    port: u16,
+    context: &str,
+    continuation: &str,
+) -> (f64, usize) {
+    let ctx = tokenize(http, port, context, true).await;
+    let whole = tokenize(http, port, &format!("{context}{continuation}"), true).await;
+    let cont: Vec<i64> = if whole.len() > ctx.len() && whole[..ctx.len()] == ctx[..] {
+        whole[ctx.len()..].to_vec()
+    } else {
+        tokenize(http, port, continuation, false).await
+    };
+    let mut sum = 0.0;
+    for (i, &t) in cont.iter().enumerate() {
+        let mut prompt = ctx.clone();
+        prompt.extend_from_slice(&cont[..i]);
+        let v = post(
+            http,
+            port,
+            "/completion",
+            serde_json::json!({
+                "prompt": prompt, "n_predict": 1, "n_probs": 1, "post_sampling_probs": false,
+                "temperature": 0.0, "logit_bias": [[t, 1000.0]], "cache_prompt": true,
+            }),
+        )
+        .await;
+        let p = &v["completion_probabilities"][0];
+        assert_eq!(p["id"].as_i64(), Some(t), "the forced token came out: {v}");
+        sum += p["logprob"].as_f64().unwrap();
+    }
+    (sum, cont.len())
+}
+
+/// edgebench's log-likelihood of a continuation (the embedded engine, the number `--answer
+/// loglik` and MMLU rank by) equals the reference llama-server's own token log-probabilities
+/// summed, within 1e-3 nats, on the same GGUF: after a leading space, mid-word, over several
+/// tokens, and after a chat template.
+///
+/// The server normalises its probabilities with a float32 sum over the vocabulary, which reads
+/// about 1.5e-4 nats high per token (summing in float32 as it does, edgebench's figures match
+/// it to 1e-5); edgebench sums in float64. So a continuation of more than five tokens may
+/// differ by up to 2e-4 nats per token, and no more.
+#[tokio::test]
+async fn loglikelihoods_agree_with_llama_server_token_logprobs() {
+    use edgebench_core::backend::{Backend, ChatMessage};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let Some(server) = llama_server() else {
+        return;
+    };
+    let model = edgebench_core::catalog::dev_model(&root).expect("default model");
+    let port = free_port();
+    let child = Command::new(&server)
+        .args(["-m"])
+        .arg(&model)
+        .args([
+            "-t",
+            "2",
+            "-c",
+            "2048",
+            "-np",
+            "1",
+            "--no-repack",
+            "--host",
+            "127.0.0.1",
+        ])
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ok = http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "llama-server not healthy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let target =
+        edgebench_llama::LlamaTarget::load(edgebench_llama::EngineConfig::new(&model, 2)).unwrap();
+    let chat = target
+        .engine()
+        .render_chat(vec![
+            ChatMessage::new("system", "Classify the customer message by intent."),
+            ChatMessage::new("user", "My new card has still not arrived."),
+        ])
+        .await
+        .unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("leading space", "The capital of France is".into(), " Paris"),
+        ("mid-word", "The capital of France is Par".into(), "is"),
+        (
+            "several tokens",
+            "Question: How many legs does a spider have?\nAnswer:".into(),
+            " Eight legs, like every arachnid.",
+        ),
+        ("after a chat template", chat.clone(), "card_arrival"),
+        ("after a chat template, unlikely", chat, "exchange_rate"),
+    ];
+    for (what, context, cont) in &cases {
+        let ours = target
+            .loglikelihoods(context, &[cont.to_string()])
+            .await
+            .unwrap()
+            .expect("the engine scores")[0];
+        let (theirs, tokens) = server_loglik(&http, port, context, cont).await;
+        eprintln!("{what}: edgebench {ours:.5}, llama-server {theirs:.5} ({tokens} tokens)");
+        let tolerance = (2e-4 * tokens as f64).max(1e-3);
+        assert!(
+            (ours - theirs).abs() < tolerance,
+            "{what} ({context:?} + {cont:?}): edgebench {ours} vs llama-server {theirs}"
+        );
+    }
+}

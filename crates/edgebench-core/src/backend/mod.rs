@@ -182,6 +182,9 @@ pub struct GenOptions {
     /// Stop when the answer contains one of these (the stop text is cut off).
     pub stop: Vec<String>,
     pub seed: u64,
+    /// When not empty, the answer can only be one of these (constrained generation; see
+    /// [`Backend::constraint`]).
+    pub choices: Vec<String>,
 }
 
 /// Why a backend failed as a whole (a failed item is an `Err` string in its slot instead).
@@ -205,6 +208,13 @@ pub trait Backend: Target {
         users: &[String],
         opts: &GenOptions,
     ) -> Result<Vec<Result<String, String>>, BackendError> {
+        if !opts.choices.is_empty() {
+            return Err(BackendError::Failed(
+                self.constraint().await.err().unwrap_or_else(|| {
+                    "this target cannot constrain answers to a list of choices".into()
+                }),
+            ));
+        }
         let clock = Clock::new();
         let mut out = Vec::with_capacity(users.len());
         for (i, user) in users.iter().enumerate() {
@@ -233,6 +243,19 @@ pub trait Backend: Target {
             });
         }
         Ok(out)
+    }
+
+    /// How this backend keeps an answer to a list of choices (named with the results, e.g.
+    /// "llama.cpp grammar sampler"), or why it cannot.
+    async fn constraint(&self) -> Result<String, String> {
+        Err("this target has no way to constrain answers to a list of choices".into())
+    }
+
+    /// The raw text the model reads before its answer to a chat of `system` and `user` (the chat
+    /// template applied), for log-likelihood scoring; `Ok(None)` when the backend cannot tell.
+    async fn chat_context(&self, system: &str, user: &str) -> Result<Option<String>, BackendError> {
+        let _ = (system, user);
+        Ok(None)
     }
 
     /// The log-likelihood of each continuation after the raw `context` (no chat template);

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod data;
+pub mod method;
 pub mod sandbox;
 pub mod score;
 pub mod tasks;

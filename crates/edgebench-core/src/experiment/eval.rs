@@ -16,6 +16,7 @@ use crate::backend::openai::OpenAiTarget;
 use crate::backend::Backend;
 use crate::catalog::ModelInfo;
 use crate::clock::Clock;
+use crate::eval::method::AnswerMode;
 use crate::eval::tasks::{self, Sink};
 use crate::eval::{EvalError, EvalSummary, ItemResult, TaskOptions};
 use crate::hw::settle::{self, SettlePolicy};
@@ -77,6 +78,19 @@ struct EvalConfig<'a> {
     seed: u64,
     temperature: f64,
     realistic_file: Option<String>,
+    /// Left out at their defaults, so earlier experiments keep their hash (and resume).
+    #[serde(skip_serializing_if = "is_free")]
+    answer: AnswerMode,
+    #[serde(skip_serializing_if = "is_letter")]
+    format: &'a str,
+}
+
+fn is_free(a: &AnswerMode) -> bool {
+    *a == AnswerMode::Free
+}
+
+fn is_letter(f: &&str) -> bool {
+    *f == "letter"
 }
 
 /// The model part of eval file names.
@@ -127,6 +141,8 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
         seed: o.seed,
         temperature: 0.0,
         realistic_file: o.realistic_file.as_ref().map(|p| p.display().to_string()),
+        answer: o.answer,
+        format: &o.format,
     };
     let plan_err = |e: serde_json::Error| ExperimentError::Plan(e.to_string());
     let config_hash = crate::results::canonical_hash(&config).map_err(plan_err)?;

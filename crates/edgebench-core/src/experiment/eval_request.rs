@@ -10,6 +10,7 @@ use super::field_error as bad;
 use super::{EngineSpec, ExperimentError, Resume};
 use crate::backend::openai::{self, HttpConfig};
 use crate::catalog;
+use crate::eval::method::AnswerMode;
 use crate::eval::{tasks, TaskOptions};
 use crate::hw::settle::SettlePolicy;
 use crate::repro::{self, Environment};
@@ -29,6 +30,10 @@ pub struct EvalRequest {
     pub shots: u32,
     /// Financial PhraseBank agreement: all, 75, 66 or 50.
     pub agreement: String,
+    /// Classification tasks: free, constrained or loglik.
+    pub answer: AnswerMode,
+    /// MMLU: letter (the letter after the lettered choices) or cloze (each answer's text).
+    pub format: String,
     pub data_dir: Option<PathBuf>,
     pub realistic_file: Option<PathBuf>,
     pub endpoint: Option<String>,
@@ -59,6 +64,8 @@ impl Default for EvalRequest {
             per_subject: None,
             shots: 0,
             agreement: "all".into(),
+            answer: AnswerMode::Free,
+            format: "letter".into(),
             data_dir: None,
             realistic_file: None,
             endpoint: None,
@@ -89,6 +96,9 @@ impl EvalRequest {
         }
         if !matches!(self.agreement.as_str(), "all" | "75" | "66" | "50") {
             return Err(bad("agreement", "must be all, 75, 66 or 50"));
+        }
+        if !matches!(self.format.as_str(), "letter" | "cloze") {
+            return Err(bad("format", "must be letter or cloze"));
         }
         if !(1..=512).contains(&self.concurrency) {
             return Err(bad("concurrency", "must be 1 to 512"));
@@ -196,6 +206,8 @@ impl EvalRequest {
             },
             unsafe_exec: self.unsafe_exec,
             realistic_file: self.realistic_file.clone(),
+            answer: self.answer,
+            format: self.format.clone(),
         };
         Ok(EvalPlan {
             tasks,

@@ -48,6 +48,8 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("llama.cpp decode failed: {0}")]
     Decode(String),
+    #[error("grammar: {0}")]
+    Grammar(String),
     #[error("the engine thread has stopped")]
     Stopped,
 }
@@ -190,6 +192,9 @@ pub struct SharedPrefixJob {
     pub stop: Vec<String>,
     /// Sequences decoded together.
     pub parallel: usize,
+    /// When not empty, every answer is one of these: llama.cpp's grammar sampler keeps each
+    /// sequence to them, and an answer ends as soon as only one choice is left.
+    pub choices: Vec<String>,
 }
 
 /// A loaded model on its own thread. Dropping it stops the thread and frees the model.

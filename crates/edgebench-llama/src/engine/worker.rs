@@ -3,6 +3,9 @@
 //! log-likelihoods from the logits.
 
 use super::*;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use std::collections::HashMap;
 
 /// Context sizes are multiples of this (llama.cpp pads to 256 as well).
 pub(super) const CTX_STEP: u32 = 256;
@@ -289,6 +292,45 @@ pub(super) struct Slot {
     pub(super) logits_at: Option<i32>,
     pub(super) generated: u32,
     pub(super) bytes: Vec<u8>,
+    /// The grammar that keeps a constrained answer to its choices.
+    pub(super) grammar: Option<LlamaSampler>,
+}
+
+/// The greedy pick among the tokens `grammar` allows, accepted into it: the plain argmax when
+/// the grammar allows it (one check), else the best of the whole vocabulary after the grammar
+/// has ruled tokens out.
+pub(super) fn constrained_pick(grammar: &mut LlamaSampler, logits: &[f32]) -> LlamaToken {
+    let top = argmax(logits);
+    let top_logit = usize::try_from(top)
+        .ok()
+        .and_then(|i| logits.get(i))
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    let mut one = LlamaTokenDataArray::new(
+        vec![LlamaTokenData::new(LlamaToken(top), top_logit, 0.0)],
+        false,
+    );
+    grammar.apply(&mut one);
+    let tok = if one.data.first().is_some_and(|d| d.logit().is_finite()) {
+        LlamaToken(top)
+    } else {
+        let mut all = LlamaTokenDataArray::from_iter(
+            logits.iter().enumerate().map(|(i, &l)| {
+                LlamaTokenData::new(LlamaToken(i32::try_from(i).unwrap_or(0)), l, 0.0)
+            }),
+            false,
+        );
+        grammar.apply(&mut all);
+        let mut best: Option<&LlamaTokenData> = None;
+        for d in all.data.iter().filter(|d| d.logit().is_finite()) {
+            if best.is_none_or(|b| d.logit() > b.logit()) {
+                best = Some(d);
+            }
+        }
+        best.map_or(LlamaToken(top), LlamaTokenData::id)
+    };
+    grammar.accept(tok);
+    tok
 }
 
 /// Log-softmax of `logits` at `token`.
@@ -375,6 +417,15 @@ impl<'m> Worker<'m> {
         if self.ctx.is_none() || self.ctx_seqs != parallel as u32 + 1 || self.ctx_size < n_ctx {
             self.create_context(n_ctx, parallel as u32 + 1)?;
         }
+        let grammar = if job.choices.is_empty() {
+            None
+        } else {
+            let g = edgebench_core::eval::method::choice_grammar(&job.choices);
+            // Checked once here, so each slot's copy below cannot fail.
+            LlamaSampler::grammar(self.model, &g, "root")
+                .map_err(|e| EngineError::Grammar(e.to_string()))?;
+            Some(g)
+        };
         self.ctx()?.clear_kv_cache();
         let prefix_len = prefix.len() as i32;
         self.decode_seq(&prefix, 0, 0, false)?;
@@ -412,6 +463,13 @@ impl<'m> Worker<'m> {
                         } else {
                             prefix_len
                         };
+                        let grammar = match &grammar {
+                            None => None,
+                            Some(g) => Some(
+                                LlamaSampler::grammar(self.model, g, "root")
+                                    .map_err(|e| EngineError::Grammar(e.to_string()))?,
+                            ),
+                        };
                         *slot = Some(Slot {
                             item,
                             seq,
@@ -420,6 +478,7 @@ impl<'m> Worker<'m> {
                             logits_at: None,
                             generated: 0,
                             bytes: Vec::new(),
+                            grammar,
                         });
                     }
                 }
@@ -457,13 +516,26 @@ impl<'m> Worker<'m> {
             for entry in slots.iter_mut() {
                 let Some(slot) = entry.as_mut() else { continue };
                 let Some(at) = slot.logits_at else { continue };
-                let tok = LlamaToken(argmax(self.ctx()?.get_logits_ith(at)));
+                let logits = self.ctx()?.get_logits_ith(at);
+                let tok = match slot.grammar.as_mut() {
+                    None => LlamaToken(argmax(logits)),
+                    Some(g) => constrained_pick(g, logits),
+                };
                 let mut done = vocab.is_eog(tok);
                 if !done {
                     slot.generated += 1;
                     vocab.token_to_piece_into(tok, &mut slot.bytes, false, None);
                     let text = String::from_utf8_lossy(&slot.bytes);
-                    if job
+                    let forced = if slot.grammar.is_some() {
+                        edgebench_core::eval::method::forced_choice(&text, &job.choices)
+                    } else {
+                        None
+                    };
+                    if let Some(choice) = forced {
+                        // The grammar leaves one choice: the rest of it is what would be generated.
+                        slot.bytes = choice.as_bytes().to_vec();
+                        done = true;
+                    } else if job
                         .stop
                         .iter()
                         .any(|s| !s.is_empty() && text.contains(s.as_str()))
@@ -517,7 +589,6 @@ impl<'m> Worker<'m> {
             })
             .collect();
         let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
-        let need = (ctx_toks.len() + 2 * longest) as u32;
         if ctx_toks.len() + longest > self.max_ctx as usize {
             return Err(EngineError::ContextOverflow {
                 prompt_tokens: ctx_toks.len(),
@@ -525,9 +596,15 @@ impl<'m> Worker<'m> {
                 n_ctx: self.max_ctx,
             });
         }
+        // Continuations are scored side by side, each in its own sequence that shares the
+        // context's KV cells, as many per llama.cpp batch as the context holds.
+        let seqs = (conts.len() as u32).clamp(1, LL_SEQS);
+        let fit = (self.max_ctx as usize - ctx_toks.len()) / longest.max(1);
+        let seqs = seqs.min(fit.max(1) as u32);
+        let need = (ctx_toks.len() + seqs as usize * longest) as u32;
         let n_ctx = need.div_ceil(CTX_STEP).max(1).saturating_mul(CTX_STEP);
-        if self.ctx.is_none() || self.ctx_seqs != 2 || self.ctx_size < n_ctx {
-            self.create_context(n_ctx, 2)?;
+        if self.ctx.is_none() || self.ctx_seqs != seqs + 1 || self.ctx_size < n_ctx {
+            self.create_context(n_ctx, seqs + 1)?;
         }
         // Reuse the KV of the previous context's common prefix; at least the last token is
         // decoded again, for its logits.
@@ -544,44 +621,93 @@ impl<'m> Worker<'m> {
         } else {
             ctx.clear_kv_cache_seq(Some(0), Some(keep as u32), None)
                 .map_err(|e| EngineError::Decode(e.to_string()))?;
-            ctx.clear_kv_cache_seq(Some(1), None, None)
-                .map_err(|e| EngineError::Decode(e.to_string()))?;
         }
         self.ll_context.clear();
         let n = ctx_toks.len() as i32;
         self.decode_seq(&ctx_toks[keep..], keep as i32, 0, true)?;
         self.ll_context = ctx_toks;
         let first: Vec<f32> = self.ctx()?.get_logits_ith(-1).to_vec();
-        let mut out = Vec::with_capacity(conts.len());
-        for cont in &conts {
-            let Some(&c0) = cont.first() else {
-                out.push(0.0);
-                continue;
-            };
-            let mut lp = log_prob(&first, c0);
-            if cont.len() > 1 {
+        let mut out: Vec<f64> = conts
+            .iter()
+            .map(|c| c.first().map_or(0.0, |&c0| log_prob(&first, c0)))
+            .collect();
+        // The continuations with more than one token, in token order (so that those sharing
+        // leading tokens fall in one group), in groups that fit one batch.
+        let mut multi: Vec<usize> = (0..conts.len()).filter(|&i| conts[i].len() > 1).collect();
+        multi.sort_by(|&a, &b| conts[a].cmp(&conts[b]));
+        let mut batch = LlamaBatch::new(self.n_batch, LL_SEQS as i32);
+        let mut at = 0;
+        while at < multi.len() {
+            // A prefix tree of the group's fed tokens: a token shared by several continuations
+            // is decoded once, in all their sequences.
+            let mut nodes: Vec<TrieNode> = Vec::new();
+            let mut index: HashMap<&[LlamaToken], usize> = HashMap::new();
+            let mut group: Vec<(usize, i32)> = Vec::new();
+            while at < multi.len() && group.len() < seqs as usize {
+                let i = multi[at];
+                let fed = &conts[i][..conts[i].len() - 1];
+                let new_nodes = (1..=fed.len())
+                    .filter(|&j| !index.contains_key(&fed[..j]))
+                    .count();
+                if !group.is_empty() && nodes.len() + new_nodes > self.n_batch {
+                    break;
+                }
+                let seq = group.len() as i32 + 1;
+                for j in 1..=fed.len() {
+                    let k = *index.entry(&fed[..j]).or_insert_with(|| {
+                        nodes.push(TrieNode {
+                            token: fed[j - 1],
+                            pos: n + j as i32 - 1,
+                            seqs: Vec::new(),
+                        });
+                        nodes.len() - 1
+                    });
+                    nodes[k].seqs.push(seq);
+                }
+                group.push((i, seq));
+                at += 1;
+            }
+            for &(_, seq) in &group {
                 let ctx = self.ctx()?;
-                ctx.clear_kv_cache_seq(Some(1), None, None)
+                ctx.clear_kv_cache_seq(Some(seq as u32), None, None)
                     .map_err(|e| EngineError::Decode(e.to_string()))?;
-                ctx.copy_kv_cache_seq(0, 1, None, None)
-                    .map_err(|e| EngineError::Decode(e.to_string()))?;
-                self.batch.clear();
-                for (i, &t) in cont[..cont.len() - 1].iter().enumerate() {
-                    self.add(t, n + i as i32, 1, true)?;
-                }
-                self.decode()?;
-                for (i, &t) in cont[1..].iter().enumerate() {
-                    lp += log_prob(self.ctx()?.get_logits_ith(i as i32), t);
-                }
-                self.ctx()?
-                    .clear_kv_cache_seq(Some(1), None, None)
+                ctx.copy_kv_cache_seq(0, seq, None, None)
                     .map_err(|e| EngineError::Decode(e.to_string()))?;
             }
-            out.push(lp);
+            batch.clear();
+            for node in &nodes {
+                batch
+                    .add(node.token, node.pos, &node.seqs, true)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+            }
+            self.ctx()?
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+            for &(i, seq) in &group {
+                let cont = &conts[i];
+                for j in 1..cont.len() {
+                    let row = index[&cont[..j]] as i32;
+                    out[i] += log_prob(self.ctx()?.get_logits_ith(row), cont[j]);
+                }
+                self.ctx()?
+                    .clear_kv_cache_seq(Some(seq as u32), None, None)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+            }
         }
         Ok(out)
     }
 }
+
+/// A token of a continuation prefix tree: decoded once at `pos`, in every sequence whose
+/// continuation passes through it.
+struct TrieNode {
+    token: LlamaToken,
+    pos: i32,
+    seqs: Vec<i32>,
+}
+
+/// Sequences scored together by [`Worker::loglikelihoods`] (besides the context's).
+const LL_SEQS: u32 = 128;
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,8 @@ fn request(a: &EvalArgs) -> EvalRequest {
         per_subject: a.per_subject,
         shots: a.shots,
         agreement: a.agreement.clone(),
+        answer: a.answer,
+        format: a.format.clone(),
         data_dir: a.data_dir.clone(),
         realistic_file: a.realistic_file.clone(),
         endpoint: a.endpoint.clone(),

@@ -6,6 +6,101 @@ use futures_util::stream;
 
 use super::*;
 use crate::backend::{cut_at_stop, Backend, BackendError, GenOptions};
+use crate::eval::method::{choice_grammar, choice_schema, label_from_schema_answer};
+
+/// How a server keeps an answer to a list of choices: its own mechanism, chosen by what the
+/// server says it is (`GET /props`, `/version`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChoiceConstraint {
+    /// llama-server: a GBNF `grammar`.
+    Grammar,
+    /// vLLM: `structured_outputs: {choice}` from 0.10.2, `guided_choice` before.
+    VllmChoice { legacy: bool },
+    /// LM Studio and Ollama: `response_format` with a JSON schema holding an enum.
+    JsonSchema,
+    /// TGI: `response_format: {type: "json", value: schema}`.
+    TgiJson,
+}
+
+impl ChoiceConstraint {
+    /// The mechanism for a server reporting `version` (as [`ServerFacts::version`]); `None`
+    /// for a server that did not say what it is.
+    pub fn for_server(version: Option<&str>) -> Option<Self> {
+        let v = version?;
+        if v.starts_with("llama-server") {
+            Some(Self::Grammar)
+        } else if let Some(num) = v.strip_prefix("vLLM ") {
+            let parts: Vec<u32> = num
+                .split(|c: char| !c.is_ascii_digit())
+                .take(3)
+                .map(|p| p.parse().unwrap_or(0))
+                .collect();
+            let at = |i: usize| parts.get(i).copied().unwrap_or(0);
+            Some(Self::VllmChoice {
+                legacy: (at(0), at(1), at(2)) < (0, 10, 2),
+            })
+        } else if v.starts_with("LM Studio") || v.starts_with("Ollama") {
+            Some(Self::JsonSchema)
+        } else if v.starts_with("TGI") {
+            Some(Self::TgiJson)
+        } else {
+            None
+        }
+    }
+
+    /// The name recorded with the results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Grammar => "llama-server grammar (GBNF)",
+            Self::VllmChoice { legacy: false } => "vLLM structured_outputs choice",
+            Self::VllmChoice { legacy: true } => "vLLM guided_choice",
+            Self::JsonSchema => "response_format JSON schema (enum)",
+            Self::TgiJson => "TGI response_format json (enum)",
+        }
+    }
+
+    /// Adds the constraint to a chat completion request.
+    pub fn apply(self, body: &mut Value, choices: &[String]) {
+        match self {
+            Self::Grammar => body["grammar"] = json!(choice_grammar(choices)),
+            Self::VllmChoice { legacy: false } => {
+                body["structured_outputs"] = json!({"choice": choices});
+            }
+            Self::VllmChoice { legacy: true } => body["guided_choice"] = json!(choices),
+            Self::JsonSchema => {
+                body["response_format"] = json!({"type": "json_schema", "json_schema": {
+                    "name": "label", "strict": true, "schema": choice_schema(choices)}});
+            }
+            Self::TgiJson => {
+                body["response_format"] = json!({"type": "json", "value": choice_schema(choices)});
+            }
+        }
+    }
+
+    /// The label in the server's constrained answer.
+    pub fn answer(self, text: String) -> String {
+        match self {
+            Self::Grammar | Self::VllmChoice { .. } => text,
+            Self::JsonSchema | Self::TgiJson => label_from_schema_answer(&text),
+        }
+    }
+}
+
+impl OpenAiTarget {
+    /// The server's way to constrain answers (asking the server what it is, once).
+    async fn choice_constraint(&self) -> Result<ChoiceConstraint, String> {
+        let mut version = self.facts.lock().ok().and_then(|g| g.version.clone());
+        if version.is_none() {
+            version = self.probe().await.version;
+        }
+        ChoiceConstraint::for_server(version.as_deref()).ok_or_else(|| {
+            format!(
+                "--answer constrained: the server at {} did not say it is llama-server, vLLM, LM Studio, Ollama or TGI, so its way to constrain answers is unknown (use --answer free)",
+                self.cfg.base_url
+            )
+        })
+    }
+}
 
 impl OpenAiTarget {
     /// A non-streaming POST to `{base_url}/{path}` with the total timeout; the JSON answer.
@@ -78,6 +173,15 @@ impl Backend for OpenAiTarget {
         users: &[String],
         opts: &GenOptions,
     ) -> Result<Vec<Result<String, String>>, BackendError> {
+        let constraint = if opts.choices.is_empty() {
+            None
+        } else {
+            Some(
+                self.choice_constraint()
+                    .await
+                    .map_err(BackendError::Failed)?,
+            )
+        };
         let results = stream::iter(users.iter().cloned().enumerate())
             .map(|(i, user)| async move {
                 let mut messages = Vec::new();
@@ -94,14 +198,20 @@ impl Backend for OpenAiTarget {
                     "seed": opts.seed,
                     "stream": false,
                 });
-                if !opts.stop.is_empty() {
+                if !opts.stop.is_empty() && constraint.is_none() {
                     body["stop"] = json!(opts.stop);
+                }
+                if let Some(c) = constraint {
+                    c.apply(&mut body, &opts.choices);
                 }
                 let r = self
                     .post("chat/completions", body)
                     .await
                     .and_then(|v| chat_answer(&v).ok_or_else(|| "no message content".to_string()))
-                    .map(|text| cut_at_stop(text, &opts.stop));
+                    .map(|text| match constraint {
+                        Some(c) => c.answer(text),
+                        None => cut_at_stop(text, &opts.stop),
+                    });
                 (i, r)
             })
             .buffer_unordered(self.cfg.eval_concurrency.max(1))
@@ -112,6 +222,10 @@ impl Backend for OpenAiTarget {
             out[i] = r;
         }
         Ok(out)
+    }
+
+    async fn constraint(&self) -> Result<String, String> {
+        self.choice_constraint().await.map(|c| c.name().to_string())
     }
 
     async fn loglikelihoods(
@@ -201,6 +315,7 @@ mod tests {
         let t = OpenAiTarget::new(cfg).unwrap();
         let users: Vec<String> = ["one", "fail", "three"].map(String::from).to_vec();
         let opts = GenOptions {
+            choices: Vec::new(),
             max_tokens: 8,
             stop: vec!["\n".into()],
             seed: 1,
@@ -216,5 +331,78 @@ mod tests {
             .unwrap();
         assert_eq!(&lps[..2], &[-0.5, -1.5]);
         assert_eq!(lps[2], f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn each_server_gets_its_own_constraint() {
+        let c = |v: Option<&str>| ChoiceConstraint::for_server(v);
+        assert_eq!(
+            c(Some("llama-server b6500")),
+            Some(ChoiceConstraint::Grammar)
+        );
+        assert_eq!(
+            c(Some("vLLM 0.11.0")),
+            Some(ChoiceConstraint::VllmChoice { legacy: false })
+        );
+        assert_eq!(
+            c(Some("vLLM 0.9.2")),
+            Some(ChoiceConstraint::VllmChoice { legacy: true })
+        );
+        assert_eq!(c(Some("LM Studio")), Some(ChoiceConstraint::JsonSchema));
+        assert_eq!(c(Some("Ollama 0.12.1")), Some(ChoiceConstraint::JsonSchema));
+        assert_eq!(c(Some("TGI 3.3.0")), Some(ChoiceConstraint::TgiJson));
+        assert_eq!(c(Some("server 1.0")), None);
+        assert_eq!(c(None), None);
+        let labels = vec!["up".to_string(), "down".to_string()];
+        let mut b = json!({});
+        ChoiceConstraint::VllmChoice { legacy: false }.apply(&mut b, &labels);
+        assert_eq!(b["structured_outputs"]["choice"][1], "down");
+        let mut b = json!({});
+        ChoiceConstraint::JsonSchema.apply(&mut b, &labels);
+        assert_eq!(
+            b["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"][0],
+            "up"
+        );
+        assert_eq!(
+            ChoiceConstraint::JsonSchema.answer(r#"{"label":"down"}"#.into()),
+            "down"
+        );
+    }
+
+    /// A constrained eval asks llama-server with its grammar and no stop; a server that does not
+    /// say what it is gets a clear refusal naming its URL.
+    #[tokio::test]
+    async fn constrained_answers_over_http() {
+        use crate::backend::mock_server::{MockServer, Response};
+        let server = MockServer::start(|r| {
+            if r.path.ends_with("/props") {
+                return Response::json(200, &json!({"build_info": "b1"}));
+            }
+            assert_eq!(r.body["grammar"], "root ::= \"up\" | \"down\"\n");
+            assert!(r.body.get("stop").is_none());
+            Response::json(200, &json!({"choices": [{"message": {"content": "down"}}]}))
+        })
+        .await
+        .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
+        let opts = GenOptions {
+            choices: vec!["up".into(), "down".into()],
+            max_tokens: 8,
+            stop: vec!["\n".into()],
+            seed: 1,
+        };
+        assert_eq!(t.constraint().await.unwrap(), "llama-server grammar (GBNF)");
+        let got = t.generate_batch("", &["x".into()], &opts).await.unwrap();
+        assert_eq!(got[0].as_deref(), Ok("down"));
+
+        let quiet = MockServer::start(|_| Response::json(404, &json!({})))
+            .await
+            .unwrap();
+        let t = OpenAiTarget::new(HttpConfig::new(quiet.base_url(), "m")).unwrap();
+        let e = t
+            .generate_batch("", &["x".into()], &opts)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&quiet.base_url()), "{e}");
     }
 }

@@ -848,18 +848,7 @@ mod tests {
         let me = real_uid().expect("uid");
         let mine = own_processes(me);
         assert!(mine >= 1, "this test process itself");
-        let all: u64 = std::fs::read_dir("/proc")
-            .expect("/proc")
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .map(|e| u64::from(status_field(&e.path().join("status"), "Threads:").unwrap_or(1)))
-            .sum();
-        assert!(mine <= all);
+        // (Not compared with every process's count: threads of other tests come and go.)
         // A user id nobody has.
         assert_eq!(own_processes(4_000_000_000), 0);
     }

@@ -1,14 +1,16 @@
 //! Classification tasks: Banking77 intents and Financial PhraseBank sentiment, answered in free
-//! text and mapped to a label; scored by accuracy and macro-F1 with the most frequent confusions.
+//! text mapped to a label, in text constrained to the labels, or by the labels' log-likelihood;
+//! scored by accuracy and macro-F1 with the most frequent confusions.
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::{generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{generate_all, in_batches, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::map_label;
 use crate::eval::data;
+use crate::eval::method::{best, length_normalised, AnswerMode};
 use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
@@ -100,33 +102,132 @@ async fn classify(
             gold: items[i].label.clone(),
         })
         .collect();
-    let gen_opts = GenOptions {
-        max_tokens: if task == "banking77" { 10 } else { 8 },
-        stop: vec!["\n".into()],
-        seed: opts.seed,
+    options.insert("answer".into(), opts.answer.to_string());
+    let scored = match opts.answer {
+        AnswerMode::Free => {
+            let gen_opts = GenOptions {
+                choices: Vec::new(),
+                max_tokens: if task == "banking77" { 10 } else { 8 },
+                stop: vec!["\n".into()],
+                seed: opts.seed,
+            };
+            generate_all(
+                backend,
+                &system,
+                gen,
+                &gen_opts,
+                opts,
+                done,
+                sink,
+                |g, text| {
+                    let m = map_label(text, &lbls);
+                    ItemResult {
+                        extra: [(format!("match_{:?}", m.how).to_lowercase(), 1.0)].into(),
+                        ..g.matched(text, m.label)
+                    }
+                },
+            )
+            .await?
+        }
+        AnswerMode::Constrained => {
+            let mechanism = backend.constraint().await.map_err(EvalError::Usage)?;
+            options.insert("constraint".into(), mechanism);
+            let gen_opts = GenOptions {
+                choices: lbls.clone(),
+                // Room for the longest label, or a JSON object around it.
+                max_tokens: 48,
+                stop: Vec::new(),
+                seed: opts.seed,
+            };
+            generate_all(
+                backend,
+                &system,
+                gen,
+                &gen_opts,
+                opts,
+                done,
+                sink,
+                |g, text| {
+                    let label = lbls.iter().find(|l| l.as_str() == text.trim()).cloned();
+                    g.matched(text, label)
+                },
+            )
+            .await?
+        }
+        AnswerMode::Loglik => {
+            options.insert(
+                "normalisation".into(),
+                "accuracy: summed log-likelihood; accuracy_norm: per character".into(),
+            );
+            loglik_all(backend, &system, gen, &lbls, opts, done, sink).await?
+        }
     };
-    let scored = generate_all(
-        backend,
-        &system,
-        gen,
-        &gen_opts,
-        opts,
-        done,
-        sink,
-        |g, text| {
-            let m = map_label(text, &lbls);
-            ItemResult {
-                extra: [(format!("match_{:?}", m.how).to_lowercase(), 1.0)].into(),
-                ..g.matched(text, m.label)
-            }
-        },
-    )
-    .await?;
     Ok(Scored {
+        method: opts.answer.method().into(),
         labels: lbls,
         options,
         ..Scored::generated(items.len(), scored)
     })
+}
+
+/// Each item's label by log-likelihood after the chat-templated prompt: the label with the
+/// highest summed log-likelihood is `predicted`; `extra.correct_norm` says whether the label
+/// with the highest per-character log-likelihood is the gold one.
+async fn loglik_all(
+    backend: &dyn Backend,
+    system: &str,
+    gen: Vec<GenItem>,
+    labels: &[String],
+    opts: &TaskOptions,
+    done: &HashMap<String, ItemResult>,
+    sink: &mut Sink<'_>,
+) -> Result<(Vec<ItemResult>, usize), EvalError> {
+    let unable = || {
+        EvalError::Usage(
+            "--answer loglik: this target cannot score log-likelihoods after a chat template (the embedded engine can; over HTTP use --answer constrained)".into(),
+        )
+    };
+    in_batches(gen, opts, done, sink, |chunk| async move {
+        let mut out = Vec::with_capacity(chunk.len());
+        for g in &chunk {
+            let context = backend
+                .chat_context(system, &g.user)
+                .await
+                .map_err(|e| EvalError::Backend(e.to_string()))?
+                .ok_or_else(unable)?;
+            let lls = match backend.loglikelihoods(&context, labels).await {
+                Ok(Some(l)) if l.len() == labels.len() => l,
+                Ok(_) => return Err(unable()),
+                Err(e) => {
+                    out.push(g.failed(e.to_string()));
+                    continue;
+                }
+            };
+            out.push(loglik_item(g, labels, &lls));
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// An item scored from its labels' log-likelihoods.
+fn loglik_item(g: &GenItem, labels: &[String], lls: &[f64]) -> ItemResult {
+    let by_sum = best(lls).map(|i| labels[i].clone());
+    let by_norm = best(&length_normalised(lls, labels)).map(|i| labels[i].clone());
+    let gold_ll = labels
+        .iter()
+        .position(|l| *l == g.gold)
+        .map_or(f64::NAN, |i| lls[i]);
+    let mut r = g.matched(by_sum.as_deref().unwrap_or(""), by_sum.clone());
+    r.extra = [
+        (
+            "correct_norm".to_string(),
+            f64::from(u8::from(by_norm.as_deref() == Some(g.gold.as_str()))),
+        ),
+        ("gold_loglik".to_string(), gold_ll),
+    ]
+    .into();
+    r
 }
 
 /// Accuracy, macro-F1 (with CIs) and the ten most frequent confusions.
@@ -144,10 +245,16 @@ fn classification_scores(items: &[ItemResult], labels: &[String], seed: u64) -> 
         .iter()
         .map(|i| i.predicted.as_deref().and_then(|p| index.get(p).copied()))
         .collect();
-    (
-        score::classification(&gold, &pred, seed)
-            .into_iter()
-            .collect(),
-        score::top_confusions(&gold, &pred, labels, 10),
-    )
+    let mut scores: BTreeMap<String, Score> = score::classification(&gold, &pred, seed)
+        .into_iter()
+        .collect();
+    // Log-likelihood answers also carry the per-character normalised choice.
+    let norm: Vec<f64> = items
+        .iter()
+        .filter_map(|i| i.extra.get("correct_norm").copied())
+        .collect();
+    if !norm.is_empty() && norm.len() == items.len() {
+        scores.insert("accuracy_norm".into(), score::mean_score(&norm, seed));
+    }
+    (scores, score::top_confusions(&gold, &pred, labels, 10))
 }

@@ -54,6 +54,7 @@ impl Task for Coding {
             .collect();
         let system = "You are an expert Python programmer.";
         let gen_opts = GenOptions {
+            choices: Vec::new(),
             max_tokens: 384,
             stop: Vec::new(),
             seed: opts.seed,

@@ -40,6 +40,7 @@ impl Task for Gsm8k {
             .collect();
         let system = "Solve the math word problem. Think step by step, then write the final answer on the last line as \"#### <number>\".";
         let gen_opts = GenOptions {
+            choices: Vec::new(),
             max_tokens: 320,
             stop: Vec::new(),
             seed: opts.seed,

@@ -125,6 +125,7 @@ impl Task for Mmlu {
             let system =
                 "Answer the multiple choice question with the letter of the correct choice only.";
             let gen_opts = GenOptions {
+                choices: Vec::new(),
                 max_tokens: 4,
                 stop: vec!["\n".into()],
                 seed: opts.seed,

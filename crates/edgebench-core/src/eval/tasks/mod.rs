@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::backend::{Backend, GenOptions};
 use crate::eval::data::DataError;
+use crate::eval::method::AnswerMode;
 use crate::eval::sandbox;
 use crate::eval::score;
 use crate::results::eval::{Confusion, ItemResult, SandboxReport, Score};
@@ -136,6 +137,10 @@ pub struct TaskOptions {
     pub unsafe_exec: bool,
     /// A replacement for the built-in realistic task file.
     pub realistic_file: Option<PathBuf>,
+    /// How classification tasks get their answer.
+    pub answer: AnswerMode,
+    /// MMLU: "letter" or "cloze".
+    pub format: String,
 }
 
 impl Default for TaskOptions {
@@ -150,6 +155,8 @@ impl Default for TaskOptions {
             batch: 32,
             unsafe_exec: false,
             realistic_file: None,
+            answer: AnswerMode::Free,
+            format: "letter".into(),
         }
     }
 }
@@ -191,6 +198,14 @@ impl GenItem {
             answer: cap(text),
             extra: BTreeMap::new(),
             error: None,
+        }
+    }
+
+    /// The item whose request failed with `error`.
+    pub(crate) fn failed(&self, error: String) -> ItemResult {
+        ItemResult {
+            error: Some(error),
+            ..self.scored("", None, 0.0)
         }
     }
 
@@ -293,6 +308,39 @@ pub(crate) async fn generate_all(
     sink: &mut Sink<'_>,
     score_one: impl Fn(&GenItem, &str) -> ItemResult,
 ) -> Result<(Vec<ItemResult>, usize), EvalError> {
+    let score_one = &score_one;
+    in_batches(items, opts, done, sink, |chunk| async move {
+        let users: Vec<String> = chunk.iter().map(|g| g.user.clone()).collect();
+        let answers = backend
+            .generate_batch(system, &users, gen_opts)
+            .await
+            .map_err(|e| EvalError::Backend(e.to_string()))?;
+        Ok(chunk
+            .iter()
+            .zip(answers)
+            .map(|(g, a)| match a {
+                Ok(text) => score_one(g, &text),
+                Err(e) => g.failed(e),
+            })
+            .collect())
+    })
+    .await
+}
+
+/// Scores the items not in `done` a batch at a time with `score`, committing and telling
+/// progress after each batch and stopping between batches when cancelled; every item (stored
+/// or new) and how many were new.
+pub(crate) async fn in_batches<F, Fut>(
+    items: Vec<GenItem>,
+    opts: &TaskOptions,
+    done: &HashMap<String, ItemResult>,
+    sink: &mut Sink<'_>,
+    mut score: F,
+) -> Result<(Vec<ItemResult>, usize), EvalError>
+where
+    F: FnMut(Vec<GenItem>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<ItemResult>, EvalError>>,
+{
     let total = items.len();
     let mut out: Vec<ItemResult> = Vec::with_capacity(total);
     let mut todo: Vec<GenItem> = Vec::new();
@@ -304,35 +352,17 @@ pub(crate) async fn generate_all(
     }
     (sink.progress)(out.len(), total);
     let mut new_items = 0;
-    for chunk in todo.chunks(opts.batch.max(1)) {
+    let batch = opts.batch.max(1);
+    let mut todo = todo.into_iter().peekable();
+    while todo.peek().is_some() {
         if (sink.cancelled)() {
             return Err(EvalError::Interrupted);
         }
-        let users: Vec<String> = chunk.iter().map(|g| g.user.clone()).collect();
-        let answers = backend
-            .generate_batch(system, &users, gen_opts)
-            .await
-            .map_err(|e| EvalError::Backend(e.to_string()))?;
+        let chunk: Vec<GenItem> = todo.by_ref().take(batch).collect();
+        let scored = score(chunk).await?;
         if (sink.cancelled)() {
             return Err(EvalError::Interrupted);
         }
-        let scored: Vec<ItemResult> = chunk
-            .iter()
-            .zip(answers)
-            .map(|(g, a)| match a {
-                Ok(text) => score_one(g, &text),
-                Err(e) => ItemResult {
-                    id: g.id.clone(),
-                    group: g.group.clone(),
-                    gold: g.gold.clone(),
-                    predicted: None,
-                    score: 0.0,
-                    answer: String::new(),
-                    extra: BTreeMap::new(),
-                    error: Some(e),
-                },
-            })
-            .collect();
         (sink.commit)(&scored).map_err(EvalError::Store)?;
         new_items += scored.len();
         out.extend(scored);

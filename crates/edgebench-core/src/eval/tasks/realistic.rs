@@ -60,6 +60,7 @@ impl Task for Realistic {
             .collect();
         let system = "You are a careful assistant for the staff of a retail bank.";
         let gen_opts = GenOptions {
+            choices: Vec::new(),
             max_tokens: 200,
             stop: Vec::new(),
             seed: opts.seed,
