@@ -69,6 +69,7 @@ async fn a_256_mib_event_and_a_256_mib_answer_fail_in_little_memory() {
 
     let opts = GenOptions {
         choices: Vec::new(),
+        temperature: 0.0,
         max_tokens: 16,
         stop: Vec::new(),
         seed: 1,

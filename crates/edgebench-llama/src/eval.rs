@@ -39,6 +39,8 @@ impl Backend for LlamaTarget {
             stop: opts.stop.clone(),
             parallel: self.parallel(),
             choices: opts.choices.clone(),
+            temperature: opts.temperature as f32,
+            seed: opts.seed,
         };
         let out = self
             .engine()

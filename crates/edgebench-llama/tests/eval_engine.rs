@@ -48,6 +48,7 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
     let backend = target.with_parallel(4);
     let opts = GenOptions {
         choices: Vec::new(),
+        temperature: 0.0,
         max_tokens: 24,
         stop: Vec::new(),
         seed: 42,
@@ -79,6 +80,7 @@ async fn batched_shared_prefix_answers_match_sequential_greedy_answers() {
             &users[..2],
             &GenOptions {
                 choices: Vec::new(),
+                temperature: 0.0,
                 stop: vec![" ".into()],
                 ..opts
             },
@@ -157,6 +159,7 @@ async fn loglikelihoods_reusing_a_shared_prefix_match_a_fresh_engine() {
         &["Say hi.".to_string()],
         &GenOptions {
             choices: Vec::new(),
+            temperature: 0.0,
             max_tokens: 4,
             stop: Vec::new(),
             seed: 1,
@@ -270,4 +273,34 @@ async fn constrained_answers_are_labels_and_agree_with_loglik() {
     let rate = agree as f64 / 60.0;
     eprintln!("constrained and loglik answers agree on {agree} of 60 items ({rate:.2})");
     assert!(rate >= 0.8, "agreement {rate}");
+}
+
+/// Sampled answers (pass@k): the i-th prompt of a batch is seeded with seed + i, so the same
+/// prompt twice gets two different answers, and the batch again gets the same two.
+#[tokio::test]
+async fn sampled_answers_differ_by_seed_and_repeat_with_it() {
+    let backend = LlamaTarget::load(EngineConfig::new(test_model(), 2))
+        .unwrap()
+        .with_parallel(4);
+    let users = vec!["Write a short poem about the sea.".to_string(); 2];
+    let opts = GenOptions {
+        choices: Vec::new(),
+        temperature: 1.0,
+        max_tokens: 24,
+        stop: Vec::new(),
+        seed: 7,
+    };
+    let run = || async {
+        backend
+            .generate_batch("", &users, &opts)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<String>>()
+    };
+    let a = run().await;
+    let b = run().await;
+    assert_ne!(a[0], a[1], "two seeds, two answers");
+    assert_eq!(a, b, "same seeds, same answers");
 }

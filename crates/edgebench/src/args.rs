@@ -380,7 +380,8 @@ pub struct EvalArgs {
     /// MMLU: questions per subject (seeded), instead of --sample-size.
     #[arg(long, value_name = "N")]
     pub per_subject: Option<usize>,
-    /// MMLU: examples from the dev split before each question (0 or 5).
+    /// Worked examples before each question: MMLU from its dev split, GSM8K the first train
+    /// problems in lm-evaluation-harness's prompt (0 to 5).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub shots: u32,
     /// Financial PhraseBank agreement level: all, 75, 66 or 50.
@@ -393,6 +394,12 @@ pub struct EvalArgs {
     /// MMLU: letter (answer with the choice's letter) or cloze (score each answer's text).
     #[arg(long, default_value = "letter", value_parser = ["letter", "cloze"])]
     pub format: String,
+    /// Coding: answers sampled per problem, for pass@k (pass@10 needs 10 or more).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub samples: u32,
+    /// Coding: sampling temperature with --samples (0: greedy; pass@k is usually measured at 0.8).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
     /// Where the datasets are (a folder holding banking77/, financial_phrasebank/, ...).
     /// Default: the data cache ($EDGEBENCH_HOME/data), downloaded on first use.
     #[arg(long, value_name = "DIR")]

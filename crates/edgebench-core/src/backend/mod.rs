@@ -185,6 +185,16 @@ pub struct GenOptions {
     /// When not empty, the answer can only be one of these (constrained generation; see
     /// [`Backend::constraint`]).
     pub choices: Vec<String>,
+    /// 0: greedy. Above 0: sampled at this temperature with top-p 0.95, the i-th prompt of a
+    /// batch seeded with `seed + i`.
+    pub temperature: f64,
+}
+
+impl GenOptions {
+    /// The seed of the `i`-th prompt of a batch.
+    pub fn seed_of(&self, i: usize) -> u64 {
+        self.seed.wrapping_add(i as u64)
+    }
 }
 
 /// Why a backend failed as a whole (a failed item is an `Err` string in its slot instead).
@@ -231,7 +241,9 @@ pub trait Backend: Target {
                 max_tokens: opts.max_tokens,
                 ignore_eos: false,
                 sampling: Sampling {
-                    seed: opts.seed,
+                    seed: opts.seed_of(i),
+                    temperature: opts.temperature as f32,
+                    top_p: if opts.temperature > 0.0 { 0.95 } else { 1.0 },
                     ..Sampling::default()
                 },
                 scheduled: Instant::now(),

@@ -1,5 +1,8 @@
 //! Reading answers out of generated text: labels (robustly), numbers, letters, code and JSON.
 
+use std::sync::OnceLock;
+
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// How a generated answer was mapped to a label.
@@ -210,6 +213,49 @@ pub fn final_number(text: &str) -> Option<String> {
     numbers(text).pop()
 }
 
+/// lm-evaluation-harness's GSM8K filters: `strict-match` takes the number after the first
+/// "#### "; `flexible-extract` the last number-like run in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gsm8kFilter {
+    Strict,
+    Flexible,
+}
+
+/// The answer a harness GSM8K filter extracts (before [`harness_normalise`]).
+pub fn gsm8k_filter(text: &str, filter: Gsm8kFilter) -> Option<String> {
+    static STRICT: OnceLock<Regex> = OnceLock::new();
+    static FLEXIBLE: OnceLock<Regex> = OnceLock::new();
+    match filter {
+        Gsm8kFilter::Strict => {
+            let re = STRICT.get_or_init(|| Regex::new(r"#### (\-?[0-9\.\,]+)").expect("regex"));
+            re.captures(text).map(|c| c[1].to_string())
+        }
+        Gsm8kFilter::Flexible => {
+            let re =
+                FLEXIBLE.get_or_init(|| Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("regex"));
+            re.find_iter(text).last().map(|m| m.as_str().to_string())
+        }
+    }
+}
+
+/// The harness's exact-match normalisation for GSM8K: everything up to the last "#### " removed,
+/// then commas, dollar signs and one trailing full stop; compared case-blind.
+pub fn harness_normalise(s: &str) -> String {
+    let s = match s.rfind("#### ") {
+        Some(i) => &s[i + 5..],
+        None => s,
+    };
+    let s: String = s.chars().filter(|c| *c != ',' && *c != '$').collect();
+    let s = s.strip_suffix('.').unwrap_or(&s);
+    s.to_lowercase()
+}
+
+/// Whether a generated solution matches the reference answer under a harness GSM8K filter.
+pub fn gsm8k_harness_match(text: &str, reference: &str, filter: Gsm8kFilter) -> bool {
+    gsm8k_filter(text, filter)
+        .is_some_and(|got| harness_normalise(&got) == harness_normalise(reference))
+}
+
 /// The letter (A-D) a generated multiple-choice answer picks: the first standalone A, B, C or D.
 pub fn choice_letter(text: &str, n_choices: usize) -> Option<usize> {
     let chars: Vec<char> = text.chars().collect();
@@ -375,5 +421,23 @@ mod tests {
             .unwrap()
             .contains_key("b"));
         assert!(json_object("nothing").is_none());
+    }
+
+    #[test]
+    fn harness_gsm8k_filters() {
+        use Gsm8kFilter::{Flexible, Strict};
+        let text = "She has 3 + 4 = 7 apples.\n#### 1,250\nQuestion: next one costs $5.";
+        assert_eq!(gsm8k_filter(text, Strict).as_deref(), Some("1,250"));
+        assert_eq!(gsm8k_filter(text, Flexible).as_deref(), Some("$5."));
+        assert!(gsm8k_harness_match(text, "so #### 1250", Strict));
+        assert!(gsm8k_harness_match(text, "#### 5", Flexible));
+        assert!(!gsm8k_harness_match("The answer is 12", "#### 12", Strict));
+        assert!(gsm8k_harness_match(
+            "The answer is 12.",
+            "#### 12",
+            Flexible
+        ));
+        assert_eq!(gsm8k_filter("no digits", Flexible), None);
+        assert_eq!(harness_normalise("#### -3,000."), "-3000");
     }
 }

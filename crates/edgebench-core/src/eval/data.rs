@@ -304,7 +304,12 @@ pub struct MathProblem {
 
 /// GSM8K's test split.
 pub fn gsm8k(dir: &Path) -> Result<Vec<MathProblem>, DataError> {
-    let path = dir.join("test.jsonl");
+    gsm8k_split(dir, "test")
+}
+
+/// GSM8K's `split` ("test" or "train", whose first problems are the harness's few-shot examples).
+pub fn gsm8k_split(dir: &Path, split: &str) -> Result<Vec<MathProblem>, DataError> {
+    let path = dir.join(format!("{split}.jsonl"));
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     #[derive(Deserialize)]
     struct Row {
@@ -318,7 +323,7 @@ pub fn gsm8k(dir: &Path) -> Result<Vec<MathProblem>, DataError> {
             let r: Row = serde_json::from_str(l)
                 .map_err(|e| parse(&path, format!("line {}: {e}", i + 1)))?;
             Ok(MathProblem {
-                id: format!("gsm8k/test/{i}"),
+                id: format!("gsm8k/{split}/{i}"),
                 question: r.question,
                 answer: r.answer,
             })

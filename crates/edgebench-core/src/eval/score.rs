@@ -49,6 +49,22 @@ pub fn macro_f1(gold: &[usize], pred: &[Option<usize>], idx: &[usize]) -> f64 {
     f1_sum / labels.len() as f64
 }
 
+/// The unbiased pass@k estimate of one problem with `n` samples of which `c` passed (Chen et
+/// al. 2021): 1 - C(n-c, k) / C(n, k), as a stable product; `None` when `k > n`.
+pub fn pass_at_k(n: usize, c: usize, k: usize) -> Option<f64> {
+    if k == 0 || k > n {
+        return None;
+    }
+    if n - c.min(n) < k {
+        return Some(1.0);
+    }
+    let mut fail = 1.0;
+    for i in (n - c + 1)..=n {
+        fail *= 1.0 - k as f64 / i as f64;
+    }
+    Some(1.0 - fail)
+}
+
 /// The mean of a 0/1 (or fractional) per-item score, with its bootstrap CI.
 pub fn mean_score(values: &[f64], seed: u64) -> Score {
     let n = values.len();
@@ -183,5 +199,16 @@ mod tests {
         );
         assert_eq!(c.len(), 3);
         assert!(c[0].count >= c[1].count);
+    }
+
+    #[test]
+    fn pass_at_k_is_the_unbiased_estimator() {
+        // n = 10, c = 3: pass@1 = c/n; pass@10 = 1 (some sample of ten passes).
+        assert!((pass_at_k(10, 3, 1).unwrap() - 0.3).abs() < 1e-12);
+        assert_eq!(pass_at_k(10, 3, 10), Some(1.0));
+        assert_eq!(pass_at_k(10, 0, 5), Some(0.0));
+        // n = 5, c = 2, k = 2: 1 - C(3,2)/C(5,2) = 1 - 3/10.
+        assert!((pass_at_k(5, 2, 2).unwrap() - 0.7).abs() < 1e-12);
+        assert_eq!(pass_at_k(5, 2, 6), None);
     }
 }

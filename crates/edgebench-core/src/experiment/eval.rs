@@ -83,6 +83,18 @@ struct EvalConfig<'a> {
     answer: AnswerMode,
     #[serde(skip_serializing_if = "is_letter")]
     format: &'a str,
+    #[serde(skip_serializing_if = "is_one")]
+    samples: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    sample_temperature: f64,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+fn is_zero(t: &f64) -> bool {
+    *t == 0.0
 }
 
 fn is_free(a: &AnswerMode) -> bool {
@@ -143,6 +155,8 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
         realistic_file: o.realistic_file.as_ref().map(|p| p.display().to_string()),
         answer: o.answer,
         format: &o.format,
+        samples: o.samples,
+        sample_temperature: o.temperature,
     };
     let plan_err = |e: serde_json::Error| ExperimentError::Plan(e.to_string());
     let config_hash = crate::results::canonical_hash(&config).map_err(plan_err)?;
@@ -473,7 +487,7 @@ pub fn render_line(s: &EvalSummary) -> String {
         "{} · {} ({}, n={} of {}): {} · {:.2} items/s",
         s.task,
         s.model.name,
-        s.method,
+        s.method_in_setting(),
         s.items,
         s.items_total,
         scores.join(", "),

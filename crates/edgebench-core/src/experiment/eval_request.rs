@@ -34,6 +34,10 @@ pub struct EvalRequest {
     pub answer: AnswerMode,
     /// MMLU: letter (the letter after the lettered choices) or cloze (each answer's text).
     pub format: String,
+    /// Coding: answers sampled per problem for pass@k (1: one greedy answer).
+    pub samples: u32,
+    /// Coding: sampling temperature (0: greedy; above 0 needs no --samples 1).
+    pub temperature: f64,
     pub data_dir: Option<PathBuf>,
     pub realistic_file: Option<PathBuf>,
     pub endpoint: Option<String>,
@@ -66,6 +70,8 @@ impl Default for EvalRequest {
             agreement: "all".into(),
             answer: AnswerMode::Free,
             format: "letter".into(),
+            samples: 1,
+            temperature: 0.0,
             data_dir: None,
             realistic_file: None,
             endpoint: None,
@@ -99,6 +105,18 @@ impl EvalRequest {
         }
         if !matches!(self.format.as_str(), "letter" | "cloze") {
             return Err(bad("format", "must be letter or cloze"));
+        }
+        if !(1..=200).contains(&self.samples) {
+            return Err(bad("samples", "must be 1 to 200"));
+        }
+        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
+            return Err(bad("temperature", "must be 0 to 2"));
+        }
+        if self.samples > 1 && self.temperature == 0.0 {
+            return Err(bad(
+                "samples",
+                "more than one sample needs a temperature above 0 (greedy answers are all the same); pass@k is usually measured at 0.8",
+            ));
         }
         if !(1..=512).contains(&self.concurrency) {
             return Err(bad("concurrency", "must be 1 to 512"));
@@ -208,6 +226,8 @@ impl EvalRequest {
             realistic_file: self.realistic_file.clone(),
             answer: self.answer,
             format: self.format.clone(),
+            samples: self.samples,
+            temperature: self.temperature,
         };
         Ok(EvalPlan {
             tasks,

@@ -224,7 +224,7 @@ fn capability_rows(input: &ReportInput) -> Vec<CapabilityRow> {
                 experiment_id: e.experiment_id.clone(),
                 config_hash: e.config_hash.clone(),
                 task: e.task.clone(),
-                method: e.method.clone(),
+                method: e.method_in_setting(),
                 model: e.model.name.clone(),
                 format: e.model.format.clone(),
                 quantization: e.model.quantization.clone(),

@@ -83,6 +83,42 @@ pub struct EvalSummary {
     pub settle: Option<crate::hw::settle::SettleReport>,
 }
 
+/// The setting scores were measured in, from the options that change a score: the prompt
+/// format, shots, the constraint, samples and temperature, the agreement level (e.g. "cloze,
+/// 5-shot"); empty when there are none.
+pub fn setting(o: &BTreeMap<String, String>) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = o.get("format") {
+        parts.push(f.clone());
+    }
+    if let Some(n) = o.get("shots") {
+        parts.push(format!("{n}-shot"));
+    }
+    if let Some(c) = o.get("constraint") {
+        parts.push(format!("via {c}"));
+    }
+    if let Some(n) = o.get("samples").filter(|n| *n != "1") {
+        let t = o.get("temperature").map_or("?", String::as_str);
+        parts.push(format!("{n} samples at temperature {t}"));
+    }
+    if let Some(a) = o.get("agreement") {
+        parts.push(format!("agreement {a}"));
+    }
+    parts.join(", ")
+}
+
+impl EvalSummary {
+    /// The method with its setting, as tables and lines show it: "loglikelihood (cloze, 5-shot)".
+    pub fn method_in_setting(&self) -> String {
+        let setting = setting(&self.options);
+        if setting.is_empty() {
+            self.method.clone()
+        } else {
+            format!("{} ({setting})", self.method)
+        }
+    }
+}
+
 /// One scored item, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemResult {
@@ -102,4 +138,40 @@ pub struct ItemResult {
     pub extra: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_what_changes_a_score() {
+        let o = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(setting(&o(&[])), "");
+        assert_eq!(
+            setting(&o(&[
+                ("format", "cloze"),
+                ("shots", "5"),
+                ("isolation", "namespaces")
+            ])),
+            "cloze, 5-shot"
+        );
+        assert_eq!(
+            setting(&o(&[("samples", "10"), ("temperature", "0.8")])),
+            "10 samples at temperature 0.8"
+        );
+        assert_eq!(setting(&o(&[("samples", "1"), ("temperature", "0")])), "");
+        assert_eq!(
+            setting(&o(&[
+                ("answer", "constrained"),
+                ("constraint", "llama.cpp grammar sampler"),
+                ("agreement", "all")
+            ])),
+            "via llama.cpp grammar sampler, agreement all"
+        );
+    }
 }

@@ -195,6 +195,9 @@ pub struct SharedPrefixJob {
     /// When not empty, every answer is one of these: llama.cpp's grammar sampler keeps each
     /// sequence to them, and an answer ends as soon as only one choice is left.
     pub choices: Vec<String>,
+    /// 0: greedy. Above 0: sampled with top-p 0.95, the i-th suffix seeded with `seed + i`.
+    pub temperature: f32,
+    pub seed: u64,
 }
 
 /// A loaded model on its own thread. Dropping it stops the thread and frees the model.

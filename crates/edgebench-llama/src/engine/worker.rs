@@ -294,6 +294,8 @@ pub(super) struct Slot {
     pub(super) bytes: Vec<u8>,
     /// The grammar that keeps a constrained answer to its choices.
     pub(super) grammar: Option<LlamaSampler>,
+    /// The sampler of a sampled (temperature > 0) answer.
+    pub(super) sampler: Option<LlamaSampler>,
 }
 
 /// The greedy pick among the tokens `grammar` allows, accepted into it: the plain argmax when
@@ -417,6 +419,7 @@ impl<'m> Worker<'m> {
         if self.ctx.is_none() || self.ctx_seqs != parallel as u32 + 1 || self.ctx_size < n_ctx {
             self.create_context(n_ctx, parallel as u32 + 1)?;
         }
+        let n_vocab = self.model.n_vocab();
         let grammar = if job.choices.is_empty() {
             None
         } else {
@@ -470,6 +473,15 @@ impl<'m> Worker<'m> {
                                     .map_err(|e| EngineError::Grammar(e.to_string()))?,
                             ),
                         };
+                        let sampled = (job.temperature > 0.0).then(|| {
+                            let s = Sampling {
+                                temperature: job.temperature,
+                                top_p: 0.95,
+                                seed: job.seed.wrapping_add(item as u64),
+                                ..Sampling::default()
+                            };
+                            sampler(&s, n_vocab)
+                        });
                         *slot = Some(Slot {
                             item,
                             seq,
@@ -479,6 +491,7 @@ impl<'m> Worker<'m> {
                             generated: 0,
                             bytes: Vec::new(),
                             grammar,
+                            sampler: sampled,
                         });
                     }
                 }
@@ -516,10 +529,14 @@ impl<'m> Worker<'m> {
             for entry in slots.iter_mut() {
                 let Some(slot) = entry.as_mut() else { continue };
                 let Some(at) = slot.logits_at else { continue };
-                let logits = self.ctx()?.get_logits_ith(at);
-                let tok = match slot.grammar.as_mut() {
-                    None => LlamaToken(argmax(logits)),
-                    Some(g) => constrained_pick(g, logits),
+                let tok = if let Some(smp) = slot.sampler.as_mut() {
+                    smp.sample(self.ctx()?, at)
+                } else {
+                    let logits = self.ctx()?.get_logits_ith(at);
+                    match slot.grammar.as_mut() {
+                        None => LlamaToken(argmax(logits)),
+                        Some(g) => constrained_pick(g, logits),
+                    }
                 };
                 let mut done = vocab.is_eog(tok);
                 if !done {

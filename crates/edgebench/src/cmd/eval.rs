@@ -35,6 +35,8 @@ fn request(a: &EvalArgs) -> EvalRequest {
         agreement: a.agreement.clone(),
         answer: a.answer,
         format: a.format.clone(),
+        samples: a.samples,
+        temperature: a.temperature,
         data_dir: a.data_dir.clone(),
         realistic_file: a.realistic_file.clone(),
         endpoint: a.endpoint.clone(),

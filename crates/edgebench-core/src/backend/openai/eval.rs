@@ -193,9 +193,9 @@ impl Backend for OpenAiTarget {
                     "model": self.cfg.model,
                     "messages": messages,
                     "max_tokens": opts.max_tokens,
-                    "temperature": 0.0,
-                    "top_p": 1.0,
-                    "seed": opts.seed,
+                    "temperature": opts.temperature,
+                    "top_p": if opts.temperature > 0.0 { 0.95 } else { 1.0 },
+                    "seed": opts.seed_of(i),
                     "stream": false,
                 });
                 if !opts.stop.is_empty() && constraint.is_none() {
@@ -316,6 +316,7 @@ mod tests {
         let users: Vec<String> = ["one", "fail", "three"].map(String::from).to_vec();
         let opts = GenOptions {
             choices: Vec::new(),
+            temperature: 0.0,
             max_tokens: 8,
             stop: vec!["\n".into()],
             seed: 1,
@@ -387,6 +388,7 @@ mod tests {
         let t = OpenAiTarget::new(HttpConfig::new(server.base_url(), "m")).unwrap();
         let opts = GenOptions {
             choices: vec!["up".into(), "down".into()],
+            temperature: 0.0,
             max_tokens: 8,
             stop: vec!["\n".into()],
             seed: 1,

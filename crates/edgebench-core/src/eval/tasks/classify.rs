@@ -107,6 +107,7 @@ async fn classify(
         AnswerMode::Free => {
             let gen_opts = GenOptions {
                 choices: Vec::new(),
+                temperature: 0.0,
                 max_tokens: if task == "banking77" { 10 } else { 8 },
                 stop: vec!["\n".into()],
                 seed: opts.seed,
@@ -134,6 +135,7 @@ async fn classify(
             options.insert("constraint".into(), mechanism);
             let gen_opts = GenOptions {
                 choices: lbls.clone(),
+                temperature: 0.0,
                 // Room for the longest label, or a JSON object around it.
                 max_tokens: 48,
                 stop: Vec::new(),

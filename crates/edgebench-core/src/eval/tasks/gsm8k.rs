@@ -1,4 +1,5 @@
-//! GSM8K: math word problems answered step by step, scored by exact match of the final number.
+//! GSM8K: math word problems answered step by step (zero-shot with an instruction, or with the
+//! harness's few-shot prompt), scored by exact match of the final number under three filters.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -6,8 +7,9 @@ use async_trait::async_trait;
 
 use super::{generate_all, mean_item_score, sample, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
-use crate::eval::answer;
+use crate::eval::answer::{self, Gsm8kFilter};
 use crate::eval::data;
+use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
 
@@ -29,21 +31,63 @@ impl Task for Gsm8k {
     ) -> Result<Scored, EvalError> {
         let dir = data::locate("gsm8k", opts.data_dir.as_deref()).await?;
         let items = data::gsm8k(&dir)?;
+        let shots = if opts.shots > 0 {
+            data::gsm8k_split(&dir, "train")?
+                .into_iter()
+                .take(opts.shots as usize)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut options = BTreeMap::new();
+        options.insert("shots".into(), opts.shots.to_string());
+        options.insert("filter".into(), FILTERS.into());
+        let references: HashMap<String, String> = items
+            .iter()
+            .map(|p| (p.id.clone(), p.answer.clone()))
+            .collect();
         let gen: Vec<GenItem> = sample(items.len(), opts)
             .iter()
             .map(|&i| GenItem {
                 id: items[i].id.clone(),
                 group: String::new(),
-                user: items[i].question.clone(),
+                user: if shots.is_empty() {
+                    items[i].question.clone()
+                } else {
+                    harness_prompt(&shots, &items[i].question)
+                },
                 gold: answer::gsm8k_gold(&items[i].answer).unwrap_or_default(),
             })
             .collect();
-        let system = "Solve the math word problem. Think step by step, then write the final answer on the last line as \"#### <number>\".";
-        let gen_opts = GenOptions {
-            choices: Vec::new(),
-            max_tokens: 320,
-            stop: Vec::new(),
-            seed: opts.seed,
+        // Zero-shot: an instruction; few-shot: the harness's prompt alone as the user turn,
+        // generation cut where the model starts the next question.
+        let (system, gen_opts) = if shots.is_empty() {
+            options.insert("prompt".into(), "zero-shot instruction".into());
+            (
+                "Solve the math word problem. Think step by step, then write the final answer on the last line as \"#### <number>\".",
+                GenOptions {
+                    choices: Vec::new(),
+                    temperature: 0.0,
+                    max_tokens: 320,
+                    stop: Vec::new(),
+                    seed: opts.seed,
+                },
+            )
+        } else {
+            options.insert(
+                "prompt".into(),
+                "lm-evaluation-harness gsm8k (Question/Answer, first train examples)".into(),
+            );
+            (
+                "",
+                GenOptions {
+                    choices: Vec::new(),
+                    temperature: 0.0,
+                    max_tokens: 256,
+                    stop: vec!["Question:".into()],
+                    seed: opts.seed,
+                },
+            )
         };
         let scored = generate_all(
             backend,
@@ -53,10 +97,25 @@ impl Task for Gsm8k {
             opts,
             done,
             sink,
-            |g, text| g.matched(text, answer::final_number(text)),
+            |g, text| {
+                let mut r = g.matched(text, answer::final_number(text));
+                let reference = references.get(&g.id).map_or("", String::as_str);
+                for (name, f) in [
+                    ("strict", Gsm8kFilter::Strict),
+                    ("flexible", Gsm8kFilter::Flexible),
+                ] {
+                    let ok = answer::gsm8k_harness_match(text, reference, f);
+                    r.extra
+                        .insert(format!("correct_{name}"), f64::from(u8::from(ok)));
+                }
+                r
+            },
         )
         .await?;
-        Ok(Scored::generated(items.len(), scored))
+        Ok(Scored {
+            options,
+            ..Scored::generated(items.len(), scored)
+        })
     }
 
     fn scores(
@@ -65,6 +124,50 @@ impl Task for Gsm8k {
         _labels: &[String],
         seed: u64,
     ) -> (BTreeMap<String, Score>, Vec<Confusion>) {
-        mean_item_score("exact_match", items, seed)
+        let (mut scores, confusions) = mean_item_score("exact_match", items, seed);
+        for name in ["strict", "flexible"] {
+            let v: Vec<f64> = items
+                .iter()
+                .filter_map(|i| i.extra.get(&format!("correct_{name}")).copied())
+                .collect();
+            if !v.is_empty() && v.len() == items.len() {
+                scores.insert(format!("exact_match_{name}"), score::mean_score(&v, seed));
+            }
+        }
+        (scores, confusions)
+    }
+}
+
+/// What each GSM8K score's filter is, as recorded with the summary.
+const FILTERS: &str = "exact_match: the number after ####, else after \"answer is\", else the last number; exact_match_strict: the harness's strict-match (#### N); exact_match_flexible: the harness's flexible-extract (the last number)";
+
+/// lm-evaluation-harness's GSM8K prompt: `shots` worked examples, then the question.
+fn harness_prompt(shots: &[data::MathProblem], question: &str) -> String {
+    let mut p = String::new();
+    for s in shots {
+        p.push_str(&format!(
+            "Question: {}\nAnswer: {}\n\n",
+            s.question, s.answer
+        ));
+    }
+    p.push_str(&format!("Question: {question}\nAnswer:"));
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_harness_prompt_ends_where_the_answer_starts() {
+        let shot = data::MathProblem {
+            id: "t".into(),
+            question: "1+1?".into(),
+            answer: "1+1=2\n#### 2".into(),
+        };
+        assert_eq!(
+            harness_prompt(&[shot], "2+2?"),
+            "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: 2+2?\nAnswer:"
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! MMLU: multiple-choice questions, scored by the log-likelihood of each answer letter where the backend gives them, else by the generated letter.
+//! MMLU: multiple-choice questions, in the letter format (scored by the log-likelihood of each
+//! answer letter where the backend gives them, else by the generated letter) or the cloze format
+//! (each answer's text scored after "Question: ...\nAnswer:", also normalised by its length).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,6 +10,8 @@ use super::{generate_all, mean_item_score, GenItem, Scored, Sink, Task, TaskOpti
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer;
 use crate::eval::data;
+use crate::eval::method::{best, length_normalised};
+use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
 
@@ -36,6 +40,19 @@ impl Task for Mmlu {
             BTreeMap::new()
         };
         options.insert("shots".into(), opts.shots.to_string());
+        let cloze = opts.format == "cloze";
+        options.insert("format".into(), opts.format.clone());
+        if cloze {
+            if backend.info().kind == "http" {
+                return Err(EvalError::Usage(
+                    "--format cloze scores each answer's whole text by log-likelihood, which only the embedded engine gives (an OpenAI-compatible server returns top log-probabilities of one token); use --format letter".into(),
+                ));
+            }
+            options.insert(
+                "normalisation".into(),
+                "accuracy: summed log-likelihood; accuracy_norm: per character".into(),
+            );
+        }
         let all: Vec<&data::Mcq> = test.values().flatten().collect();
         let picked: Vec<usize> = match opts.per_subject {
             Some(k) => {
@@ -78,30 +95,37 @@ impl Task for Mmlu {
             let shots: &[data::Mcq] = dev
                 .get(&q.subject)
                 .map_or(&[], |v| &v[..(opts.shots as usize).min(v.len())]);
-            let context = mmlu_prompt(&q.subject, shots, q);
+            let (context, item_conts) = if cloze {
+                let conts = q.choices.iter().map(|c| format!(" {}", c.trim())).collect();
+                (cloze_prompt(&q.subject, shots, q), conts)
+            } else {
+                (mmlu_prompt(&q.subject, shots, q), conts.clone())
+            };
             let gold = char::from(b'A' + q.answer as u8).to_string();
             if method == "loglikelihood" {
                 match backend
-                    .loglikelihoods(&context, &conts)
+                    .loglikelihoods(&context, &item_conts)
                     .await
                     .map_err(|e| EvalError::Backend(e.to_string()))?
                 {
                     Some(lps) => {
-                        let best = lps
-                            .iter()
-                            .enumerate()
-                            .max_by(|a, b| a.1.total_cmp(b.1))
-                            .map(|(k, _)| k)
-                            .filter(|k| lps[*k].is_finite());
-                        let pred = best.map(|k| char::from(b'A' + k as u8).to_string());
+                        let letter = |k: usize| char::from(b'A' + k as u8).to_string();
+                        let pred = best(&lps).filter(|k| lps[*k].is_finite()).map(letter);
                         let lps_text: Vec<String> = lps.iter().map(|l| format!("{l:.4}")).collect();
-                        let r = GenItem {
+                        let mut r = GenItem {
                             id: q.id.clone(),
                             group: q.subject.clone(),
                             user: String::new(),
-                            gold,
+                            gold: gold.clone(),
                         }
                         .matched(&lps_text.join(" "), pred);
+                        if cloze {
+                            let norm = best(&length_normalised(&lps, &item_conts)).map(letter);
+                            r.extra.insert(
+                                "correct_norm".into(),
+                                f64::from(u8::from(norm.as_deref() == Some(gold.as_str()))),
+                            );
+                        }
                         (sink.commit)(std::slice::from_ref(&r)).map_err(EvalError::Store)?;
                         results.push(r);
                         new_items += 1;
@@ -110,6 +134,11 @@ impl Task for Mmlu {
                             (sink.progress)(results.len(), total);
                         }
                         continue;
+                    }
+                    None if cloze => {
+                        return Err(EvalError::Usage(
+                            "--format cloze: this target gives no log-likelihoods".into(),
+                        ))
                     }
                     None => method = "generate-letter".into(),
                 }
@@ -126,6 +155,7 @@ impl Task for Mmlu {
                 "Answer the multiple choice question with the letter of the correct choice only.";
             let gen_opts = GenOptions {
                 choices: Vec::new(),
+                temperature: 0.0,
                 max_tokens: 4,
                 stop: vec!["\n".into()],
                 seed: opts.seed,
@@ -171,8 +201,35 @@ impl Task for Mmlu {
         _labels: &[String],
         seed: u64,
     ) -> (BTreeMap<String, Score>, Vec<Confusion>) {
-        mean_item_score("accuracy", items, seed)
+        let (mut scores, confusions) = mean_item_score("accuracy", items, seed);
+        // The cloze format also ranks answers by log-likelihood per character.
+        let norm: Vec<f64> = items
+            .iter()
+            .filter_map(|i| i.extra.get("correct_norm").copied())
+            .collect();
+        if !norm.is_empty() && norm.len() == items.len() {
+            scores.insert("accuracy_norm".into(), score::mean_score(&norm, seed));
+        }
+        (scores, confusions)
     }
+}
+
+/// The cloze prompt (lm-evaluation-harness's `mmlu_continuation`): no lettered choices, each
+/// answer's text is the continuation after "Answer:".
+fn cloze_prompt(subject: &str, shots: &[data::Mcq], q: &data::Mcq) -> String {
+    let mut p = format!(
+        "The following are questions (with answers) about {}.\n\n",
+        subject.replace('_', " ")
+    );
+    for s in shots {
+        let answer = s.choices.get(s.answer).map_or("", |c| c.trim());
+        p.push_str(&format!(
+            "Question: {}\nAnswer: {answer}\n\n",
+            s.question.trim()
+        ));
+    }
+    p.push_str(&format!("Question: {}\nAnswer:", q.question.trim()));
+    p
 }
 
 fn mmlu_prompt(subject: &str, shots: &[data::Mcq], q: &data::Mcq) -> String {
@@ -306,5 +363,101 @@ mod tests {
             p,
             "The following are multiple choice questions (with answers) about high school physics.\n\nWhat?\nA. a\nB. b\nC. c\nD. d\nAnswer: C\n\nWhat?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
         );
+    }
+
+    #[test]
+    fn cloze_prompts_follow_the_harness_continuation_format() {
+        let q = data::Mcq {
+            id: "x".into(),
+            subject: "high_school_physics".into(),
+            question: " What? ".into(),
+            choices: vec!["a".into(), "bee".into(), "c".into(), "d".into()],
+            answer: 1,
+        };
+        assert_eq!(
+            cloze_prompt(&q.subject, std::slice::from_ref(&q), &q),
+            "The following are questions (with answers) about high school physics.\n\nQuestion: What?\nAnswer: bee\n\nQuestion: What?\nAnswer:"
+        );
+    }
+
+    /// Cloze items score each answer's text; the summed and the per-character choice can
+    /// differ, and both are reported.
+    #[tokio::test]
+    async fn cloze_scores_answer_texts_with_and_without_length_normalisation() {
+        /// Log-likelihood -1 per character plus a bonus for the first choice's text: by sum the
+        /// shortest answer wins, per character the first.
+        struct ByLength(
+            crate::backend::mock::MockTarget,
+            std::sync::Mutex<Vec<String>>,
+        );
+        #[async_trait::async_trait]
+        impl crate::backend::Target for ByLength {
+            fn info(&self) -> crate::backend::TargetInfo {
+                self.0.info()
+            }
+            async fn count_prompt_tokens(
+                &self,
+                m: &[crate::backend::ChatMessage],
+            ) -> Result<Option<u64>, crate::backend::TargetError> {
+                self.0.count_prompt_tokens(m).await
+            }
+            fn context_tokens(&self) -> Option<u32> {
+                None
+            }
+            async fn generate(
+                &self,
+                r: crate::backend::GenRequest,
+                c: &crate::clock::Clock,
+            ) -> crate::record::RequestRecord {
+                self.0.generate(r, c).await
+            }
+        }
+        #[async_trait::async_trait]
+        impl Backend for ByLength {
+            async fn loglikelihoods(
+                &self,
+                context: &str,
+                conts: &[String],
+            ) -> Result<Option<Vec<f64>>, crate::backend::BackendError> {
+                self.1.lock().unwrap().push(context.to_string());
+                Ok(Some(
+                    conts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| -(c.len() as f64) + if i == 0 { 0.5 } else { 0.0 })
+                        .collect(),
+                ))
+            }
+        }
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+        let opts = TaskOptions {
+            sample_size: Some(40),
+            data_dir: Some(data),
+            format: "cloze".into(),
+            ..TaskOptions::default()
+        };
+        let backend = ByLength(Default::default(), Default::default());
+        let mut commit = |_: &[ItemResult]| Ok(());
+        let mut sink = Sink {
+            commit: &mut commit,
+            progress: &|_, _| {},
+            cancelled: &|| false,
+        };
+        let out = run_task("mmlu", &backend, &opts, &HashMap::new(), &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(out.options["format"], "cloze");
+        assert!(backend
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c.ends_with("\nAnswer:")
+                && c.starts_with("The following are questions (with answers) about")));
+        let (scores, _) = Mmlu.scores(&out.items, &[], 1);
+        assert!(scores.contains_key("accuracy_norm"), "{scores:?}");
+        // Per character every item picks A (the bonus); by sum, the shortest text.
+        let a_rate = out.items.iter().filter(|i| i.gold == "A").count() as f64 / 40.0;
+        assert!((scores["accuracy_norm"].value - a_rate).abs() < 1e-9);
     }
 }

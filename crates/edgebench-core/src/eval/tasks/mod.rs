@@ -141,6 +141,9 @@ pub struct TaskOptions {
     pub answer: AnswerMode,
     /// MMLU: "letter" or "cloze".
     pub format: String,
+    /// Coding: answers sampled per problem (pass@k), at `temperature` (0: greedy).
+    pub samples: u32,
+    pub temperature: f64,
 }
 
 impl Default for TaskOptions {
@@ -157,6 +160,8 @@ impl Default for TaskOptions {
             realistic_file: None,
             answer: AnswerMode::Free,
             format: "letter".into(),
+            samples: 1,
+            temperature: 0.0,
         }
     }
 }

@@ -61,6 +61,7 @@ impl Task for Realistic {
         let system = "You are a careful assistant for the staff of a retail bank.";
         let gen_opts = GenOptions {
             choices: Vec::new(),
+            temperature: 0.0,
             max_tokens: 200,
             stop: Vec::new(),
             seed: opts.seed,
