@@ -299,6 +299,16 @@ async fn an_eval_started_over_the_api_scores_items_and_names_bad_fields() {
     let (st, body) = call(&s, post("/api/evals", json!({"task": "mmlu", "shotz": 5}))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(body.contains("shotz"), "{body}");
+    let (st, body) = call(
+        &s,
+        post(
+            "/api/evals",
+            json!({"task": "banking77", "answer": "greedy"}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("answer") && body.contains("greedy"), "{body}");
 
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
     if !data.join("banking77/test.csv").is_file() {

@@ -364,12 +364,14 @@ pub enum ProfileArg {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// banking77, financial_phrasebank, banking_all, realistic, coding, mmlu, gsm8k or all.
+    /// banking77, financial_phrasebank, banking_all, realistic, coding, mmlu, gsm8k, harness
+    /// (mmlu and gsm8k) or all.
     #[arg(long)]
     pub task: String,
     /// A catalog key or GGUF path (embedded engine), or with --endpoint the model id to request
-    /// (default: the built-in default model, or the server's first model).
-    #[arg(long)]
+    /// (default: the built-in default model, or the server's first model). `--gguf-path` is
+    /// the same flag.
+    #[arg(long, visible_alias = "gguf-path")]
     pub model: Option<String>,
     /// Every catalog model (embedded engine).
     #[arg(long, conflicts_with = "model")]

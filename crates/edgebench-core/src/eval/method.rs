@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 /// `--answer`: how a classification task gets the model's answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum AnswerMode {
     /// The model writes freely; the text is mapped to a label (what an application sees).
     #[default]
@@ -38,6 +38,15 @@ impl AnswerMode {
             Self::Constrained => "generate-constrained",
             Self::Loglik => "loglikelihood",
         }
+    }
+}
+
+impl TryFrom<String> for AnswerMode {
+    type Error = String;
+
+    /// Named as the field, so a JSON request's error says which field is wrong.
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse().map_err(|e| format!("answer: {e}"))
     }
 }
 

@@ -19,7 +19,8 @@ use crate::repro::{self, Environment};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalRequest {
-    /// banking77, financial_phrasebank, banking_all, realistic, coding, mmlu, gsm8k or all.
+    /// banking77, financial_phrasebank, banking_all, realistic, coding, mmlu, gsm8k, harness
+    /// (mmlu and gsm8k) or all.
     pub task: String,
     /// A catalog key or GGUF path (embedded), or the server's model id; none: the default.
     pub model: Option<String>,

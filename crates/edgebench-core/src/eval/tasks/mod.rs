@@ -87,14 +87,16 @@ pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|t| t.name()).collect()
 }
 
-/// Expands `banking_all` and `all` into tasks; an unknown name is an error naming it.
+/// Expands `banking_all`, `harness` (MMLU and GSM8K, the academic pair) and `all` into tasks;
+/// an unknown name is an error naming it.
 pub fn expand(task_name: &str) -> Result<Vec<&'static str>, EvalError> {
     match task_name {
         "all" => Ok(names()),
         "banking_all" => Ok(vec!["banking77", "financial_phrasebank"]),
+        "harness" => Ok(vec!["mmlu", "gsm8k"]),
         t => task(t).map(|k| vec![k.name()]).ok_or_else(|| {
             EvalError::Usage(format!(
-                "--task {t:?}: unknown (known: {}, banking_all, all)",
+                "--task {t:?}: unknown (known: {}, banking_all, harness, all)",
                 names().join(", ")
             ))
         }),

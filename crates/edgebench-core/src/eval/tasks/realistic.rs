@@ -295,6 +295,7 @@ mod tests {
             expand("banking_all").unwrap(),
             vec!["banking77", "financial_phrasebank"]
         );
+        assert_eq!(expand("harness").unwrap(), vec!["mmlu", "gsm8k"]);
         assert_eq!(expand("all").unwrap().len(), 6);
         assert!(expand("nope").unwrap_err().to_string().contains("nope"));
         assert!(load_cases(REALISTIC_TOML, "built-in").unwrap().len() >= 20);
