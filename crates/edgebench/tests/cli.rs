@@ -102,6 +102,34 @@ fn bad_input_exits_2_naming_the_thing_and_writes_nothing() {
             &["run", "--no-such-flag", "--results", r][..],
             "--no-such-flag",
         ),
+        (
+            &[
+                "eval",
+                "--task",
+                "banking77",
+                "--answer",
+                "greedy",
+                "--results",
+                r,
+            ][..],
+            "--answer",
+        ),
+        (
+            &["eval", "--task", "coding", "--samples", "5", "--results", r][..],
+            "--samples",
+        ),
+        (
+            &[
+                "eval",
+                "--task",
+                "mmlu",
+                "--format",
+                "essay",
+                "--results",
+                r,
+            ][..],
+            "--format",
+        ),
     ] {
         let o = edgebench(args);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

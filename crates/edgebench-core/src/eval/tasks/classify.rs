@@ -184,32 +184,44 @@ async fn loglik_all(
     done: &HashMap<String, ItemResult>,
     sink: &mut Sink<'_>,
 ) -> Result<(Vec<ItemResult>, usize), EvalError> {
+    in_batches(gen, opts, done, sink, |chunk| async move {
+        let mut out = Vec::with_capacity(chunk.len());
+        for g in &chunk {
+            out.push(
+                match label_logliks(backend, system, &g.user, labels).await? {
+                    Ok(lls) => loglik_item(g, labels, &lls),
+                    Err(e) => g.failed(e),
+                },
+            );
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// The log-likelihood of each label as the answer to a chat of `system` and `user`; `Ok(Err)`
+/// when this item's request failed, `Err` when the target cannot score at all.
+pub(super) async fn label_logliks(
+    backend: &dyn Backend,
+    system: &str,
+    user: &str,
+    labels: &[String],
+) -> Result<Result<Vec<f64>, String>, EvalError> {
     let unable = || {
         EvalError::Usage(
             "--answer loglik: this target cannot score log-likelihoods after a chat template (the embedded engine can; over HTTP use --answer constrained)".into(),
         )
     };
-    in_batches(gen, opts, done, sink, |chunk| async move {
-        let mut out = Vec::with_capacity(chunk.len());
-        for g in &chunk {
-            let context = backend
-                .chat_context(system, &g.user)
-                .await
-                .map_err(|e| EvalError::Backend(e.to_string()))?
-                .ok_or_else(unable)?;
-            let lls = match backend.loglikelihoods(&context, labels).await {
-                Ok(Some(l)) if l.len() == labels.len() => l,
-                Ok(_) => return Err(unable()),
-                Err(e) => {
-                    out.push(g.failed(e.to_string()));
-                    continue;
-                }
-            };
-            out.push(loglik_item(g, labels, &lls));
-        }
-        Ok(out)
-    })
-    .await
+    let context = backend
+        .chat_context(system, user)
+        .await
+        .map_err(|e| EvalError::Backend(e.to_string()))?
+        .ok_or_else(unable)?;
+    match backend.loglikelihoods(&context, labels).await {
+        Ok(Some(l)) if l.len() == labels.len() => Ok(Ok(l)),
+        Ok(_) => Err(unable()),
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 /// An item scored from its labels' log-likelihoods.

@@ -384,51 +384,25 @@ mod tests {
     /// differ, and both are reported.
     #[tokio::test]
     async fn cloze_scores_answer_texts_with_and_without_length_normalisation() {
-        /// Log-likelihood -1 per character plus a bonus for the first choice's text: by sum the
-        /// shortest answer wins, per character the first.
-        struct ByLength(
-            crate::backend::mock::MockTarget,
-            std::sync::Mutex<Vec<String>>,
-        );
-        #[async_trait::async_trait]
-        impl crate::backend::Target for ByLength {
-            fn info(&self) -> crate::backend::TargetInfo {
-                self.0.info()
-            }
-            async fn count_prompt_tokens(
-                &self,
-                m: &[crate::backend::ChatMessage],
-            ) -> Result<Option<u64>, crate::backend::TargetError> {
-                self.0.count_prompt_tokens(m).await
-            }
-            fn context_tokens(&self) -> Option<u32> {
-                None
-            }
-            async fn generate(
-                &self,
-                r: crate::backend::GenRequest,
-                c: &crate::clock::Clock,
-            ) -> crate::record::RequestRecord {
-                self.0.generate(r, c).await
-            }
-        }
-        #[async_trait::async_trait]
-        impl Backend for ByLength {
-            async fn loglikelihoods(
-                &self,
-                context: &str,
-                conts: &[String],
-            ) -> Result<Option<Vec<f64>>, crate::backend::BackendError> {
-                self.1.lock().unwrap().push(context.to_string());
-                Ok(Some(
+        // Log-likelihood -1 per character plus a bonus for the first choice's text: by sum the
+        // shortest answer wins, per character the first.
+        let backend = crate::eval::tasks::fake::FakeBackend::new(
+            |_, _| String::new(),
+            |context, conts| {
+                assert!(context.ends_with("\nAnswer:"), "{context}");
+                assert!(
+                    context.starts_with("The following are questions (with answers) about"),
+                    "{context}"
+                );
+                Some(
                     conts
                         .iter()
                         .enumerate()
                         .map(|(i, c)| -(c.len() as f64) + if i == 0 { 0.5 } else { 0.0 })
                         .collect(),
-                ))
-            }
-        }
+                )
+            },
+        );
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
         let opts = TaskOptions {
             sample_size: Some(40),
@@ -436,24 +410,8 @@ mod tests {
             format: "cloze".into(),
             ..TaskOptions::default()
         };
-        let backend = ByLength(Default::default(), Default::default());
-        let mut commit = |_: &[ItemResult]| Ok(());
-        let mut sink = Sink {
-            commit: &mut commit,
-            progress: &|_, _| {},
-            cancelled: &|| false,
-        };
-        let out = run_task("mmlu", &backend, &opts, &HashMap::new(), &mut sink)
-            .await
-            .unwrap();
+        let out = crate::eval::tasks::fake::run("mmlu", &backend, &opts).await;
         assert_eq!(out.options["format"], "cloze");
-        assert!(backend
-            .1
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|c| c.ends_with("\nAnswer:")
-                && c.starts_with("The following are questions (with answers) about")));
         let (scores, _) = Mmlu.scores(&out.items, &[], 1);
         assert!(scores.contains_key("accuracy_norm"), "{scores:?}");
         // Per character every item picks A (the bonus); by sum, the shortest text.

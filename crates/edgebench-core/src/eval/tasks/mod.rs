@@ -401,3 +401,93 @@ pub fn scores(outcome: &TaskOutcome, seed: u64) -> (BTreeMap<String, Score>, Vec
     }
     (out, confusions)
 }
+
+/// A fake eval backend for the tasks' tests: answers and log-likelihoods from functions, a
+/// chat context of "system|user", and a constraint named "fake grammar".
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use crate::backend::mock::MockTarget;
+    use crate::backend::{BackendError, ChatMessage, GenRequest, Target, TargetError, TargetInfo};
+
+    type Answer = fn(&str, &GenOptions) -> String;
+    type Loglik = fn(&str, &[String]) -> Option<Vec<f64>>;
+
+    pub(crate) struct FakeBackend {
+        pub answer: Answer,
+        pub loglik: Loglik,
+        pub mock: MockTarget,
+    }
+
+    impl FakeBackend {
+        pub(crate) fn new(answer: Answer, loglik: Loglik) -> Self {
+            Self {
+                answer,
+                loglik,
+                mock: MockTarget::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Target for FakeBackend {
+        fn info(&self) -> TargetInfo {
+            self.mock.info()
+        }
+        async fn count_prompt_tokens(&self, m: &[ChatMessage]) -> Result<Option<u64>, TargetError> {
+            self.mock.count_prompt_tokens(m).await
+        }
+        fn context_tokens(&self) -> Option<u32> {
+            None
+        }
+        async fn generate(
+            &self,
+            r: GenRequest,
+            c: &crate::clock::Clock,
+        ) -> crate::record::RequestRecord {
+            self.mock.generate(r, c).await
+        }
+    }
+
+    #[async_trait]
+    impl Backend for FakeBackend {
+        async fn generate_batch(
+            &self,
+            _system: &str,
+            users: &[String],
+            opts: &GenOptions,
+        ) -> Result<Vec<Result<String, String>>, BackendError> {
+            Ok(users.iter().map(|u| Ok((self.answer)(u, opts))).collect())
+        }
+        async fn constraint(&self) -> Result<String, String> {
+            Ok("fake grammar".into())
+        }
+        async fn chat_context(
+            &self,
+            system: &str,
+            user: &str,
+        ) -> Result<Option<String>, BackendError> {
+            Ok(Some(format!("{system}|{user}")))
+        }
+        async fn loglikelihoods(
+            &self,
+            context: &str,
+            continuations: &[String],
+        ) -> Result<Option<Vec<f64>>, BackendError> {
+            Ok((self.loglik)(context, continuations))
+        }
+    }
+
+    /// Runs `task` on `backend` with `opts`, nothing stored before.
+    pub(crate) async fn run(task: &str, backend: &FakeBackend, opts: &TaskOptions) -> TaskOutcome {
+        let mut commit = |_: &[ItemResult]| Ok(());
+        let mut sink = Sink {
+            commit: &mut commit,
+            progress: &|_, _| {},
+            cancelled: &|| false,
+        };
+        run_task(task, backend, opts, &HashMap::new(), &mut sink)
+            .await
+            .expect("task runs")
+    }
+}

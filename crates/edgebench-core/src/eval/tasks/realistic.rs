@@ -7,16 +7,57 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{generate_all, GenItem, Scored, Sink, Task, TaskOptions};
+use super::classify::label_logliks;
+use super::{in_batches, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::{self, map_label};
 use crate::eval::data;
+use crate::eval::method::{best, AnswerMode};
 use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
 
 /// The realistic banking cases.
 pub struct Realistic;
+
+/// A case scored from its answer `text`, by its kind.
+fn score_case(c: &Case, g: &GenItem, text: &str, sentiment: &[String]) -> ItemResult {
+    let mut extra = BTreeMap::new();
+    let (gold, predicted, score) = match c.kind.as_str() {
+        "sentiment" => {
+            let m = map_label(text, sentiment);
+            let gold = c.label.clone().unwrap_or_default();
+            let s = f64::from(u8::from(m.label.as_deref() == Some(gold.as_str())));
+            (gold, m.label, s)
+        }
+        "extraction" => {
+            let (acc, valid) = field_accuracy(text, &c.fields);
+            extra.insert("json_valid".into(), f64::from(u8::from(valid)));
+            (format!("{} fields", c.fields.len()), None, acc)
+        }
+        "summary" => {
+            let words = text.split_whitespace().count();
+            let ok = c.max_words.is_some_and(|m| words <= m);
+            extra.insert("length_ok".into(), f64::from(u8::from(ok)));
+            extra.insert("words".into(), words as f64);
+            (
+                c.key_facts.join("; "),
+                None,
+                fact_coverage(text, &c.key_facts),
+            )
+        }
+        _ => (
+            c.key_facts.join("; "),
+            None,
+            fact_coverage(text, &c.key_facts),
+        ),
+    };
+    ItemResult {
+        gold,
+        extra,
+        ..g.scored(text, predicted, score)
+    }
+}
 
 #[async_trait]
 impl Task for Realistic {
@@ -71,55 +112,79 @@ impl Task for Realistic {
             "negative".to_string(),
             "neutral".to_string(),
         ];
-        let scored = generate_all(
-            backend,
-            system,
-            gen,
-            &gen_opts,
-            opts,
-            done,
-            sink,
-            |g, text| {
-                let c = &by_id[&g.id];
-                let mut extra = BTreeMap::new();
-                let (gold, predicted, score) = match c.kind.as_str() {
-                    "sentiment" => {
-                        let m = map_label(text, &sentiment);
-                        let gold = c.label.clone().unwrap_or_default();
-                        let s = f64::from(u8::from(m.label.as_deref() == Some(gold.as_str())));
-                        (gold, m.label, s)
-                    }
-                    "extraction" => {
-                        let (acc, valid) = field_accuracy(text, &c.fields);
-                        extra.insert("json_valid".into(), f64::from(u8::from(valid)));
-                        (format!("{} fields", c.fields.len()), None, acc)
-                    }
-                    "summary" => {
-                        let words = text.split_whitespace().count();
-                        let ok = c.max_words.is_some_and(|m| words <= m);
-                        extra.insert("length_ok".into(), f64::from(u8::from(ok)));
-                        extra.insert("words".into(), words as f64);
-                        (
-                            c.key_facts.join("; "),
-                            None,
-                            fact_coverage(text, &c.key_facts),
-                        )
-                    }
-                    _ => (
-                        c.key_facts.join("; "),
-                        None,
-                        fact_coverage(text, &c.key_facts),
-                    ),
-                };
-                ItemResult {
-                    gold,
-                    extra,
-                    ..g.scored(text, predicted, score)
+        let score_one = |g: &GenItem, text: &str| score_case(&by_id[&g.id], g, text, &sentiment);
+        // Sentiment cases take `--answer`; the other kinds are always written freely.
+        let mut options = BTreeMap::new();
+        let special = |g: &GenItem| {
+            opts.answer != AnswerMode::Free
+                && by_id.get(&g.id).is_some_and(|c| c.kind == "sentiment")
+        };
+        if opts.answer != AnswerMode::Free {
+            options.insert(
+                "answer".into(),
+                format!("{} (sentiment cases)", opts.answer),
+            );
+        }
+        if opts.answer == AnswerMode::Constrained && gen.iter().any(special) {
+            let mechanism = backend.constraint().await.map_err(EvalError::Usage)?;
+            options.insert("constraint".into(), mechanism);
+        }
+        let constrained = GenOptions {
+            choices: sentiment.to_vec(),
+            max_tokens: 48,
+            ..gen_opts.clone()
+        };
+        let (gen_opts, constrained, sentiment, score_one, special) =
+            (&gen_opts, &constrained, &sentiment, &score_one, &special);
+        let scored = in_batches(gen, opts, done, sink, |chunk| async move {
+            let (odd, plain): (Vec<&GenItem>, Vec<&GenItem>) =
+                chunk.iter().partition(|g| special(g));
+            let mut by_item: HashMap<String, ItemResult> = HashMap::new();
+            let mut groups = vec![(&plain, gen_opts)];
+            if opts.answer == AnswerMode::Constrained {
+                groups.push((&odd, constrained));
+            }
+            for (items, o) in groups {
+                if items.is_empty() {
+                    continue;
                 }
-            },
-        )
+                let users: Vec<String> = items.iter().map(|g| g.user.clone()).collect();
+                let answers = backend
+                    .generate_batch(system, &users, o)
+                    .await
+                    .map_err(|e| EvalError::Backend(e.to_string()))?;
+                for (g, a) in items.iter().zip(answers) {
+                    let r = match a {
+                        Ok(text) => score_one(g, &text),
+                        Err(e) => g.failed(e),
+                    };
+                    by_item.insert(g.id.clone(), r);
+                }
+            }
+            if opts.answer == AnswerMode::Loglik {
+                for g in &odd {
+                    let r = match label_logliks(backend, system, &g.user, sentiment).await? {
+                        Ok(lls) => {
+                            let label = best(&lls).map_or("", |i| sentiment[i].as_str());
+                            score_one(g, label)
+                        }
+                        Err(e) => g.failed(e),
+                    };
+                    by_item.insert(g.id.clone(), r);
+                }
+            }
+            Ok(chunk.iter().filter_map(|g| by_item.remove(&g.id)).collect())
+        })
         .await?;
-        Ok(Scored::generated(cases.len(), scored))
+        Ok(Scored {
+            method: if opts.answer == AnswerMode::Free {
+                "generate".into()
+            } else {
+                format!("generate; sentiment cases {}", opts.answer.method())
+            },
+            options,
+            ..Scored::generated(cases.len(), scored)
+        })
     }
 
     fn scores(
@@ -299,5 +364,58 @@ mod tests {
         assert_eq!(expand("all").unwrap().len(), 6);
         assert!(expand("nope").unwrap_err().to_string().contains("nope"));
         assert!(load_cases(REALISTIC_TOML, "built-in").unwrap().len() >= 20);
+    }
+
+    /// Sentiment cases take `--answer`; the other kinds are still written freely.
+    #[tokio::test]
+    async fn sentiment_cases_follow_the_answer_mode_and_the_rest_stay_free() {
+        use crate::eval::tasks::fake::{run, FakeBackend};
+        // Free text "I think it is fine" everywhere; "negative" when constrained to labels;
+        // by log-likelihood, "neutral".
+        let backend = FakeBackend::new(
+            |_, o| {
+                if o.choices.is_empty() {
+                    "I think it is fine".into()
+                } else {
+                    "negative".into()
+                }
+            },
+            |_, c| {
+                Some(
+                    c.iter()
+                        .map(|l| if l == "neutral" { -1.0 } else { -5.0 })
+                        .collect(),
+                )
+            },
+        );
+        let opts = |answer| TaskOptions {
+            answer,
+            ..TaskOptions::default()
+        };
+        let sentiment_answers = |o: &crate::eval::TaskOutcome| -> Vec<String> {
+            o.items
+                .iter()
+                .filter(|i| i.group == "sentiment")
+                .map(|i| i.predicted.clone().unwrap_or_default())
+                .collect()
+        };
+        let free = run("realistic", &backend, &opts(AnswerMode::Free)).await;
+        assert_eq!(free.method, "generate");
+        let c = run("realistic", &backend, &opts(AnswerMode::Constrained)).await;
+        assert!(sentiment_answers(&c).iter().all(|p| p == "negative"));
+        assert_eq!(c.options["constraint"], "fake grammar");
+        let l = run("realistic", &backend, &opts(AnswerMode::Loglik)).await;
+        assert!(!sentiment_answers(&l).is_empty());
+        assert!(sentiment_answers(&l).iter().all(|p| p == "neutral"));
+        assert_eq!(l.method, "generate; sentiment cases loglikelihood");
+        // The other kinds are answered freely in every mode.
+        for o in [&free, &c, &l] {
+            assert_eq!(o.items.len(), free.items.len());
+            assert!(o
+                .items
+                .iter()
+                .filter(|i| i.group != "sentiment")
+                .all(|i| i.answer == "I think it is fine"));
+        }
     }
 }
