@@ -5,7 +5,9 @@
 //! Environment: EDGEBENCH_BENCH_MODEL (GGUF path; default: the default model, see `catalog::dev_model`),
 //! LLAMA_BENCH (path; default: built by ../shared/scripts/peer-llama-tools.sh),
 //! EDGEBENCH_BENCH_THREADS (default: physical cores), EDGEBENCH_BENCH_ROUNDS (default 3),
-//! EDGEBENCH_BENCH_REPS (default 5), EDGEBENCH_BENCH_CTX (context size; default as `edgebench run`).
+//! EDGEBENCH_BENCH_REPS (default 5), EDGEBENCH_BENCH_CTX (context size; default as `edgebench run`),
+//! EDGEBENCH_BENCH_DEPTHS (default "0,512,4096": tg128 after that many tokens already in the
+//! KV cache, as llama-bench's `-d`; empty to skip).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -118,6 +120,66 @@ async fn ours(engine: &Engine, prompt512: &[i32], reps: u32, out: &mut Ours) {
         out.tg_engine
             .push(g.decode_tokens as f64 / (g.decode_ms / 1e3));
     }
+}
+
+/// llama-bench's tg128 samples (t/s) at KV depth `depth`.
+fn llama_bench_tg_at(
+    bin: &str,
+    model: &str,
+    threads: u32,
+    reps: u32,
+    depth: usize,
+    extra: &[&str],
+) -> Vec<f64> {
+    let out = Command::new(bin)
+        .args(["-m", model, "-t", &threads.to_string()])
+        .args(["-p", "0", "-n", "128", "-d", &depth.to_string()])
+        .args(["-r", &reps.to_string(), "-o", "json"])
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+    assert!(out.status.success(), "llama-bench failed: {}", out.status);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("llama-bench JSON");
+    v[0]["samples_ts"]
+        .as_array()
+        .expect("samples_ts")
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .collect()
+}
+
+/// The embedded engine's decode rate for 128 tokens after a `depth`-token prompt (client
+/// timestamps between the first and the last token, and llama.cpp's own counters).
+async fn tg_at(engine: &Engine, corpus: &[i32], depth: usize, reps: u32) -> (Vec<f64>, Vec<f64>) {
+    let mut prompt: Vec<i32> = Vec::with_capacity(depth.max(1));
+    while prompt.len() < depth.max(1) {
+        let take = (depth.max(1) - prompt.len()).min(corpus.len());
+        prompt.extend_from_slice(&corpus[..take]);
+    }
+    let (mut client, mut eng) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        engine
+            .reserve_context(prompt.len() as u32 + 129)
+            .await
+            .expect("context");
+        let g = engine
+            .generate(GenerateJob {
+                prompt: Prompt::Tokens(prompt.clone()),
+                max_tokens: 128,
+                ignore_eos: true,
+                sampling: Sampling::default(),
+                stream: None,
+            })
+            .await
+            .expect("tg at depth");
+        let n = g.token_times.len();
+        let span = g.token_times[n - 1]
+            .duration_since(g.token_times[0])
+            .as_secs_f64();
+        client.push((n - 1) as f64 / span);
+        eng.push(g.decode_tokens as f64 / (g.decode_ms / 1e3));
+    }
+    (client, eng)
 }
 
 fn fmt(x: &[f64]) -> String {
@@ -252,6 +314,30 @@ fn main() {
         fmt(&mine.tg_engine),
         ratio(&mine.tg_engine, &reference.1)
     );
+    let depths: Vec<usize> = std::env::var("EDGEBENCH_BENCH_DEPTHS")
+        .unwrap_or_else(|_| "0,512,4096".into())
+        .split(',')
+        .filter_map(|d| d.trim().parse().ok())
+        .collect();
+    for depth in depths {
+        let (mut theirs, mut client, mut eng) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            theirs.extend(llama_bench_tg_at(
+                &bin, &model, threads, reps, depth, &extra,
+            ));
+            let (c, e) = rt.block_on(tg_at(&engine, &tokens, depth, reps));
+            client.extend(c);
+            eng.extend(e);
+        }
+        println!(
+            "tg128@d{depth:<5} {}   {}      {:5.3}   {}      {:5.3}",
+            fmt(&theirs),
+            fmt(&client),
+            ratio(&client, &theirs),
+            fmt(&eng),
+            ratio(&eng, &theirs)
+        );
+    }
     println!(
         "(client: edgebench's timestamps around its generation path, as `edgebench run` reports;"
     );

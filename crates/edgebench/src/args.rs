@@ -376,9 +376,13 @@ pub struct EvalArgs {
     /// Every catalog model (embedded engine).
     #[arg(long, conflicts_with = "model")]
     pub all_models: bool,
-    /// Items per task (seeded; stratified by label for classification). Default: the whole split.
+    /// Items per task (seeded; stratified by label for classification). Default: the documented
+    /// subsets (HumanEval 30, MMLU 200, GSM8K 100), the whole split elsewhere.
     #[arg(long, value_name = "N")]
     pub sample_size: Option<usize>,
+    /// Every item of each split instead of the documented subsets.
+    #[arg(long, conflicts_with = "sample_size")]
+    pub full: bool,
     /// MMLU: questions per subject (seeded), instead of --sample-size.
     #[arg(long, value_name = "N")]
     pub per_subject: Option<usize>,
@@ -387,7 +391,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub shots: u32,
     /// Financial PhraseBank agreement level: all, 75, 66 or 50.
-    #[arg(long, default_value = "all", value_parser = ["all", "75", "66", "50"])]
+    #[arg(long, default_value = "50", value_parser = ["all", "75", "66", "50"])]
     pub agreement: String,
     /// Classification tasks: free (the model writes, the text is mapped to a label),
     /// constrained (only a label can come out) or loglik (the most likely label wins).

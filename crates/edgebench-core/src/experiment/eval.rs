@@ -85,6 +85,8 @@ struct EvalConfig<'a> {
     format: &'a str,
     #[serde(skip_serializing_if = "is_one")]
     samples: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    full: bool,
     #[serde(skip_serializing_if = "is_zero")]
     sample_temperature: f64,
 }
@@ -156,6 +158,7 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
         answer: o.answer,
         format: &o.format,
         samples: o.samples,
+        full: o.full,
         sample_temperature: o.temperature,
     };
     let plan_err = |e: serde_json::Error| ExperimentError::Plan(e.to_string());

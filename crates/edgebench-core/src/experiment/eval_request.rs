@@ -26,7 +26,10 @@ pub struct EvalRequest {
     pub model: Option<String>,
     /// Every catalog model (embedded engine).
     pub all_models: bool,
+    /// Items per task; none: the documented subsets (HumanEval 30, MMLU 200, GSM8K 100) or,
+    /// with `full`, every item.
     pub sample_size: Option<usize>,
+    pub full: bool,
     pub per_subject: Option<usize>,
     pub shots: u32,
     /// Financial PhraseBank agreement: all, 75, 66 or 50.
@@ -66,9 +69,10 @@ impl Default for EvalRequest {
             model: None,
             all_models: false,
             sample_size: None,
+            full: false,
             per_subject: None,
             shots: 0,
-            agreement: "all".into(),
+            agreement: tasks::DEFAULT_AGREEMENT.into(),
             answer: AnswerMode::Free,
             format: "letter".into(),
             samples: 1,
@@ -214,6 +218,7 @@ impl EvalRequest {
         };
         let options = TaskOptions {
             sample_size: self.sample_size,
+            full: self.full,
             per_subject: self.per_subject,
             seed: self.seed,
             data_dir: self.data_dir.clone(),

@@ -30,6 +30,7 @@ fn request(a: &EvalArgs) -> EvalRequest {
         model: a.model.clone(),
         all_models: a.all_models,
         sample_size: a.sample_size,
+        full: a.full,
         per_subject: a.per_subject,
         shots: a.shots,
         agreement: a.agreement.clone(),

@@ -43,7 +43,7 @@ impl Task for Coding {
             .map(|p| (p.task_id.clone(), p.clone()))
             .collect();
         let samples = opts.samples.max(1) as usize;
-        let gen: Vec<GenItem> = sample(items.len(), opts)
+        let gen: Vec<GenItem> = sample(items.len(), opts, Some(30))
             .iter()
             .flat_map(|&i| (0..samples).map(move |s| (i, s)))
             .map(|(i, s)| GenItem {

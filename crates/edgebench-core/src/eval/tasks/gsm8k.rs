@@ -46,7 +46,7 @@ impl Task for Gsm8k {
             .iter()
             .map(|p| (p.id.clone(), p.answer.clone()))
             .collect();
-        let gen: Vec<GenItem> = sample(items.len(), opts)
+        let gen: Vec<GenItem> = sample(items.len(), opts, Some(100))
             .iter()
             .map(|&i| GenItem {
                 id: items[i].id.clone(),
@@ -169,5 +169,38 @@ mod tests {
             harness_prompt(&[shot], "2+2?"),
             "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: 2+2?\nAnswer:"
         );
+    }
+
+    /// The documented subset by default (100 problems), every problem with `full`, and the
+    /// harness's filters on each answer.
+    #[tokio::test]
+    async fn defaults_to_the_documented_subset_and_scores_all_three_filters() {
+        use crate::eval::tasks::fake::{run, FakeBackend};
+        let data =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+        let backend = FakeBackend::new(|_, _| "So the answer is 18.\n#### 18".into(), |_, _| None);
+        let opts = TaskOptions {
+            data_dir: Some(data),
+            ..TaskOptions::default()
+        };
+        let out = run("gsm8k", &backend, &opts).await;
+        assert_eq!(out.items.len(), 100);
+        assert_eq!(out.items_total, 1319);
+        let (scores, _) = Gsm8k.scores(&out.items, &[], 1);
+        // Test item 0 (Janet's ducks) is 18; the three filters agree on these answers.
+        let e = scores["exact_match"].value;
+        assert_eq!(scores["exact_match_strict"].value, e);
+        assert_eq!(scores["exact_match_flexible"].value, e);
+        let full = run(
+            "gsm8k",
+            &backend,
+            &TaskOptions {
+                full: true,
+                ..opts.clone()
+            },
+        )
+        .await;
+        assert_eq!(full.items.len(), 1319);
+        assert!(full.items.iter().any(|i| i.score == 1.0));
     }
 }

@@ -72,7 +72,7 @@ impl Task for Mmlu {
             }
             None => {
                 let strata: Vec<String> = all.iter().map(|q| q.subject.clone()).collect();
-                data::stratified_sample(&strata, opts.sample_size, opts.seed)
+                data::stratified_sample(&strata, opts.size(Some(200)), opts.seed)
             }
         };
         let total = picked.len();

@@ -122,10 +122,25 @@ pub enum EvalError {
     Interrupted,
 }
 
+/// The Financial PhraseBank agreement level by default: 50, the ~5K sentences the source
+/// documents score.
+pub const DEFAULT_AGREEMENT: &str = "50";
+
+impl TaskOptions {
+    /// Items to score: `--sample-size`, else the task's documented `subset` unless `full`.
+    pub fn size(&self, subset: Option<usize>) -> Option<usize> {
+        self.sample_size.or(if self.full { None } else { subset })
+    }
+}
+
 /// Options of a task run.
 #[derive(Debug, Clone)]
 pub struct TaskOptions {
+    /// Items per task; `None`: the task's documented subset, or every item with `full`.
     pub sample_size: Option<usize>,
+    /// Every item of each split, instead of the documented subsets (HumanEval 30, MMLU 200,
+    /// GSM8K 100).
+    pub full: bool,
     /// MMLU: questions per subject (stratified), instead of `sample_size`.
     pub per_subject: Option<usize>,
     pub seed: u64,
@@ -152,10 +167,11 @@ impl Default for TaskOptions {
     fn default() -> Self {
         Self {
             sample_size: None,
+            full: false,
             per_subject: None,
             seed: 42,
             data_dir: None,
-            agreement: "all".into(),
+            agreement: DEFAULT_AGREEMENT.into(),
             shots: 0,
             batch: 32,
             unsafe_exec: false,
@@ -241,10 +257,11 @@ impl Scored {
     }
 }
 
-/// A seeded sample of `n` items (all of them without `--sample-size`), not stratified.
-pub(crate) fn sample(n: usize, opts: &TaskOptions) -> Vec<usize> {
+/// A seeded sample of `n` items, as many as [`TaskOptions::size`] says for the task's
+/// documented `subset`, not stratified.
+pub(crate) fn sample(n: usize, opts: &TaskOptions, subset: Option<usize>) -> Vec<usize> {
     let strata = vec![String::new(); n];
-    crate::eval::data::stratified_sample(&strata, opts.sample_size, opts.seed)
+    crate::eval::data::stratified_sample(&strata, opts.size(subset), opts.seed)
 }
 
 /// The one score of a task whose items score in [0, 1]: `name`, their mean with its CI.
