@@ -159,6 +159,10 @@ pub struct UnitSummary {
     pub success_rate_ci: Option<ConfidenceInterval>,
     /// Failed requests per error kind.
     pub failures: BTreeMap<String, usize>,
+    /// Measured requests per finish reason (`stop`, `length`, `error`, `cancelled`): how many
+    /// answers ended on their own and how many hit the token limit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub finish_reasons: BTreeMap<String, usize>,
     pub ttft_ms: Option<MetricSummary>,
     pub e2e_ms: Option<MetricSummary>,
     pub tpot_ms: Option<MetricSummary>,
@@ -211,6 +215,12 @@ pub fn summarize_unit(records: &[RequestRecord], cx: &UnitContext<'_>) -> UnitSu
     let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
     let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
     let derived: Vec<RequestMetrics> = ok.iter().map(|r| derive(r)).collect();
+    let mut finish_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &measured {
+        *finish_reasons
+            .entry(r.finish_reason.as_str().to_string())
+            .or_insert(0) += 1;
+    }
     let mut failures = BTreeMap::new();
     for r in measured.iter().filter(|r| !r.ok()) {
         if let Some(e) = &r.error {
@@ -253,6 +263,7 @@ pub fn summarize_unit(records: &[RequestRecord], cx: &UnitContext<'_>) -> UnitSu
         success_rate,
         success_rate_ci: stats::proportion_ci(ok.len(), measured.len(), CI_LEVEL).ok(),
         failures,
+        finish_reasons,
         ttft_ms: summarize_metric(&collect(&|m| m.ttft_ms), seed),
         e2e_ms: summarize_metric(&collect(&|m| Some(m.e2e_ms)), seed),
         tpot_ms: summarize_metric(&collect(&|m| m.tpot_ms), seed),
@@ -494,6 +505,12 @@ mod tests {
         assert_eq!((s.requests, s.successes), (3, 2));
         assert!(close(s.success_rate, 2.0 / 3.0));
         assert_eq!(s.failures.get("timeout"), Some(&1));
+        assert_eq!(
+            s.finish_reasons.values().sum::<usize>(),
+            3,
+            "{:?}",
+            s.finish_reasons
+        );
         let ttft = s.ttft_ms.unwrap();
         assert!(close(ttft.summary.mean, 150.0));
         assert_eq!(ttft.summary.n, 2);

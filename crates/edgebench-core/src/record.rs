@@ -42,6 +42,18 @@ pub enum FinishReason {
     Cancelled,
 }
 
+impl FinishReason {
+    /// The name used in summaries, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// The kind of a failed request, counted in the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

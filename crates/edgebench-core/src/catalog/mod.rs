@@ -82,7 +82,7 @@ pub const CATALOG: &[CatalogEntry] = &[
 pub enum CatalogError {
     #[error("model file {0} does not exist")]
     Missing(PathBuf),
-    #[error("unknown model {0:?}: not a file and not a catalog key (see `edgebench models list`)")]
+    #[error("unknown model {0:?}: not a file and not a catalog key (see `edgebench models list`); a model a server serves (LM Studio, llama-server, vLLM ...) needs --endpoint lmstudio or the server's URL")]
     UnknownKey(String),
     #[error(transparent)]
     Gguf(#[from] GgufError),
@@ -297,6 +297,11 @@ pub fn resolve(spec: &str, fetch: bool, log: &dyn Fn(&str)) -> Result<ResolvedMo
         || spec.to_ascii_lowercase().ends_with(".gguf");
     if looks_like_path || as_path.is_file() {
         if !as_path.is_file() {
+            // "google/gemma-3n-e4b" is a server's model id more likely than a missing file.
+            let is_gguf = spec.to_ascii_lowercase().ends_with(".gguf");
+            if !is_gguf && !as_path.exists() && entry(spec).is_none() {
+                return Err(CatalogError::UnknownKey(spec.to_string()));
+            }
             return Err(CatalogError::Missing(as_path.to_path_buf()));
         }
         return Ok(ResolvedModel {
@@ -518,6 +523,13 @@ mod tests {
         let e = resolve("/tmp/definitely/missing.gguf", false, &|_| {}).unwrap_err();
         assert!(
             e.to_string().contains("/tmp/definitely/missing.gguf"),
+            "{e}"
+        );
+        // A server's model id, as the bank study types it, gets the --endpoint hint.
+        let e = resolve("google/gemma-3n-e4b", false, &|_| {}).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("google/gemma-3n-e4b") && e.contains("--endpoint lmstudio"),
             "{e}"
         );
     }
