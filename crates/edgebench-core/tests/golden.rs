@@ -245,6 +245,18 @@ fn perf_jsonl_lines() {
         let back: PerfLine = serde_json::from_str(&line).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), line);
     }
+    // The bank study's field names are written; files from before, with `format` and
+    // `quantization`, read the same.
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("\"model_format\":\"GGUF\",\"model_quantization\":\"Q4_1\""));
+    let old = first
+        .replace("\"model_format\"", "\"format\"")
+        .replace("\"model_quantization\"", "\"quantization\"");
+    let back: PerfLine = serde_json::from_str(&old).unwrap();
+    assert_eq!(
+        (back.format.as_str(), back.quantization.as_str()),
+        ("GGUF", "Q4_1")
+    );
 }
 
 #[test]

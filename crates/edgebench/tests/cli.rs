@@ -297,7 +297,7 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
         for l in &lines {
             assert_eq!(l["config_hash"], hash);
             assert_eq!(l["scenario"], sc);
-            assert_eq!(l["quantization"], "Q4_1");
+            assert_eq!(l["model_quantization"], "Q4_1");
             let out = l["output_tokens"].as_u64().unwrap();
             if sc == "interactive_assistant" {
                 assert_eq!(out, 12, "the speed scenario generates exactly --max-tokens");

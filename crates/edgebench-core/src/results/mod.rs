@@ -100,7 +100,11 @@ pub struct PerfLine {
     pub config_hash: String,
     pub model: String,
     pub publisher: String,
+    /// Written as `model_format` / `model_quantization`, the names the bank study's readers
+    /// look for; `format` / `quantization` from older files read too.
+    #[serde(rename = "model_format")]
     pub format: String,
+    #[serde(rename = "model_quantization")]
     pub quantization: String,
     pub scenario: String,
     pub target: String,
@@ -120,7 +124,9 @@ struct PerfLineWire {
     config_hash: String,
     model: String,
     publisher: String,
+    #[serde(rename = "model_format", alias = "format")]
     format: String,
+    #[serde(rename = "model_quantization", alias = "quantization")]
     quantization: String,
     scenario: String,
     target: String,
