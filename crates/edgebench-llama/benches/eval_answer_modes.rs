@@ -8,7 +8,6 @@
 //! test split, 3,080), EDGEBENCH_BENCH_MODES (default "constrained"; comma-separated),
 //! EDGEBENCH_BENCH_PARALLEL (default 64, as `edgebench eval`), EDGEBENCH_BENCH_THREADS.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -19,19 +18,8 @@ use edgebench_core::eval::tasks::{run_task, Sink};
 use edgebench_core::eval::{ItemResult, TaskOptions};
 use edgebench_llama::{EngineConfig, LlamaTarget};
 
-fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(path)
-}
-
-fn script_output(script: &Path) -> String {
-    let out = Command::new(script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+mod common;
+use common::{script_output, shared};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -9,7 +9,6 @@
 //! EDGEBENCH_BENCH_DEPTHS (default "0,512,4096": tg128 after that many tokens already in the
 //! KV cache, as llama-bench's `-d`; empty to skip).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use edgebench_core::backend::Sampling;
@@ -17,18 +16,11 @@ use edgebench_core::stats;
 use edgebench_core::workload::ScenarioFile;
 use edgebench_llama::{Engine, EngineConfig, GenerateJob, Prompt};
 
-fn shared_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/scripts")
-        .join(name)
-}
+mod common;
+use common::script_output;
 
-fn script_output(script: &Path) -> String {
-    let out = Command::new(script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+fn shared_script(name: &str) -> std::path::PathBuf {
+    common::shared(&format!("scripts/{name}"))
 }
 
 fn env_or(name: &str, default: impl FnOnce() -> String) -> String {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::{generate_all, in_batches, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{flag_rate, generate_all, in_batches, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::map_label;
 use crate::eval::data;
@@ -263,12 +263,8 @@ fn classification_scores(items: &[ItemResult], labels: &[String], seed: u64) -> 
         .into_iter()
         .collect();
     // Log-likelihood answers also carry the per-character normalised choice.
-    let norm: Vec<f64> = items
-        .iter()
-        .filter_map(|i| i.extra.get("correct_norm").copied())
-        .collect();
-    if !norm.is_empty() && norm.len() == items.len() {
-        scores.insert("accuracy_norm".into(), score::mean_score(&norm, seed));
+    if let Some(s) = flag_rate(items, "correct_norm", seed) {
+        scores.insert("accuracy_norm".into(), s);
     }
     (scores, score::top_confusions(&gold, &pred, labels, 10))
 }

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::{generate_all, mean_item_score, sample, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{
+    flag_rate, generate_all, mean_item_score, sample, GenItem, Scored, Sink, Task, TaskOptions,
+};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::{self, Gsm8kFilter};
 use crate::eval::data;
-use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
 
@@ -126,12 +127,8 @@ impl Task for Gsm8k {
     ) -> (BTreeMap<String, Score>, Vec<Confusion>) {
         let (mut scores, confusions) = mean_item_score("exact_match", items, seed);
         for name in ["strict", "flexible"] {
-            let v: Vec<f64> = items
-                .iter()
-                .filter_map(|i| i.extra.get(&format!("correct_{name}")).copied())
-                .collect();
-            if !v.is_empty() && v.len() == items.len() {
-                scores.insert(format!("exact_match_{name}"), score::mean_score(&v, seed));
+            if let Some(s) = flag_rate(items, &format!("correct_{name}"), seed) {
+                scores.insert(format!("exact_match_{name}"), s);
             }
         }
         (scores, confusions)

@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::{generate_all, mean_item_score, GenItem, Scored, Sink, Task, TaskOptions};
+use super::{flag_rate, generate_all, mean_item_score, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer;
 use crate::eval::data;
 use crate::eval::method::{best, length_normalised};
-use crate::eval::score;
 use crate::eval::EvalError;
 use crate::results::eval::{Confusion, ItemResult, Score};
 
@@ -203,12 +202,8 @@ impl Task for Mmlu {
     ) -> (BTreeMap<String, Score>, Vec<Confusion>) {
         let (mut scores, confusions) = mean_item_score("accuracy", items, seed);
         // The cloze format also ranks answers by log-likelihood per character.
-        let norm: Vec<f64> = items
-            .iter()
-            .filter_map(|i| i.extra.get("correct_norm").copied())
-            .collect();
-        if !norm.is_empty() && norm.len() == items.len() {
-            scores.insert("accuracy_norm".into(), score::mean_score(&norm, seed));
+        if let Some(s) = flag_rate(items, "correct_norm", seed) {
+            scores.insert("accuracy_norm".into(), s);
         }
         (scores, confusions)
     }

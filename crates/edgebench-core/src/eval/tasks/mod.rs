@@ -277,6 +277,16 @@ pub(crate) fn mean_item_score(
     )
 }
 
+/// The share of items whose per-item flag `key` (in `extra`) is 1, with its CI; `None` unless
+/// every item carries the flag (a score some items lack would mislead).
+pub(crate) fn flag_rate(items: &[ItemResult], key: &str, seed: u64) -> Option<Score> {
+    let v: Vec<f64> = items
+        .iter()
+        .filter_map(|i| i.extra.get(key).copied())
+        .collect();
+    (!v.is_empty() && v.len() == items.len()).then(|| score::mean_score(&v, seed))
+}
+
 /// Where results go and progress is told.
 pub struct Sink<'a> {
     /// Commits scored items (to the store).
