@@ -8,7 +8,6 @@
 //! test split, 3,080), EDGEBENCH_BENCH_MODES (default "constrained"; comma-separated),
 //! EDGEBENCH_BENCH_PARALLEL (default 64, as `edgebench eval`), EDGEBENCH_BENCH_THREADS.
 
-use std::process::Command;
 use std::time::Instant;
 
 use edgebench_core::backend::ChatMessage;
@@ -19,7 +18,7 @@ use edgebench_core::eval::{ItemResult, TaskOptions};
 use edgebench_llama::{EngineConfig, LlamaTarget};
 
 mod common;
-use common::{script_output, shared};
+use common::{llama_bench_json, script_output, shared};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -30,22 +29,14 @@ fn env_num(name: &str, default: usize) -> usize {
 
 /// llama-bench's prefill rate (t/s) for `tokens` prompt tokens at KV depth `depth`.
 fn llama_bench_pp(bin: &str, model: &str, threads: usize, tokens: usize, depth: usize) -> f64 {
-    let out = Command::new(bin)
-        .args(["-m", model, "-t", &threads.to_string()])
-        .args([
-            "-p",
-            &tokens.to_string(),
-            "-n",
-            "0",
-            "-d",
-            &depth.to_string(),
-        ])
-        .args(["-r", "3", "-o", "json", "--repack", "0"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    assert!(out.status.success(), "llama-bench failed: {}", out.status);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("llama-bench JSON");
-    v[0]["avg_ts"].as_f64().expect("avg_ts")
+    let (threads, tokens, depth) = (threads.to_string(), tokens.to_string(), depth.to_string());
+    let args = [
+        "-m", model, "-t", &threads, "-p", &tokens, "-n", "0", "-d", &depth, "-r", "3", "--repack",
+        "0",
+    ];
+    llama_bench_json(bin, &args)[0]["avg_ts"]
+        .as_f64()
+        .expect("avg_ts")
 }
 
 fn main() {

@@ -17,7 +17,7 @@ use edgebench_core::workload::ScenarioFile;
 use edgebench_llama::{Engine, EngineConfig, GenerateJob, Prompt};
 
 mod common;
-use common::script_output;
+use common::{llama_bench_json, script_output};
 
 fn shared_script(name: &str) -> std::path::PathBuf {
     common::shared(&format!("scripts/{name}"))
@@ -35,32 +35,15 @@ fn llama_bench(
     reps: u32,
     extra: &[&str],
 ) -> (Vec<f64>, Vec<f64>) {
-    let out = Command::new(bin)
-        .args([
-            "-m",
-            model,
-            "-t",
-            &threads.to_string(),
-            "-p",
-            "512",
-            "-n",
-            "128",
-        ])
-        .args(["-r", &reps.to_string(), "-o", "json"])
-        .args(extra)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    assert!(out.status.success(), "llama-bench failed: {}", out.status);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("llama-bench JSON");
+    let (threads, reps) = (threads.to_string(), reps.to_string());
+    let mut args = vec![
+        "-m", model, "-t", &threads, "-p", "512", "-n", "128", "-r", &reps,
+    ];
+    args.extend_from_slice(extra);
     let mut pp = Vec::new();
     let mut tg = Vec::new();
-    for t in v.as_array().expect("array") {
-        let samples: Vec<f64> = t["samples_ts"]
-            .as_array()
-            .expect("samples_ts")
-            .iter()
-            .filter_map(serde_json::Value::as_f64)
-            .collect();
+    for t in &llama_bench_json(bin, &args) {
+        let samples = samples_ts(t);
         if t["n_prompt"].as_u64() == Some(512) && t["n_gen"].as_u64() == Some(0) {
             pp = samples;
         } else if t["n_gen"].as_u64() == Some(128) && t["n_prompt"].as_u64() == Some(0) {
@@ -123,16 +106,16 @@ fn llama_bench_tg_at(
     depth: usize,
     extra: &[&str],
 ) -> Vec<f64> {
-    let out = Command::new(bin)
-        .args(["-m", model, "-t", &threads.to_string()])
-        .args(["-p", "0", "-n", "128", "-d", &depth.to_string()])
-        .args(["-r", &reps.to_string(), "-o", "json"])
-        .args(extra)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    assert!(out.status.success(), "llama-bench failed: {}", out.status);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("llama-bench JSON");
-    v[0]["samples_ts"]
+    let (threads, reps, depth) = (threads.to_string(), reps.to_string(), depth.to_string());
+    let mut args = vec!["-m", model, "-t", &threads, "-p", "0", "-n", "128"];
+    args.extend_from_slice(&["-d", &depth, "-r", &reps]);
+    args.extend_from_slice(extra);
+    samples_ts(&llama_bench_json(bin, &args)[0])
+}
+
+/// A llama-bench test's per-repetition rates (t/s).
+fn samples_ts(test: &serde_json::Value) -> Vec<f64> {
+    test["samples_ts"]
         .as_array()
         .expect("samples_ts")
         .iter()

@@ -335,16 +335,22 @@ pub(super) fn constrained_pick(grammar: &mut LlamaSampler, logits: &[f32]) -> Ll
     tok
 }
 
-/// Log-softmax of `logits` at `token`.
-pub(super) fn log_prob(logits: &[f32], token: LlamaToken) -> f64 {
+/// What a log-softmax over `logits` needs once per row: the largest logit and the log of the
+/// sum of the exponentials shifted by it (one pass over the vocabulary).
+pub(super) fn log_norm(logits: &[f32]) -> (f32, f64) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    (max, sum.ln())
+}
+
+/// Log-softmax of `logits` at `token`, with the row's [`log_norm`] already computed.
+pub(super) fn log_prob_in(logits: &[f32], (max, ln_sum): (f32, f64), token: LlamaToken) -> f64 {
     let l = usize::try_from(token.0)
         .ok()
         .and_then(|i| logits.get(i))
         .copied()
         .unwrap_or(f32::NEG_INFINITY);
-    f64::from(l - max) - sum.ln()
+    f64::from(l - max) - ln_sum
 }
 
 impl<'m> Worker<'m> {
@@ -644,9 +650,13 @@ impl<'m> Worker<'m> {
         self.decode_seq(&ctx_toks[keep..], keep as i32, 0, true)?;
         self.ll_context = ctx_toks;
         let first: Vec<f32> = self.ctx()?.get_logits_ith(-1).to_vec();
+        let first_norm = log_norm(&first);
         let mut out: Vec<f64> = conts
             .iter()
-            .map(|c| c.first().map_or(0.0, |&c0| log_prob(&first, c0)))
+            .map(|c| {
+                c.first()
+                    .map_or(0.0, |&c0| log_prob_in(&first, first_norm, c0))
+            })
             .collect();
         // The continuations with more than one token, in token order (so that those sharing
         // leading tokens fall in one group), in groups that fit one batch.
@@ -700,11 +710,17 @@ impl<'m> Worker<'m> {
             self.ctx()?
                 .decode(&mut batch)
                 .map_err(|e| EngineError::Decode(e.to_string()))?;
+            // Each node's row is normalised once, however many continuations pass through it.
+            let ctx = self.ctx()?;
+            let norms: Vec<(f32, f64)> = (0..nodes.len())
+                .map(|row| log_norm(ctx.get_logits_ith(row as i32)))
+                .collect();
             for &(i, seq) in &group {
                 let cont = &conts[i];
                 for j in 1..cont.len() {
-                    let row = index[&cont[..j]] as i32;
-                    out[i] += log_prob(self.ctx()?.get_logits_ith(row), cont[j]);
+                    let row = index[&cont[..j]];
+                    let logits = self.ctx()?.get_logits_ith(row as i32);
+                    out[i] += log_prob_in(logits, norms[row], cont[j]);
                 }
                 self.ctx()?
                     .clear_kv_cache_seq(Some(seq as u32), None, None)
@@ -728,8 +744,12 @@ const LL_SEQS: u32 = 128;
 
 #[cfg(test)]
 mod tests {
-    use super::{argmax, log_prob};
+    use super::{argmax, log_norm, log_prob_in};
     use llama_cpp_2::token::LlamaToken;
+
+    fn log_prob(logits: &[f32], token: LlamaToken) -> f64 {
+        log_prob_in(logits, log_norm(logits), token)
+    }
 
     #[test]
     pub(super) fn log_prob_is_a_log_softmax() {

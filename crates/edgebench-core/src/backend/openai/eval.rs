@@ -100,9 +100,7 @@ impl OpenAiTarget {
             )
         })
     }
-}
 
-impl OpenAiTarget {
     /// A non-streaming POST to `{base_url}/{path}` with the total timeout; the JSON answer.
     async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
         let req = self

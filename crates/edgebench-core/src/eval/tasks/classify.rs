@@ -63,6 +63,13 @@ impl Task for PhraseBank {
     }
 }
 
+/// The three sentiments, as Financial PhraseBank and the realistic sentiment cases label them.
+pub(super) fn sentiment_labels() -> Vec<String> {
+    ["positive", "negative", "neutral"]
+        .map(String::from)
+        .to_vec()
+}
+
 /// The scores of a task and its most frequent confusions.
 type Scores = (BTreeMap<String, Score>, Vec<Confusion>);
 
@@ -87,7 +94,7 @@ async fn classify(
         let dir = data::locate("financial_phrasebank", data_dir).await?;
         options.insert("agreement".into(), opts.agreement.clone());
         let items = data::financial_phrasebank(&dir, &opts.agreement)?;
-        let lbls = vec!["positive".into(), "negative".into(), "neutral".into()];
+        let lbls = sentiment_labels();
         let system = "Classify the sentiment of a sentence from financial news as positive, negative or neutral. Reply with one word.".to_string();
         (items, lbls, system)
     };

@@ -64,14 +64,10 @@ impl Task for Coding {
         let system = "You are an expert Python programmer.";
         let gen_opts = GenOptions {
             choices: Vec::new(),
-            temperature: 0.0,
+            temperature: opts.temperature,
             max_tokens: 384,
             stop: Vec::new(),
             seed: opts.seed,
-        };
-        let gen_opts = GenOptions {
-            temperature: opts.temperature,
-            ..gen_opts
         };
         let mut scored = Scored::generated(
             items.len(),

@@ -7,7 +7,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::classify::label_logliks;
+use super::classify::{label_logliks, sentiment_labels};
 use super::{in_batches, GenItem, Scored, Sink, Task, TaskOptions};
 use crate::backend::{Backend, GenOptions};
 use crate::eval::answer::{self, map_label};
@@ -107,11 +107,7 @@ impl Task for Realistic {
             stop: Vec::new(),
             seed: opts.seed,
         };
-        let sentiment = [
-            "positive".to_string(),
-            "negative".to_string(),
-            "neutral".to_string(),
-        ];
+        let sentiment = sentiment_labels();
         let score_one = |g: &GenItem, text: &str| score_case(&by_id[&g.id], g, text, &sentiment);
         // Sentiment cases take `--answer`; the other kinds are always written freely.
         let mut options = BTreeMap::new();
@@ -130,7 +126,7 @@ impl Task for Realistic {
             options.insert("constraint".into(), mechanism);
         }
         let constrained = GenOptions {
-            choices: sentiment.to_vec(),
+            choices: sentiment.clone(),
             max_tokens: 48,
             ..gen_opts.clone()
         };
