@@ -402,6 +402,8 @@ fn measure_runner(load: Load) -> Errors {
             config_json: "{}".into(),
             command: String::new(),
             status: "running".into(),
+            uuid: String::new(),
+            machine_id: String::new(),
         })
         .expect("experiment");
     let scenario = "interactive_assistant";

@@ -48,6 +48,44 @@ impl Environment {
     }
 }
 
+/// This machine as the store knows it: a fingerprint of its hardware and name, and a label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineIdentity {
+    /// 16 hex digits of SHA-256 over CPU, cores, RAM (GB), GPUs, OS and host name.
+    pub id: String,
+    /// `EDGEBENCH_MACHINE_LABEL`, else the host name.
+    pub label: String,
+}
+
+impl Environment {
+    /// The machine this environment was captured on.
+    pub fn machine(&self) -> MachineIdentity {
+        use sha2::{Digest, Sha256};
+        let host = System::host_name().unwrap_or_default();
+        let gpus: Vec<String> = self
+            .hardware
+            .iter()
+            .flat_map(|h| h.gpus.iter())
+            .map(|g| format!("{} {} {:?}", g.vendor, g.model, g.vram_mb))
+            .collect();
+        let key = format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.cpu_model,
+            self.logical_cores,
+            (self.ram_total_mb as f64 / 1000.0).round(),
+            gpus.join(","),
+            self.os,
+            host
+        );
+        let id = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
+        let label = std::env::var("EDGEBENCH_MACHINE_LABEL")
+            .ok()
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or(if host.is_empty() { id.clone() } else { host });
+        MachineIdentity { id, label }
+    }
+}
+
 /// Threads for decoding by default: the physical core count (as llama-bench does), at least 1.
 pub fn default_threads() -> u32 {
     System::physical_core_count(&System::new())
@@ -69,5 +107,13 @@ mod tests {
         assert_eq!(hw.backends_built, ["CPU"]);
         assert_eq!(hw.cpu.logical_cores, e.logical_cores);
         assert!(default_threads() >= 1);
+        let m = Environment::capture("1.2.3", None, &["CPU"]).machine();
+        assert_eq!(m.id.len(), 16);
+        assert_eq!(m, e_again().machine(), "the same machine, the same identity");
+        assert!(!m.label.is_empty());
+    }
+
+    fn e_again() -> Environment {
+        Environment::capture("9.9.9", None, &["CPU"])
     }
 }

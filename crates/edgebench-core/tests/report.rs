@@ -818,6 +818,8 @@ fn store_samples_become_timelines() {
             config_json: "{}".into(),
             command: "edgebench run".into(),
             status: "done".into(),
+            uuid: String::new(),
+            machine_id: String::new(),
         })
         .unwrap();
     store

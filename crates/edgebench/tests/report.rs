@@ -58,6 +58,8 @@ fn results_with_store(dir: &Path) -> PathBuf {
             config_json: "{}".into(),
             command: "edgebench run".into(),
             status: "done".into(),
+            uuid: String::new(),
+            machine_id: String::new(),
         })
         .unwrap();
     store

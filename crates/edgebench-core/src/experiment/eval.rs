@@ -48,6 +48,8 @@ pub struct EvalPlan {
     pub models: EvalModels,
     pub options: TaskOptions,
     pub results_dir: PathBuf,
+    /// Another store than the results folder's `edgebench.db` (`--store URL`).
+    pub store: Option<crate::store::StoreLocation>,
     pub resume: Resume,
     pub command: String,
     pub environment: Environment,
@@ -167,6 +169,7 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
     let mut exp = Experiment::start(
         &ExperimentStart {
             results_dir: plan.results_dir.clone(),
+            store: plan.store.clone(),
             no_checkpoint: false,
             resume: plan.resume.clone(),
             kind: "eval".into(),

@@ -240,6 +240,7 @@ impl EvalRequest {
             models,
             options,
             results_dir: self.results.clone(),
+            store: None,
             resume: Resume::from_flag(self.resume.as_deref()),
             command,
             environment,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::ExperimentError;
 use crate::results::{file_timestamp, UnitKey, DB_FILE};
-use crate::store::{ExperimentRow, Store, UnitRow};
+use crate::store::{ExperimentRow, MachineRow, Store, StoreLocation, UnitRow};
 
 /// How to resume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,8 @@ impl Resume {
 #[derive(Debug, Clone)]
 pub struct ExperimentStart {
     pub results_dir: PathBuf,
+    /// Another store than the folder's `edgebench.db` (a team store's URL).
+    pub store: Option<StoreLocation>,
     /// Keep nothing on disk (`--no-checkpoint`): the store lives in memory.
     pub no_checkpoint: bool,
     pub resume: Resume,
@@ -56,6 +58,7 @@ pub struct Experiment {
     pub resumed: bool,
     persistent: bool,
     results_dir: PathBuf,
+    location: StoreLocation,
     dir_existed: bool,
     db_existed: bool,
 }
@@ -85,13 +88,14 @@ impl Experiment {
 
     /// Creates the experiment, or resumes one with the same configuration hash.
     pub fn open(s: &ExperimentStart) -> Result<Self, ExperimentError> {
-        let db_path = s.results_dir.join(DB_FILE);
-        let (dir_existed, db_existed) = (s.results_dir.exists(), db_path.exists());
-        let store = if s.no_checkpoint {
-            Store::in_memory()?
-        } else {
-            Store::open(&db_path)?
+        let location = match (&s.store, s.no_checkpoint) {
+            (_, true) => StoreLocation::Memory,
+            (Some(l), false) => l.clone(),
+            (None, false) => StoreLocation::File(s.results_dir.join(DB_FILE)),
         };
+        let (dir_existed, db_existed) = (s.results_dir.exists(), !location.is_missing_file());
+        let store = Store::connect(&location)?;
+        let shown = location.shown();
         let short = |h: &str| h[..12.min(h.len())].to_string();
         let (row, resumed) = match &s.resume {
             Resume::No => {
@@ -113,6 +117,8 @@ impl Experiment {
                     config_json: s.config_json.clone(),
                     command: s.command.clone(),
                     status: "running".into(),
+                    uuid: crate::store::new_uuid(),
+                    machine_id: String::new(),
                 };
                 store.create_experiment(&row)?;
                 (row, false)
@@ -121,8 +127,7 @@ impl Experiment {
                 let row = match resume {
                     Resume::Id(id) => store.experiment(id)?.ok_or_else(|| {
                         ExperimentError::Plan(format!(
-                            "--resume {id}: no such experiment in {}",
-                            db_path.display()
+                            "--resume {id}: no such experiment in {shown}"
                         ))
                     })?,
                     _ => match store.latest_unfinished(&s.config_hash)? {
@@ -137,8 +142,7 @@ impl Experiment {
                                 format!("; experiment {} with it is done", e.id)
                             });
                             return Err(ExperimentError::Plan(format!(
-                                "nothing to resume: {} has no unfinished {} with this configuration (config {}){why}",
-                                db_path.display(),
+                                "nothing to resume: {shown} has no unfinished {} with this configuration (config {}){why}",
                                 if s.kind == "eval" { "eval" } else { "experiment" },
                                 short(&s.config_hash)
                             )));
@@ -164,6 +168,7 @@ impl Experiment {
             resumed,
             persistent: !s.no_checkpoint,
             results_dir: s.results_dir.clone(),
+            location,
             dir_existed,
             db_existed,
         })
@@ -191,6 +196,16 @@ impl Experiment {
             .map_err(|e| ExperimentError::Plan(e.to_string()))?;
         self.store
             .add_hardware_snapshot(&self.row.id, &taken, &json)?;
+        let machine = environment.machine();
+        self.store.set_machine(
+            &self.row.id,
+            &MachineRow {
+                id: machine.id,
+                label: machine.label,
+                hardware_json: json,
+                first_seen: taken,
+            },
+        )?;
         Ok(())
     }
 
@@ -295,12 +310,15 @@ impl Experiment {
     pub fn discard(self) -> Result<(), ExperimentError> {
         self.store.delete_experiment(&self.row.id)?;
         let config = self.config_path();
-        let db_path = self.results_dir.join(DB_FILE);
+        let db_path = match &self.location {
+            StoreLocation::File(p) => Some(p.clone()),
+            _ => None,
+        };
         let (dir, dir_existed, db_existed) =
             (self.results_dir.clone(), self.dir_existed, self.db_existed);
         drop(self.store);
         let _ = std::fs::remove_file(&config);
-        if !db_existed {
+        if let (Some(db_path), false) = (db_path, db_existed) {
             for suffix in ["", "-wal", "-shm"] {
                 let mut p = db_path.clone().into_os_string();
                 p.push(suffix);

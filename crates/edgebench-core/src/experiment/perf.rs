@@ -62,6 +62,8 @@ pub struct PerfPlan {
     pub models: Models,
     pub serve: Option<ServeSpec>,
     pub results_dir: PathBuf,
+    /// Another store than the results folder's `edgebench.db` (`--store URL`).
+    pub store: Option<crate::store::StoreLocation>,
     pub no_checkpoint: bool,
     pub resume: Resume,
     /// The command line, for the resume hint.
@@ -172,6 +174,7 @@ async fn run_with_server(
     let mut exp = Experiment::start(
         &ExperimentStart {
             results_dir: plan.results_dir.clone(),
+            store: plan.store.clone(),
             no_checkpoint: plan.no_checkpoint,
             resume: plan.resume.clone(),
             kind: "perf".into(),

@@ -367,6 +367,7 @@ impl RunRequest {
             models,
             serve,
             results_dir: self.results.clone(),
+            store: None,
             no_checkpoint: self.no_checkpoint,
             resume: Resume::from_flag(self.resume.as_deref()),
             command,

@@ -1,97 +1,65 @@
-//! The store: SQLite (WAL, foreign keys) as the source of truth and the checkpoint. The only
-//! module with SQL. Each finished request is committed; a unit is marked done in the same
-//! transaction as its last request, so a resumed run redoes only unfinished units, from their
-//! start, and never counts a request twice.
+//! The store: the source of truth and the checkpoint, on SQLite (a results folder's
+//! `edgebench.db`) or PostgreSQL (a team store many machines write to). The only module with
+//! SQL. Each finished request is committed; a unit is marked done in the same transaction as its
+//! last request, so a resumed run redoes only unfinished units, from their start, and never
+//! counts a request twice.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::results::{UnitKey, UnitReport};
+use db::{vals, Db, DbError, Row, Stmt, Value};
+
+pub use db::Dialect;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("results database {path}: {source}")]
-    Sql {
-        path: String,
-        source: rusqlite::Error,
-    },
+    #[error("results database {path}: {reason}")]
+    Sql { path: String, reason: String },
     #[error("results database {path}: {reason}")]
     Other { path: String, reason: String },
     #[error("results database {path}: no experiment {id:?}")]
     NoExperiment { path: String, id: String },
 }
 
-/// The schema, one migration per version (applied in order, recorded in `user_version`).
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE experiments (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    created TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    config_json TEXT NOT NULL,
-    command TEXT NOT NULL,
-    status TEXT NOT NULL
-);
-CREATE TABLE units (
-    id INTEGER PRIMARY KEY,
-    experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
-    model TEXT NOT NULL,
-    scenario TEXT NOT NULL,
-    setting TEXT NOT NULL DEFAULT '',
-    position INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    report_json TEXT,
-    file TEXT,
-    UNIQUE (experiment_id, model, scenario, setting)
-);
-CREATE TABLE requests (
-    id INTEGER PRIMARY KEY,
-    unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    warmup INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    line_json TEXT NOT NULL,
-    UNIQUE (unit_id, idx)
-);
-CREATE TABLE monitor_samples (
-    unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
-    t_ns INTEGER NOT NULL,
-    rss_mb REAL,
-    cpu_percent REAL NOT NULL
-);
-CREATE TABLE eval_items (
-    id INTEGER PRIMARY KEY,
-    unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
-    item_id TEXT NOT NULL,
-    item_json TEXT NOT NULL,
-    UNIQUE (unit_id, item_id)
-);
-CREATE TABLE hardware_snapshots (
-    experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
-    taken TEXT NOT NULL,
-    snapshot_json TEXT NOT NULL
-);
-CREATE INDEX requests_unit ON requests(unit_id);
-CREATE INDEX samples_unit ON monitor_samples(unit_id);
-"#,
-    r#"
-ALTER TABLE monitor_samples ADD COLUMN gpu_util_percent REAL;
-ALTER TABLE monitor_samples ADD COLUMN vram_mb REAL;
-ALTER TABLE monitor_samples ADD COLUMN temp_c REAL;
-ALTER TABLE monitor_samples ADD COLUMN energy_j REAL;
-"#,
-    // Typed unit keys: `model` keeps the display label (and the uniqueness it always had);
-    // units written before this version have empty typed columns and are read from the label.
-    r#"
-ALTER TABLE units ADD COLUMN model_name TEXT NOT NULL DEFAULT '';
-ALTER TABLE units ADD COLUMN format TEXT NOT NULL DEFAULT '';
-ALTER TABLE units ADD COLUMN quantization TEXT NOT NULL DEFAULT '';
-"#,
-];
+/// Where a store lives: a results folder's SQLite file, a PostgreSQL URL, or memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    File(PathBuf),
+    Postgres(String),
+    Memory,
+}
+
+impl StoreLocation {
+    /// `postgres://...` (or `postgresql://...`) is a team store; anything else a file path.
+    pub fn parse(s: &str) -> Self {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Self::Postgres(s.to_string())
+        } else {
+            Self::File(PathBuf::from(s))
+        }
+    }
+
+    /// The store of a results folder, unless `url` names another one.
+    pub fn for_folder(dir: &Path, url: Option<&str>) -> Self {
+        url.map_or_else(|| Self::File(dir.join(crate::results::DB_FILE)), Self::parse)
+    }
+
+    /// How it is named in messages (a URL's password hidden).
+    pub fn shown(&self) -> String {
+        match self {
+            Self::File(p) => p.display().to_string(),
+            Self::Postgres(u) => pg::redact(u),
+            Self::Memory => ":memory:".into(),
+        }
+    }
+
+    /// A file that does not exist yet.
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, Self::File(p) if !p.is_file())
+    }
+}
 
 /// An experiment as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +73,12 @@ pub struct ExperimentRow {
     pub command: String,
     /// "running", "interrupted", "failed" or "done".
     pub status: String,
+    /// A stable identity across stores (push, pull, import); given at creation when empty.
+    #[serde(default)]
+    pub uuid: String,
+    /// The machine it ran on (`machines.id`, a fingerprint of its hardware); empty when unknown.
+    #[serde(default)]
+    pub machine_id: String,
 }
 
 /// A unit (model x scenario x setting) as stored.
@@ -124,17 +98,61 @@ pub struct UnitRow {
     pub requests: i64,
 }
 
+/// The engine a store runs on.
+enum Engine {
+    Sqlite(sqlite::Sqlite),
+    Postgres(pg::Postgres),
+}
+
 /// The results database.
 pub struct Store {
-    conn: Connection,
+    engine: Engine,
     path: String,
 }
 
 impl Store {
-    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql {
+    fn db(&self) -> &dyn Db {
+        match &self.engine {
+            Engine::Sqlite(s) => s,
+            Engine::Postgres(p) => p,
+        }
+    }
+
+    fn sql(&self) -> impl Fn(DbError) -> StoreError + '_ {
+        move |e| StoreError::Sql {
             path: self.path.clone(),
-            source,
+            reason: e.0,
+        }
+    }
+
+    fn opened(path: String) -> impl Fn(DbError) -> StoreError {
+        move |e| StoreError::Sql {
+            path: path.clone(),
+            reason: e.0,
+        }
+    }
+
+    /// Opens the store at `location`, creating and migrating it as needed.
+    pub fn connect(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
+            StoreLocation::File(p) => Self::open(p),
+            StoreLocation::Memory => Self::in_memory(),
+            StoreLocation::Postgres(url) => {
+                let shown = location.shown();
+                let pg = pg::Postgres::connect(url).map_err(Self::opened(shown.clone()))?;
+                Ok(Self {
+                    engine: Engine::Postgres(pg),
+                    path: shown,
+                })
+            }
+        }
+    }
+
+    /// Opens an existing store (for reading results); an error naming the file when absent.
+    pub fn connect_existing(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
+            StoreLocation::File(p) => Self::open_existing(p),
+            other => Self::connect(other),
         }
     }
 
@@ -147,11 +165,11 @@ impl Store {
                 reason: e.to_string(),
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sql {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::init(conn, shown)
+        let db = sqlite::Sqlite::open(path).map_err(Self::opened(shown.clone()))?;
+        Ok(Self {
+            engine: Engine::Sqlite(db),
+            path: shown,
+        })
     }
 
     /// Opens an existing database (for reading results); an error naming the path when absent.
@@ -167,81 +185,87 @@ impl Store {
 
     /// A store that lives in memory only (`--no-checkpoint`).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sql {
+        let db = sqlite::Sqlite::in_memory().map_err(Self::opened(":memory:".into()))?;
+        Ok(Self {
+            engine: Engine::Sqlite(db),
             path: ":memory:".into(),
-            source,
-        })?;
-        Self::init(conn, ":memory:".into())
+        })
     }
 
-    fn init(conn: Connection, path: String) -> Result<Self, StoreError> {
-        let mut s = Self { conn, path };
-        s.conn
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-            )
-            .map_err(s.sql())?;
-        let version: i64 = s
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(s.sql())?;
-        let version = usize::try_from(version).unwrap_or(0);
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::Other {
-                path: s.path.clone(),
-                reason: format!(
-                    "schema version {version} is newer than this edgebench ({}); upgrade edgebench",
-                    MIGRATIONS.len()
-                ),
-            });
+    /// Which engine the store runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.db().dialect()
+    }
+
+    fn sqlite(&self, what: &str) -> Result<&sqlite::Sqlite, StoreError> {
+        match &self.engine {
+            Engine::Sqlite(s) => Ok(s),
+            Engine::Postgres(_) => Err(StoreError::Other {
+                path: self.path.clone(),
+                reason: format!("{what} is for SQLite files; PostgreSQL keeps its own"),
+            }),
         }
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            let path = s.path.clone();
-            let tx = s.conn.transaction().map_err(|source| StoreError::Sql {
-                path: path.clone(),
-                source,
-            })?;
-            tx.execute_batch(m)
-                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
-                .and_then(|_| tx.commit())
-                .map_err(|source| StoreError::Sql { path, source })?;
-        }
-        Ok(s)
+    }
+
+    fn exec(&self, sql: &str, params: Vec<Value>) -> Result<u64, StoreError> {
+        let n = self
+            .db()
+            .execute_all(vec![Stmt::new(sql, params)])
+            .map_err(self.sql())?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
+    fn exec_all(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, StoreError> {
+        self.db().execute_all(stmts).map_err(self.sql())
+    }
+
+    fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        self.db().query(sql, params).map_err(self.sql())
+    }
+
+    fn query_map<T>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        f: impl Fn(&Row) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query(sql, params)?
+            .iter()
+            .map(|r| f(r).map_err(self.sql()))
+            .collect()
     }
 
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql())
+        self.db().schema_version().map_err(self.sql())
     }
 
     /// Limits the database size (pages of 4 KiB): a stand-in for a full disk in tests.
     pub fn set_max_pages(&self, pages: i64) -> Result<(), StoreError> {
-        self.conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        self.sqlite("a page limit")?
+            .set_max_pages(pages)
             .map_err(self.sql())
     }
 
     /// `PRAGMA integrity_check` says "ok".
     pub fn integrity_ok(&self) -> Result<bool, StoreError> {
-        let r: String = self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(self.sql())?;
-        Ok(r == "ok")
+        self.sqlite("an integrity check")?
+            .integrity_ok()
+            .map_err(self.sql())
     }
 
-    /// Records a new experiment.
+    /// Records a new experiment (given a fresh identity when it has none).
     pub fn create_experiment(&self, e: &ExperimentRow) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO experiments (id, kind, created, config_hash, config_json, command, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.id, e.kind, e.created, e.config_hash, e.config_json, e.command, e.status],
-            )
-            .map_err(self.sql())?;
+        let uuid = if e.uuid.is_empty() {
+            new_uuid()
+        } else {
+            e.uuid.clone()
+        };
+        self.exec(
+            "INSERT INTO experiments (id, kind, created, config_hash, config_json, command, status, uuid, machine_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            vals![&e.id, &e.kind, &e.created, &e.config_hash, &e.config_json, &e.command, &e.status, uuid, &e.machine_id],
+        )?;
         Ok(())
     }
 
@@ -252,12 +276,10 @@ impl Store {
         taken: &str,
         snapshot_json: &str,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO hardware_snapshots (experiment_id, taken, snapshot_json) VALUES (?1, ?2, ?3)",
-                params![experiment, taken, snapshot_json],
-            )
-            .map_err(self.sql())?;
+        self.exec(
+            "INSERT INTO hardware_snapshots (experiment_id, taken, snapshot_json) VALUES (?1, ?2, ?3)",
+            vals![experiment, taken, snapshot_json],
+        )?;
         Ok(())
     }
 
@@ -266,14 +288,11 @@ impl Store {
         &self,
         experiment: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT taken, snapshot_json FROM hardware_snapshots WHERE experiment_id = ?1 ORDER BY rowid")
-            .map_err(self.sql())?;
-        let rows = st
-            .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sql())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
+        self.query_map(
+            "SELECT taken, snapshot_json FROM hardware_snapshots WHERE experiment_id = ?1 ORDER BY rowid",
+            vals![experiment],
+            |r| Ok((r.text(0)?, r.text(1)?)),
+        )
     }
 
     /// True when an experiment with this id exists.
@@ -281,30 +300,45 @@ impl Store {
         Ok(self.experiment(id)?.is_some())
     }
 
-    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
+    fn row(r: &Row) -> Result<ExperimentRow, DbError> {
         Ok(ExperimentRow {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            created: r.get(2)?,
-            config_hash: r.get(3)?,
-            config_json: r.get(4)?,
-            command: r.get(5)?,
-            status: r.get(6)?,
+            id: r.text(0)?,
+            kind: r.text(1)?,
+            created: r.text(2)?,
+            config_hash: r.text(3)?,
+            config_json: r.text(4)?,
+            command: r.text(5)?,
+            status: r.text(6)?,
+            uuid: r.text(7)?,
+            machine_id: r.text(8)?,
         })
     }
 
-    const COLS: &'static str = "id, kind, created, config_hash, config_json, command, status";
+    const COLS: &'static str =
+        "id, kind, created, config_hash, config_json, command, status, uuid, machine_id";
 
     /// One experiment.
     pub fn experiment(&self, id: &str) -> Result<Option<ExperimentRow>, StoreError> {
-        self.conn
-            .query_row(
+        Ok(self
+            .query_map(
                 &format!("SELECT {} FROM experiments WHERE id = ?1", Self::COLS),
-                [id],
+                vals![id],
                 Self::row,
-            )
-            .optional()
-            .map_err(self.sql())
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// The experiment with this stable identity.
+    pub fn experiment_by_uuid(&self, uuid: &str) -> Result<Option<ExperimentRow>, StoreError> {
+        Ok(self
+            .query_map(
+                &format!("SELECT {} FROM experiments WHERE uuid = ?1", Self::COLS),
+                vals![uuid],
+                Self::row,
+            )?
+            .into_iter()
+            .next())
     }
 
     /// The newest unfinished experiment with this config hash.
@@ -312,75 +346,93 @@ impl Store {
         &self,
         config_hash: &str,
     ) -> Result<Option<ExperimentRow>, StoreError> {
-        self.conn
-            .query_row(
+        Ok(self
+            .query_map(
                 &format!(
                     "SELECT {} FROM experiments WHERE config_hash = ?1 AND status != 'done'
                      ORDER BY created DESC, id DESC LIMIT 1",
                     Self::COLS
                 ),
-                [config_hash],
+                vals![config_hash],
                 Self::row,
-            )
-            .optional()
-            .map_err(self.sql())
+            )?
+            .into_iter()
+            .next())
     }
 
     /// Every experiment, newest first.
     pub fn experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(&format!(
+        self.query_map(
+            &format!(
                 "SELECT {} FROM experiments ORDER BY created DESC, id DESC",
                 Self::COLS
-            ))
-            .map_err(self.sql())?;
-        let rows = st.query_map([], Self::row).map_err(self.sql())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
+            ),
+            vec![],
+            Self::row,
+        )
     }
 
     /// Sets an experiment's status.
     pub fn set_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE experiments SET status = ?2 WHERE id = ?1",
-                params![id, status],
-            )
-            .map_err(self.sql())?;
+        self.exec(
+            "UPDATE experiments SET status = ?2 WHERE id = ?1",
+            vals![id, status],
+        )?;
         Ok(())
     }
 
     /// Replaces an experiment's configuration record.
     pub fn set_config(&self, id: &str, config_json: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE experiments SET config_json = ?2 WHERE id = ?1",
-                params![id, config_json],
-            )
-            .map_err(self.sql())?;
+        self.exec(
+            "UPDATE experiments SET config_json = ?2 WHERE id = ?1",
+            vals![id, config_json],
+        )?;
         Ok(())
     }
 
     /// Deletes an experiment and everything under it; false when there was none.
     pub fn delete_experiment(&self, id: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute("DELETE FROM experiments WHERE id = ?1", [id])
-            .map_err(self.sql())?;
-        Ok(n > 0)
+        Ok(self.exec("DELETE FROM experiments WHERE id = ?1", vals![id])? > 0)
     }
 
-    /// Gives the space of deleted rows back to the file system.
+    /// Gives the space of deleted rows back to the file system (SQLite files only; PostgreSQL
+    /// vacuums itself).
     pub fn vacuum(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("VACUUM").map_err(self.sql())
+        match &self.engine {
+            Engine::Sqlite(s) => s.vacuum().map_err(self.sql()),
+            Engine::Postgres(_) => Ok(()),
+        }
     }
 
-    /// Where the database lives (":memory:" for in-memory stores).
+    /// Where the database lives (":memory:" for in-memory stores, the URL without its password
+    /// for PostgreSQL).
     pub fn path(&self) -> PathBuf {
         PathBuf::from(&self.path)
     }
+
+    /// How the store is named in messages.
+    pub fn shown(&self) -> &str {
+        &self.path
+    }
+}
+
+/// A fresh random identity.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[cfg(test)]
 mod tests;
+mod copy;
+pub(crate) mod db;
+mod machines;
+mod pg;
+mod queue;
+mod sqlite;
+#[doc(hidden)]
+pub mod temp_pg;
 mod units;
+
+pub use copy::{copy_experiments, CopyReport, ExperimentCopy, StoredRequest, UnitCopy, Written};
+pub use machines::MachineRow;
+pub use queue::{QueueItem, QueueStatus};

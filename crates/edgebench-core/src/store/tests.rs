@@ -58,6 +58,8 @@ fn experiment(id: &str, hash: &str, created: &str) -> ExperimentRow {
         config_json: "{}".into(),
         command: "edgebench run".into(),
         status: "running".into(),
+        uuid: String::new(),
+        machine_id: String::new(),
     }
 }
 
@@ -88,22 +90,33 @@ fn schema_is_created_once_and_reopens() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("sub/edgebench.db");
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(s.schema_version().unwrap(), sqlite::MIGRATIONS.len() as i64);
     s.create_experiment(&experiment("e1", "h", "2026-01-01"))
         .unwrap();
     drop(s);
     let s = Store::open(&p).unwrap();
     assert!(s.has_experiment("e1").unwrap());
-    let mode: String = s
-        .conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
+    let mode = s.query("PRAGMA journal_mode", vec![]).unwrap();
+    assert_eq!(mode[0].text(0).unwrap(), "wal");
+}
+
+/// Runs a test on an in-memory SQLite store and on a fresh PostgreSQL database (when a server
+/// can be started here; CI requires one).
+fn each_backend(test: impl Fn(&mut Store)) {
+    test(&mut Store::in_memory().unwrap());
+    if let Some(url) = temp_pg::database() {
+        let mut s = Store::connect(&StoreLocation::Postgres(url)).unwrap();
+        assert_eq!(s.dialect(), Dialect::Postgres);
+        test(&mut s);
+    }
 }
 
 #[test]
 fn experiments_are_found_by_hash_listed_and_deleted_with_their_units() {
-    let mut s = Store::in_memory().unwrap();
+    each_backend(experiments_by_hash);
+}
+
+fn experiments_by_hash(s: &mut Store) {
     s.create_experiment(&experiment("a", "h1", "2026-01-01"))
         .unwrap();
     s.create_experiment(&experiment("b", "h1", "2026-01-02"))
@@ -132,7 +145,10 @@ fn experiments_are_found_by_hash_listed_and_deleted_with_their_units() {
 
 #[test]
 fn units_keep_state_and_restart_from_scratch_without_duplicates() {
-    let mut s = Store::in_memory().unwrap();
+    each_backend(units_restart);
+}
+
+fn units_restart(s: &mut Store) {
     s.create_experiment(&experiment("e", "h", "t")).unwrap();
     let units = vec![key("m", "s1"), key("m", "s2")];
     s.ensure_units("e", &units).unwrap();
@@ -205,9 +221,8 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_database_intact() {
     let u = s.units("e").unwrap()[0].id;
     s.start_unit(u).unwrap();
     s.add_request(u, &line(0, false)).unwrap();
-    let pages: i64 = s
-        .conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
+    let pages = s.query("PRAGMA page_count", vec![]).unwrap()[0]
+        .int(0)
         .unwrap();
     s.set_max_pages(pages).unwrap();
     let mut failed = None;
@@ -249,7 +264,7 @@ fn a_version_1_database_gains_the_sensor_columns_and_keeps_its_samples() {
     let p = d.path().join("edgebench.db");
     {
         let c = rusqlite::Connection::open(&p).unwrap();
-        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(sqlite::MIGRATIONS[0]).unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
         c.execute_batch(
             "INSERT INTO experiments (id, kind, created, config_hash, config_json, command, status) \
@@ -261,7 +276,7 @@ fn a_version_1_database_gains_the_sensor_columns_and_keeps_its_samples() {
         .unwrap();
     }
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(s.schema_version().unwrap(), sqlite::MIGRATIONS.len() as i64);
     let got = s.samples(1).unwrap();
     assert_eq!(
         got,
@@ -271,5 +286,138 @@ fn a_version_1_database_gains_the_sensor_columns_and_keeps_its_samples() {
             cpu_percent: 30.0,
             ..Default::default()
         }]
+    );
+}
+
+/// A store holding one finished perf experiment (3 requests, a sample, a snapshot, a machine)
+/// and one eval experiment with two scored items.
+fn filled(s: &mut Store, id: &str) {
+    s.create_experiment(&experiment(id, "h", "2026-01-01"))
+        .unwrap();
+    s.add_hardware_snapshot(id, "2026-01-01T00:00:00Z", "{\"cpu\":1}")
+        .unwrap();
+    s.set_machine(
+        id,
+        &MachineRow {
+            id: "abcd".into(),
+            label: "laptop-1".into(),
+            hardware_json: "{}".into(),
+            first_seen: "2026-01-01".into(),
+        },
+    )
+    .unwrap();
+    s.ensure_units(id, &[key("m", "s1"), key("m", "s2")])
+        .unwrap();
+    let u = s.units(id).unwrap()[0].id;
+    s.start_unit(u).unwrap();
+    s.add_request(u, &line(0, true)).unwrap();
+    s.add_request(u, &line(1, false)).unwrap();
+    let sample = crate::monitor::Sample {
+        t_ns: 3,
+        rss_mb: Some(10.0),
+        cpu_percent: 20.0,
+        ..Default::default()
+    };
+    s.finish_unit(u, Some(&line(2, false)), &[sample], &report())
+        .unwrap();
+    let ev = format!("{id}-eval");
+    s.create_experiment(&ExperimentRow {
+        kind: "eval".into(),
+        ..experiment(&ev, "h2", "2026-01-02")
+    })
+    .unwrap();
+    s.ensure_units(&ev, &[key("m", "banking77")]).unwrap();
+    let e = s.units(&ev).unwrap()[0].id;
+    s.add_eval_items(e, &[("a".into(), "{\"x\":1}".into()), ("b".into(), "{}".into())])
+        .unwrap();
+}
+
+#[test]
+fn experiments_copy_between_stores_without_duplicates() {
+    let mut local = Store::in_memory().unwrap();
+    filled(&mut local, "e1");
+    let mut stores = vec![Store::in_memory().unwrap()];
+    if let Some(url) = temp_pg::database() {
+        stores.push(Store::connect(&StoreLocation::Postgres(url)).unwrap());
+    }
+    for team in &mut stores {
+        let first = copy_experiments(&local, team, None).unwrap();
+        assert_eq!((first.copied, first.records), (2, 5), "{first:?}");
+        let again = copy_experiments(&local, team, None).unwrap();
+        assert_eq!((again.copied, again.updated, again.unchanged), (0, 0, 2));
+        assert_eq!(team.experiments().unwrap().len(), 2);
+        for e in local.experiments().unwrap() {
+            let a = local.read_experiment(&e.id).unwrap();
+            let b = team.read_experiment(&e.id).unwrap();
+            assert_eq!(a, b, "an experiment arrives whole");
+        }
+        assert_eq!(team.machines().unwrap()[0].label, "laptop-1");
+
+        // Resumed and finished locally since: the next push replaces the team's copy.
+        let u = local.units("e1").unwrap()[1].id;
+        local.start_unit(u).unwrap();
+        local
+            .finish_unit(u, Some(&line(0, false)), &[], &report())
+            .unwrap();
+        local.set_status("e1", "done").unwrap();
+        let third = copy_experiments(&local, team, None).unwrap();
+        assert_eq!((third.updated, third.unchanged), (1, 1));
+        assert_eq!(team.experiment("e1").unwrap().unwrap().status, "done");
+        assert_eq!(team.units("e1").unwrap()[1].requests, 1);
+
+        // Pulled back into an empty store: the same experiments, nothing doubled.
+        let pulled = Store::in_memory().unwrap();
+        copy_experiments(team, &pulled, None).unwrap();
+        let again = copy_experiments(team, &pulled, None).unwrap();
+        assert_eq!(again.unchanged, 2);
+        assert_eq!(
+            pulled.read_experiment("e1").unwrap(),
+            local.read_experiment("e1").unwrap()
+        );
+        // Another machine's experiment with the same id keeps its own identity under a new id.
+        let mut other = Store::in_memory().unwrap();
+        filled(&mut other, "e1");
+        copy_experiments(&other, team, None).unwrap();
+        assert!(team.has_experiment("e1-2").unwrap());
+        // Start the next store from the first state again.
+        local = Store::in_memory().unwrap();
+        filled(&mut local, "e1");
+    }
+}
+
+#[test]
+fn the_queue_hands_each_plan_to_one_agent_and_back_after_a_lease() {
+    each_backend(queue_rules);
+}
+
+fn queue_rules(s: &mut Store) {
+    let a = s.queue_add("run", "{\"runs\":1}", "").unwrap();
+    let b = s.queue_add("run", "{\"runs\":2}", "gpu-box").unwrap();
+    // The labelled plan goes only to its machine.
+    let got = s.queue_claim("agent-1", "laptop", 60_000).unwrap().unwrap();
+    assert_eq!((got.id, got.attempts), (a, 1));
+    assert!(s.queue_claim("agent-2", "laptop", 60_000).unwrap().is_none());
+    let got_b = s.queue_claim("agent-2", "gpu-box", 60_000).unwrap().unwrap();
+    assert_eq!(got_b.id, b);
+    assert!(s.queue_renew(a, "agent-1", 60_000).unwrap());
+    assert!(!s.queue_renew(a, "agent-2", 60_000).unwrap(), "not its plan");
+    s.queue_set_experiment(a, "agent-1", "exp-1").unwrap();
+    // agent-1 dies: its lease runs out and the plan goes to the next agent, experiment and all.
+    assert!(s.queue_renew(a, "agent-1", -1).unwrap());
+    let again = s.queue_claim("agent-3", "", 60_000).unwrap().unwrap();
+    assert_eq!(
+        (again.id, again.attempts, again.experiment_id.as_deref()),
+        (a, 2, Some("exp-1"))
+    );
+    assert!(
+        !s.queue_finish(a, "agent-1", QueueStatus::Done, None).unwrap(),
+        "the dead agent's late finish is ignored"
+    );
+    assert!(s.queue_finish(a, "agent-3", QueueStatus::Done, None).unwrap());
+    s.queue_release(b, "agent-2").unwrap();
+    let q = s.queue().unwrap();
+    assert_eq!(
+        q.iter().map(|i| i.status).collect::<Vec<_>>(),
+        [QueueStatus::Done, QueueStatus::Queued]
     );
 }
