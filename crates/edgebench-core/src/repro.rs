@@ -109,7 +109,11 @@ mod tests {
         assert!(default_threads() >= 1);
         let m = Environment::capture("1.2.3", None, &["CPU"]).machine();
         assert_eq!(m.id.len(), 16);
-        assert_eq!(m, e_again().machine(), "the same machine, the same identity");
+        assert_eq!(
+            m,
+            e_again().machine(),
+            "the same machine, the same identity"
+        );
         assert!(!m.label.is_empty());
     }
 

@@ -94,7 +94,6 @@ impl Row {
         }
     }
 
-
     pub fn text(&self, i: usize) -> Result<String, DbError> {
         match self.at(i)? {
             Value::Text(v) => Ok(v.clone()),
@@ -114,7 +113,9 @@ impl Row {
             Value::Null => Ok(None),
             Value::Real(v) => Ok(Some(*v)),
             Value::Int(v) => Ok(Some(*v as f64)),
-            other => Err(DbError(format!("column {i}: expected a number, got {other:?}"))),
+            other => Err(DbError(format!(
+                "column {i}: expected a number, got {other:?}"
+            ))),
         }
     }
 }

@@ -17,7 +17,8 @@ pub struct MachineRow {
     pub first_seen: String,
 }
 
-pub(super) const UPSERT: &str = "INSERT INTO machines (id, label, hardware_json, first_seen) VALUES (?1, ?2, ?3, ?4)
+pub(super) const UPSERT: &str =
+    "INSERT INTO machines (id, label, hardware_json, first_seen) VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT (id) DO UPDATE SET label = excluded.label, hardware_json = excluded.hardware_json";
 
 impl MachineRow {

@@ -43,7 +43,10 @@ impl StoreLocation {
 
     /// The store of a results folder, unless `url` names another one.
     pub fn for_folder(dir: &Path, url: Option<&str>) -> Self {
-        url.map_or_else(|| Self::File(dir.join(crate::results::DB_FILE)), Self::parse)
+        url.map_or_else(
+            || Self::File(dir.join(crate::results::DB_FILE)),
+            Self::parse,
+        )
     }
 
     /// How it is named in messages (a URL's password hidden).
@@ -421,8 +424,6 @@ pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-#[cfg(test)]
-mod tests;
 mod copy;
 pub(crate) mod db;
 mod machines;
@@ -431,6 +432,8 @@ mod queue;
 mod sqlite;
 #[doc(hidden)]
 pub mod temp_pg;
+#[cfg(test)]
+mod tests;
 mod units;
 
 pub use copy::{copy_experiments, CopyReport, ExperimentCopy, StoredRequest, UnitCopy, Written};

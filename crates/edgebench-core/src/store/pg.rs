@@ -154,14 +154,16 @@ impl Postgres {
         let thread = std::thread::Builder::new()
             .name("edgebench-postgres".into())
             .spawn(move || {
-                let worker = Client::connect(&url, NoTls).map_err(err).and_then(|client| {
-                    let mut w = Worker {
-                        client,
-                        prepared: HashMap::new(),
-                    };
-                    w.migrate()?;
-                    Ok(w)
-                });
+                let worker = Client::connect(&url, NoTls)
+                    .map_err(err)
+                    .and_then(|client| {
+                        let mut w = Worker {
+                            client,
+                            prepared: HashMap::new(),
+                        };
+                        w.migrate()?;
+                        Ok(w)
+                    });
                 let mut w = match worker {
                     Ok(w) => {
                         let _ = ready_tx.send(Ok(()));
@@ -271,9 +273,7 @@ fn bind(v: &Value, ty: &Type) -> Result<Box<dyn ToSql + Sync + Send>, DbError> {
         (Value::Null, t) if *t == Type::BOOL => Box::new(None::<bool>),
         (Value::Null, _) => Box::new(None::<String>),
         (Value::Int(i), t) if *t == Type::INT8 => Box::new(*i),
-        (Value::Int(i), t) if *t == Type::INT4 => {
-            Box::new(i32::try_from(*i).map_err(|_| wrong())?)
-        }
+        (Value::Int(i), t) if *t == Type::INT4 => Box::new(i32::try_from(*i).map_err(|_| wrong())?),
         (Value::Int(i), t) if *t == Type::FLOAT8 => Box::new(*i as f64),
         (Value::Int(i), t) if *t == Type::BOOL => Box::new(*i != 0),
         (Value::Int(i), t) if *t == Type::TEXT || *t == Type::VARCHAR => Box::new(i.to_string()),
@@ -305,7 +305,8 @@ fn read(row: &postgres::Row, i: usize) -> Result<Value, DbError> {
         row.try_get::<_, Option<f32>>(i)
             .map(|v| v.map(|x| Value::Real(f64::from(x))))
     } else {
-        row.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text))
+        row.try_get::<_, Option<String>>(i)
+            .map(|v| v.map(Value::Text))
     };
     Ok(v.map_err(err)?.unwrap_or(Value::Null))
 }
@@ -321,7 +322,7 @@ fn params<'a>(
         .collect()
 }
 
-fn refs<'a>(boxed: &'a [Box<dyn ToSql + Sync + Send>]) -> Vec<&'a (dyn ToSql + Sync)> {
+fn refs(boxed: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
     boxed
         .iter()
         .map(|b| b.as_ref() as &(dyn ToSql + Sync))
@@ -353,7 +354,12 @@ impl Db for Postgres {
             let boxed = params(&st, &values)?;
             let rows = w.client.query(&st, &refs(&boxed)).map_err(err)?;
             rows.iter()
-                .map(|r| (0..r.len()).map(|i| read(r, i)).collect::<Result<_, _>>().map(Row))
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| read(r, i))
+                        .collect::<Result<_, _>>()
+                        .map(Row)
+                })
                 .collect()
         })
     }

@@ -58,7 +58,8 @@ pub struct QueueItem {
     pub created: String,
 }
 
-const COLS: &str = "id, kind, plan_json, label, status, agent, experiment_id, attempts, error, created";
+const COLS: &str =
+    "id, kind, plan_json, label, status, agent, experiment_id, attempts, error, created";
 
 fn item(r: &Row) -> Result<QueueItem, super::db::DbError> {
     Ok(QueueItem {

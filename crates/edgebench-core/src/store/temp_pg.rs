@@ -136,7 +136,10 @@ fn start() -> Result<Server, String> {
         match postgres::Client::connect(&url, postgres::NoTls) {
             Ok(_) => break,
             Err(e) if Instant::now() > deadline => {
-                return Err(format!("the server (pid {}) did not answer: {e}", child.id()))
+                return Err(format!(
+                    "the server (pid {}) did not answer: {e}",
+                    child.id()
+                ))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }

@@ -328,8 +328,11 @@ fn filled(s: &mut Store, id: &str) {
     .unwrap();
     s.ensure_units(&ev, &[key("m", "banking77")]).unwrap();
     let e = s.units(&ev).unwrap()[0].id;
-    s.add_eval_items(e, &[("a".into(), "{\"x\":1}".into()), ("b".into(), "{}".into())])
-        .unwrap();
+    s.add_eval_items(
+        e,
+        &[("a".into(), "{\"x\":1}".into()), ("b".into(), "{}".into())],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -396,11 +399,20 @@ fn queue_rules(s: &mut Store) {
     // The labelled plan goes only to its machine.
     let got = s.queue_claim("agent-1", "laptop", 60_000).unwrap().unwrap();
     assert_eq!((got.id, got.attempts), (a, 1));
-    assert!(s.queue_claim("agent-2", "laptop", 60_000).unwrap().is_none());
-    let got_b = s.queue_claim("agent-2", "gpu-box", 60_000).unwrap().unwrap();
+    assert!(s
+        .queue_claim("agent-2", "laptop", 60_000)
+        .unwrap()
+        .is_none());
+    let got_b = s
+        .queue_claim("agent-2", "gpu-box", 60_000)
+        .unwrap()
+        .unwrap();
     assert_eq!(got_b.id, b);
     assert!(s.queue_renew(a, "agent-1", 60_000).unwrap());
-    assert!(!s.queue_renew(a, "agent-2", 60_000).unwrap(), "not its plan");
+    assert!(
+        !s.queue_renew(a, "agent-2", 60_000).unwrap(),
+        "not its plan"
+    );
     s.queue_set_experiment(a, "agent-1", "exp-1").unwrap();
     // agent-1 dies: its lease runs out and the plan goes to the next agent, experiment and all.
     assert!(s.queue_renew(a, "agent-1", -1).unwrap());
@@ -410,10 +422,13 @@ fn queue_rules(s: &mut Store) {
         (a, 2, Some("exp-1"))
     );
     assert!(
-        !s.queue_finish(a, "agent-1", QueueStatus::Done, None).unwrap(),
+        !s.queue_finish(a, "agent-1", QueueStatus::Done, None)
+            .unwrap(),
         "the dead agent's late finish is ignored"
     );
-    assert!(s.queue_finish(a, "agent-3", QueueStatus::Done, None).unwrap());
+    assert!(s
+        .queue_finish(a, "agent-3", QueueStatus::Done, None)
+        .unwrap());
     s.queue_release(b, "agent-2").unwrap();
     let q = s.queue().unwrap();
     assert_eq!(

@@ -12,7 +12,8 @@ const INSERT_REQUEST: &str =
     "INSERT INTO requests (unit_id, idx, warmup, ok, line_json) VALUES (?1, ?2, ?3, ?4, ?5)";
 const INSERT_SAMPLE: &str = "INSERT INTO monitor_samples (unit_id, t_ns, rss_mb, cpu_percent, gpu_util_percent, vram_mb, temp_c, energy_j) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-const INSERT_ITEM: &str = "INSERT INTO eval_items (unit_id, item_id, item_json) VALUES (?1, ?2, ?3) \
+const INSERT_ITEM: &str =
+    "INSERT INTO eval_items (unit_id, item_id, item_json) VALUES (?1, ?2, ?3) \
      ON CONFLICT (unit_id, item_id) DO UPDATE SET item_json = excluded.item_json";
 const FINISH: &str =
     "UPDATE units SET status = 'done', error = NULL, report_json = ?2, file = ?3 WHERE id = ?1";
