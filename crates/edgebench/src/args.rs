@@ -32,6 +32,15 @@ pub enum Command {
         /// Where the results database (edgebench.db) lives.
         #[arg(long, global = true, default_value = "results")]
         results: PathBuf,
+        /// A team store instead of the folder's database (postgres://...).
+        #[arg(
+            long,
+            global = true,
+            env = "EDGEBENCH_STORE",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        store: Option<String>,
         #[command(subcommand)]
         command: ResultsCommand,
     },
@@ -51,6 +60,47 @@ pub enum Command {
     },
     /// The local web UI: hardware, a one-button benchmark with live progress, results.
     Serve(ServeArgs),
+    /// Copy this folder's experiments to a team store (again: only what is new or changed).
+    Push(SyncArgs),
+    /// Copy a team store's experiments into this folder's database.
+    Pull(SyncArgs),
+    /// Add another machine's `results export --format json` file to a store.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The local results folder (its edgebench.db).
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// The team store (postgres://user@host/db, or another edgebench.db file).
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// Only these experiments (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file.
+    pub file: PathBuf,
+    /// The results folder whose database receives it.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// A team store to receive it instead.
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +314,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
 
+    /// Write to a team store instead of the folder's database (postgres://...); files still go
+    /// to --results.
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true,
+        conflicts_with = "no_checkpoint"
+    )]
+    pub store: Option<String>,
+
     /// Continue the last unfinished experiment with this configuration (or experiment ID):
     /// finished units are kept, unfinished ones are redone from their start.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
@@ -451,6 +512,14 @@ pub struct EvalArgs {
     /// Where results go.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Write to a team store instead of the folder's database (postgres://...).
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Continue the last unfinished eval with the same configuration (or experiment ID):
     /// items already scored are kept.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]

@@ -106,6 +106,9 @@ pub fn requests_csv(lines: &[PerfLine]) -> Result<Vec<u8>, ExportError> {
 #[derive(Debug, Serialize)]
 pub struct ExperimentExport<'a> {
     pub experiment: &'a ExperimentRow,
+    /// The machine it ran on, when the store knows it (for `import` on another store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<crate::store::MachineRow>,
     pub units: Vec<UnitExport<'a>>,
 }
 
@@ -158,6 +161,10 @@ pub fn export(
             }
             experiment_json(&ExperimentExport {
                 experiment: e,
+                machine: match e.machine_id.as_str() {
+                    "" => None,
+                    m => store.machine(m)?,
+                },
                 units: out,
             })
         }

@@ -282,3 +282,74 @@ pub fn copy_experiments(
     }
     Ok(report)
 }
+
+impl ExperimentCopy {
+    /// Another machine's experiment from its `results export --format json` file. An export
+    /// without an identity (written before identities existed) gets one from its content, so
+    /// importing it twice still adds it once.
+    pub fn from_export(bytes: &[u8]) -> Result<Self, String> {
+        use serde_json::Value as J;
+        let v: J = serde_json::from_slice(bytes)
+            .map_err(|e| format!("not a `results export --format json` file: {e}"))?;
+        let mut experiment: ExperimentRow = serde_json::from_value(v["experiment"].clone())
+            .map_err(|e| format!("not a `results export --format json` file: experiment: {e}"))?;
+        if experiment.uuid.is_empty() {
+            use sha2::{Digest, Sha256};
+            experiment.uuid = hex::encode(&Sha256::digest(bytes)[..16]);
+        }
+        let units = v["units"]
+            .as_array()
+            .ok_or("not a `results export --format json` file: no units")?;
+        let mut out = Vec::with_capacity(units.len());
+        for (i, u) in units.iter().enumerate() {
+            let key: UnitKey =
+                serde_json::from_value(u.clone()).map_err(|e| format!("unit {}: {e}", i + 1))?;
+            let lines: Vec<crate::results::PerfLine> =
+                serde_json::from_value(u["request_lines"].clone()).unwrap_or_default();
+            let requests = lines
+                .iter()
+                .map(|l| {
+                    Ok(StoredRequest {
+                        idx: i64::from(l.record.index),
+                        warmup: l.record.warmup,
+                        ok: l.record.ok(),
+                        line_json: serde_json::to_string(l).map_err(|e| e.to_string())?,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let eval_items = u["eval_items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|it| {
+                            let id = it["id"].as_str().unwrap_or_default().to_string();
+                            (id, it.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let text = |k: &str| u[k].as_str().map(str::to_string);
+            out.push(UnitCopy {
+                uuid: format!("{}-{i}", experiment.uuid),
+                key,
+                position: i as i64,
+                status: text("status").unwrap_or_else(|| "done".into()),
+                error: text("error"),
+                report_json: text("report_json")
+                    .or_else(|| (!u["report"].is_null()).then(|| u["report"].to_string())),
+                file: None,
+                requests,
+                samples: vec![],
+                eval_items,
+            });
+        }
+        let machine = serde_json::from_value(v["machine"].clone()).ok();
+        Ok(Self {
+            experiment,
+            machine,
+            hardware_snapshots: vec![],
+            units: out,
+        })
+    }
+}

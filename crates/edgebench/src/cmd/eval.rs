@@ -59,9 +59,13 @@ fn request(a: &EvalArgs) -> EvalRequest {
 }
 
 async fn eval_async(a: EvalArgs) -> anyhow::Result<ExitCode> {
-    let plan = request(&a)
+    let mut plan = request(&a)
         .into_plan(environment(), base_command(), &|m| eprintln!("{m}"))
         .map_err(cli_error)?;
+    plan.store = a
+        .store
+        .as_deref()
+        .map(edgebench_core::store::StoreLocation::parse);
     let ctx = ExperimentContext {
         events: Arc::new(Terminal::new("items", true, true)),
         cancel: ctrl_c_token(),

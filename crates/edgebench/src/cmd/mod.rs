@@ -9,6 +9,7 @@ mod report;
 mod results;
 mod run;
 mod serve;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hw { command } => hw::hw(command),
         Command::Compliance(a) => report::compliance(a),
         Command::Models { command } => models::models(command),
-        Command::Results { results, command } => results::results(&results, command),
+        Command::Results {
+            results,
+            store,
+            command,
+        } => results::results(&results, store.as_deref(), command),
+        Command::Push(a) => sync::push(a),
+        Command::Pull(a) => sync::pull(a),
+        Command::Import(a) => sync::import(a),
         Command::Serve(a) => serve::serve(a),
     }
 }

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use edgebench_core::report::export::{self, ExportFormat};
 use edgebench_core::results::atomic_write;
-use edgebench_core::store::{ExperimentRow, Store, UnitRow};
+use edgebench_core::store::{ExperimentRow, Store, StoreLocation, UnitRow};
 
 use crate::args::{ExportFormatArg, ResultsCommand};
 
-pub fn results(dir: &Path, command: ResultsCommand) -> anyhow::Result<ExitCode> {
-    let db = dir.join("edgebench.db");
-    let store = Store::open_existing(&db)?;
+pub fn results(dir: &Path, url: Option<&str>, command: ResultsCommand) -> anyhow::Result<ExitCode> {
+    let location = StoreLocation::for_folder(dir, url);
+    let store = Store::connect_existing(&location)?;
+    let db = location.shown();
     match command {
         ResultsCommand::List { json } => list(&store, json)?,
         ResultsCommand::Show { id, json } => show(&store, &db, &id, json)?,
@@ -54,13 +55,10 @@ pub fn results(dir: &Path, command: ResultsCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn experiment(store: &Store, db: &Path, id: &str) -> anyhow::Result<ExperimentRow> {
-    store.experiment(id)?.ok_or_else(|| {
-        anyhow!(
-            "no experiment {id:?} in {} (see `edgebench results list`)",
-            db.display()
-        )
-    })
+fn experiment(store: &Store, db: &str, id: &str) -> anyhow::Result<ExperimentRow> {
+    store
+        .experiment(id)?
+        .ok_or_else(|| anyhow!("no experiment {id:?} in {db} (see `edgebench results list`)"))
 }
 
 fn progress(units: &[UnitRow]) -> (usize, usize, usize) {
@@ -112,7 +110,7 @@ fn list(store: &Store, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(store: &Store, db: &Path, id: &str, json: bool) -> anyhow::Result<()> {
+fn show(store: &Store, db: &str, id: &str, json: bool) -> anyhow::Result<()> {
     let e = experiment(store, db, id)?;
     let units = store.units(&e.id)?;
     if json {

@@ -166,9 +166,13 @@ async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(open_tokenizer(p).with_context(|| format!("--tokenizer {}", p.display()))?),
         None => None,
     };
-    let plan = request(&a).into_plan(environment(), base_command(), tokenizer, &|m| {
+    let mut plan = request(&a).into_plan(environment(), base_command(), tokenizer, &|m| {
         eprintln!("{m}")
     })?;
+    plan.store = a
+        .store
+        .as_deref()
+        .map(edgebench_core::store::StoreLocation::parse);
     let ctx = ExperimentContext {
         events: Arc::new(Terminal::new("requests", !a.no_checkpoint, false)),
         cancel: ctrl_c_token(),

@@ -1,0 +1,173 @@
+//! The team store end to end, against a real PostgreSQL server started for the test: a run
+//! written straight to it, push twice, pull, import twice, with counts checked at each step.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use edgebench_core::store::temp_pg;
+
+fn edgebench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgebench"))
+        .args(args)
+        .env(
+            "EDGEBENCH_HOME",
+            std::env::temp_dir().join("edgebench-cli-test-home"),
+        )
+        .env("EDGEBENCH_SETTLE_TIMEOUT", "1")
+        .env_remove("EDGEBENCH_STORE")
+        .output()
+        .expect("run edgebench")
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// (experiments, sum of records over every unit) in a store, through `results show --json`.
+fn counts(results: &Path, store: Option<&str>) -> (usize, i64) {
+    let mut base = vec!["results", "--results", results.to_str().unwrap()];
+    if let Some(s) = store {
+        base.extend(["--store", s]);
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(edgebench(&[&base[..], &["list", "--json"]].concat()))).unwrap();
+    let mut records = 0;
+    for e in list.as_array().unwrap() {
+        let id = e["id"].as_str().unwrap();
+        let show: serde_json::Value = serde_json::from_str(&ok(edgebench(
+            &[&base[..], &["show", id, "--json"]].concat(),
+        )))
+        .unwrap();
+        records += show["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["requests"].as_i64().unwrap())
+            .sum::<i64>();
+    }
+    (list.as_array().unwrap().len(), records)
+}
+
+#[test]
+fn push_pull_and_import_through_a_team_store_add_nothing_twice() {
+    let Some(url) = temp_pg::database() else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let laptop = d.path().join("laptop");
+    let run = |dir: &Path, extra: &[&str]| {
+        ok(edgebench(
+            &[
+                &[
+                    "run",
+                    "--endpoint",
+                    "mock",
+                    "--runs",
+                    "3",
+                    "--warmup",
+                    "1",
+                    "--cooldown",
+                    "0",
+                    "--scenarios",
+                    "interactive_assistant",
+                    "--results",
+                    dir.to_str().unwrap(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        ))
+    };
+    run(&laptop, &[]);
+    run(&laptop, &["--seed", "7"]);
+    let local = counts(&laptop, None);
+    assert_eq!(local, (2, 8), "two runs of 1 warm-up + 3 requests");
+
+    let lp = laptop.to_str().unwrap();
+    let push = edgebench(&["push", "--results", lp, "--store", &url]);
+    assert!(String::from_utf8_lossy(&push.stderr).contains("2 new"));
+    ok(push);
+    let again = edgebench(&["push", "--results", lp, "--store", &url]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("0 new, 0 updated, 2 already there"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        counts(&laptop, Some(&url)),
+        local,
+        "pushed twice, stored once"
+    );
+
+    // A run written straight to the team store: files in the folder, rows in PostgreSQL.
+    let direct = d.path().join("direct");
+    run(&direct, &["--store", &url, "--seed", "9"]);
+    assert!(!direct.join("edgebench.db").exists());
+    assert_eq!(counts(&laptop, Some(&url)), (3, 12));
+
+    // Pulled into an empty folder: everything, once.
+    let desk = d.path().join("desk");
+    let dp = desk.to_str().unwrap();
+    ok(edgebench(&["pull", "--results", dp, "--store", &url]));
+    ok(edgebench(&["pull", "--results", dp, "--store", &url]));
+    assert_eq!(counts(&desk, None), (3, 12));
+
+    // Another machine's export imported twice: one experiment more.
+    let other = d.path().join("other");
+    run(&other, &["--seed", "11"]);
+    let list: serde_json::Value = serde_json::from_str(&ok(edgebench(&[
+        "results",
+        "--results",
+        other.to_str().unwrap(),
+        "list",
+        "--json",
+    ])))
+    .unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let file = d.path().join("other.json");
+    ok(edgebench(&[
+        "results",
+        "--results",
+        other.to_str().unwrap(),
+        "export",
+        &id,
+        "--format",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+    ]));
+    ok(edgebench(&[
+        "import",
+        file.to_str().unwrap(),
+        "--store",
+        &url,
+    ]));
+    ok(edgebench(&[
+        "import",
+        file.to_str().unwrap(),
+        "--store",
+        &url,
+    ]));
+    assert_eq!(counts(&laptop, Some(&url)), (4, 16));
+
+    // A store URL that answers nothing is one clear line, exit 2.
+    let bad = edgebench(&[
+        "push",
+        "--results",
+        lp,
+        "--store",
+        "postgres://nobody:secret@127.0.0.1:1/none",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("127.0.0.1:1") && !err.contains("secret"),
+        "{err}"
+    );
+}
