@@ -99,13 +99,7 @@ impl Experiment {
         let short = |h: &str| h[..12.min(h.len())].to_string();
         let (row, resumed) = match &s.resume {
             Resume::No => {
-                let stamp = file_timestamp(s.started);
-                let mut id = format!("{}{stamp}", s.id_prefix);
-                let mut n = 2;
-                while store.has_experiment(&id)? {
-                    id = format!("{}{stamp}-{n}", s.id_prefix);
-                    n += 1;
-                }
+                let id = store.free_id(&format!("{}{}", s.id_prefix, file_timestamp(s.started)))?;
                 let row = ExperimentRow {
                     id,
                     kind: s.kind.clone(),

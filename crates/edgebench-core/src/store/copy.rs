@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{vals, Stmt};
 use super::machines::MachineRow;
+use super::units::{unit_key, KEY_COLS};
 use super::{ExperimentRow, Store, StoreError};
 use crate::monitor::Sample;
 use crate::results::UnitKey;
@@ -90,33 +91,22 @@ impl Store {
             m => self.machine(m)?,
         };
         let mut units = self.query_map(
-            "SELECT id, uuid, model_name, format, quantization, scenario, setting, position, status,
-                    error, report_json, file, model
-             FROM units WHERE experiment_id = ?1 ORDER BY position",
+            &format!(
+                "SELECT id, uuid, position, status, error, report_json, file, {KEY_COLS}
+                 FROM units WHERE experiment_id = ?1 ORDER BY position"
+            ),
             vals![id],
             |r| {
-                let name = r.text(2)?;
-                let (model, format, quantization) = if name.is_empty() {
-                    UnitKey::parse_model_label(&r.text(12)?)
-                } else {
-                    (name, r.text(3)?, r.text(4)?)
-                };
                 Ok((
                     r.int(0)?,
                     UnitCopy {
                         uuid: r.text(1)?,
-                        key: UnitKey {
-                            model,
-                            format,
-                            quantization,
-                            scenario: r.text(5)?,
-                            setting: r.text(6)?,
-                        },
-                        position: r.int(7)?,
-                        status: r.text(8)?,
-                        error: r.opt_text(9)?,
-                        report_json: r.opt_text(10)?,
-                        file: r.opt_text(11)?,
+                        key: unit_key(r, 7)?,
+                        position: r.int(2)?,
+                        status: r.text(3)?,
+                        error: r.opt_text(4)?,
+                        report_json: r.opt_text(5)?,
+                        file: r.opt_text(6)?,
                         requests: vec![],
                         samples: vec![],
                         eval_items: vec![],
@@ -246,7 +236,7 @@ impl Store {
     }
 
     /// `id`, or `id-2`, `id-3`... when another experiment already has it.
-    fn free_id(&self, id: &str) -> Result<String, StoreError> {
+    pub fn free_id(&self, id: &str) -> Result<String, StoreError> {
         let mut candidate = id.to_string();
         let mut n = 2;
         while self.has_experiment(&candidate)? {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::db::{vals, Stmt};
+use super::db::{vals, DbError, Row, Stmt};
 use super::{new_uuid, Store, StoreError, UnitRow};
 use crate::monitor::Sample;
 use crate::results::{PerfLine, UnitKey, UnitReport};
@@ -15,6 +15,27 @@ const INSERT_SAMPLE: &str = "INSERT INTO monitor_samples (unit_id, t_ns, rss_mb,
 const INSERT_ITEM: &str =
     "INSERT INTO eval_items (unit_id, item_id, item_json) VALUES (?1, ?2, ?3) \
      ON CONFLICT (unit_id, item_id) DO UPDATE SET item_json = excluded.item_json";
+/// A unit's key columns, in the order [`unit_key`] reads them.
+pub(super) const KEY_COLS: &str = "model, model_name, format, quantization, scenario, setting";
+
+/// A unit's key from the [`KEY_COLS`] starting at column `at`. Units written before the typed
+/// columns existed have them empty and are read from the display label.
+pub(super) fn unit_key(r: &Row, at: usize) -> Result<UnitKey, DbError> {
+    let name = r.text(at + 1)?;
+    let (model, format, quantization) = if name.is_empty() {
+        UnitKey::parse_model_label(&r.text(at)?)
+    } else {
+        (name, r.text(at + 2)?, r.text(at + 3)?)
+    };
+    Ok(UnitKey {
+        model,
+        format,
+        quantization,
+        scenario: r.text(at + 4)?,
+        setting: r.text(at + 5)?,
+    })
+}
+
 const FINISH: &str =
     "UPDATE units SET status = 'done', error = NULL, report_json = ?2, file = ?3 WHERE id = ?1";
 
@@ -51,35 +72,24 @@ impl Store {
     /// The experiment's units, in order, with their request counts.
     pub fn units(&self, experiment: &str) -> Result<Vec<UnitRow>, StoreError> {
         self.query_map(
-            "SELECT u.id, u.model, u.scenario, u.setting, u.status, u.error, u.report_json,
-                    (SELECT COUNT(*) FROM requests r WHERE r.unit_id = u.id)
-                    + (SELECT COUNT(*) FROM eval_items e WHERE e.unit_id = u.id),
-                    u.model_name, u.format, u.quantization
-             FROM units u WHERE u.experiment_id = ?1 ORDER BY u.position",
+            &format!(
+                "SELECT u.id, u.status, u.error, u.report_json,
+                        (SELECT COUNT(*) FROM requests r WHERE r.unit_id = u.id)
+                        + (SELECT COUNT(*) FROM eval_items e WHERE e.unit_id = u.id),
+                        {KEY_COLS}
+                 FROM units u WHERE u.experiment_id = ?1 ORDER BY u.position"
+            ),
             vals![experiment],
             |r| {
-                let report = r.opt_text(6)?;
-                let label = r.text(1)?;
-                let name = r.text(8)?;
-                let (model, format, quantization) = if name.is_empty() {
-                    UnitKey::parse_model_label(&label)
-                } else {
-                    (name, r.text(9)?, r.text(10)?)
-                };
+                let report = r.opt_text(3)?;
                 Ok(UnitRow {
                     id: r.int(0)?,
-                    key: UnitKey {
-                        model,
-                        format,
-                        quantization,
-                        scenario: r.text(2)?,
-                        setting: r.text(3)?,
-                    },
-                    status: r.text(4)?,
-                    error: r.opt_text(5)?,
+                    key: unit_key(r, 5)?,
+                    status: r.text(1)?,
+                    error: r.opt_text(2)?,
                     report: report.as_deref().and_then(|j| serde_json::from_str(j).ok()),
                     report_json: report,
-                    requests: r.int(7)?,
+                    requests: r.int(4)?,
                 })
             },
         )
