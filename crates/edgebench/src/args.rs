@@ -66,6 +66,89 @@ pub enum Command {
     Pull(SyncArgs),
     /// Add another machine's `results export --format json` file to a store.
     Import(ImportArgs),
+    /// The fleet queue of a team store: add run or eval plans for agents, list them.
+    Queue {
+        /// The team store whose queue it is (postgres://..., or an edgebench.db file).
+        #[arg(
+            long,
+            global = true,
+            env = "EDGEBENCH_STORE",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        store: Option<String>,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Take queued plans from a team store and run them on this machine, one after another,
+    /// results written to that store.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Queue a plan: `queue add [--label L] run FLAGS...` or `queue add eval FLAGS...`, the flags
+    /// as `edgebench run` or `edgebench eval` take them (paths as the agents will see them;
+    /// `--results`, `--store` and `--resume` are the agent's own).
+    Add {
+        /// Only an agent started with this `--label` takes it (default: any agent).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Queue this many copies (each one its own experiment).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        copies: u32,
+        #[command(subcommand)]
+        plan: QueuedCommand,
+    },
+    /// Every queued plan: id, kind, label, status, agent, experiment, attempts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuedCommand {
+    /// A benchmark, with `edgebench run`'s flags.
+    Run(Box<RunArgs>),
+    /// An evaluation, with `edgebench eval`'s flags.
+    Eval(Box<EvalArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The team store whose queue to drain and where results go.
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// Take plans queued for this label as well as plans for any machine (default: the
+    /// machine label, EDGEBENCH_MACHINE_LABEL or the host name).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Where the result files go (the rows go to the store).
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Seconds a plan stays held without renewal; a killed agent's plan returns to the queue
+    /// after it. Renewed every third of it.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub lease: f64,
+    /// Seconds between looks at an empty queue.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub poll: f64,
+    /// Stop once no plan for this agent is queued or running anywhere (default: wait for more).
+    #[arg(long)]
+    pub drain: bool,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! snapshots, cold start, result files. It reports through one event stream and stops on one
 //! cancellation token; the CLI and the web UI only build plans and render events.
 
+pub mod agent;
 pub mod eval;
 pub mod eval_request;
 mod lifecycle;

@@ -24,7 +24,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The flags as the library's eval request.
-fn request(a: &EvalArgs) -> EvalRequest {
+pub(crate) fn request(a: &EvalArgs) -> EvalRequest {
     EvalRequest {
         task: a.task.clone(),
         model: a.model.clone(),

@@ -2,6 +2,7 @@
 
 mod compare;
 mod eval;
+mod fleet;
 mod hw;
 mod models;
 mod render;
@@ -45,6 +46,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(a) => sync::pull(a),
         Command::Import(a) => sync::import(a),
         Command::Serve(a) => serve::serve(a),
+        Command::Queue { store, command } => fleet::queue(store.as_deref(), command),
+        Command::Agent(a) => fleet::agent(a),
     }
 }
 

@@ -19,7 +19,7 @@ use super::Interrupted;
 use crate::args::{ApiArg, RunArgs};
 
 /// The flags as the library's run request.
-fn request(a: &RunArgs) -> RunRequest {
+pub(crate) fn request(a: &RunArgs) -> RunRequest {
     RunRequest {
         endpoint: a.endpoint.clone(),
         models: a.models.clone(),
