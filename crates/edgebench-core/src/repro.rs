@@ -68,20 +68,25 @@ impl Environment {
             .flat_map(|h| h.gpus.iter())
             .map(|g| format!("{} {} {:?}", g.vendor, g.model, g.vram_mb))
             .collect();
+        let chosen = std::env::var("EDGEBENCH_MACHINE_LABEL")
+            .ok()
+            .filter(|l| !l.trim().is_empty());
+        // A label given on purpose is part of the identity (two labels on one host are two
+        // machines to compare, a VM relabelled after a resize is a new one); else the host.
         let key = format!(
-            "{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}{}",
             self.cpu_model,
             self.logical_cores,
             (self.ram_total_mb as f64 / 1000.0).round(),
             gpus.join(","),
             self.os,
-            host
+            host,
+            chosen
+                .as_deref()
+                .map_or_else(String::new, |l| format!("|{l}"))
         );
         let id = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
-        let label = std::env::var("EDGEBENCH_MACHINE_LABEL")
-            .ok()
-            .filter(|l| !l.trim().is_empty())
-            .unwrap_or(if host.is_empty() { id.clone() } else { host });
+        let label = chosen.unwrap_or(if host.is_empty() { id.clone() } else { host });
         MachineIdentity { id, label }
     }
 }

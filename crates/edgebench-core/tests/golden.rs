@@ -191,21 +191,50 @@ fn summary_table() {
         edgebench_version: "0.1.0".into(),
         ..Environment::default()
     };
+    let to_lines = |recs: Vec<RequestRecord>| -> Vec<PerfLine> {
+        recs.into_iter()
+            .map(|r| PerfLine {
+                run_id: "r".into(),
+                config_hash: "h".into(),
+                model: unit.summary.model.clone(),
+                publisher: String::new(),
+                format: "gguf".into(),
+                quantization: "Q4_1".into(),
+                scenario: unit.summary.scenario.clone(),
+                target: "embedded".into(),
+                metrics: metrics::derive(&r),
+                json_valid: None,
+                record: r,
+            })
+            .collect()
+    };
+    let slower: Vec<RequestRecord> = [(150, 10), (160, 11), (140, 10), (170, 12), (155, 11)]
+        .iter()
+        .enumerate()
+        .map(|(i, (t, g))| record(i as u32 + 1, false, *t, *g, 4))
+        .collect();
     let sets = [
         MachineResults {
             label: "laptop-a".into(),
             environment: Some(env("Ryzen 7 7840U", 32768)),
-            units: vec![unit, other],
+            units: vec![unit.clone(), other],
+            lines: to_lines(records()),
+            read_bandwidth_gb_s: Some(80.0),
         },
         MachineResults {
             label: "laptop-b".into(),
             environment: Some(env("Core Ultra 7 155H", 16384)),
             units: vec![flagged],
+            lines: to_lines(slower),
+            read_bandwidth_gb_s: None,
         },
     ];
     golden(
         "machines.md",
-        &machines::to_markdown(&machines::compare(&sets)),
+        &machines::to_markdown(&machines::compare(
+            &sets,
+            &edgebench_core::compare::CompareOptions::default(),
+        )),
     );
 }
 

@@ -43,12 +43,18 @@ pub async fn hardware(State(s): State<Arc<AppState>>) -> Result<Json<Value>, Api
 }
 
 fn folder(s: &AppState) -> Result<Option<ResultsFolder>, ApiError> {
+    let internal = |e: edgebench_core::results::ReadError| {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    };
+    if let Some(store) = &s.config.store {
+        return ResultsFolder::open_store(store).map(Some).map_err(internal);
+    }
     if !s.config.results.is_dir() {
         return Ok(None);
     }
     ResultsFolder::open(&s.config.results)
         .map(Some)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .map_err(internal)
 }
 
 /// The experiments in the store, newest first, with their progress.
@@ -150,10 +156,23 @@ pub async fn compare(
 ) -> Result<Json<Value>, ApiError> {
     use edgebench_core::compare::{self, CompareOptions, Criteria};
     let dir = s.config.results.clone();
+    let store = s.config.store.clone();
     let out = tokio::task::spawn_blocking(move || {
         let bad = |e: compare::CompareError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
-        let b = compare::load(&q.baseline, &dir).map_err(bad)?;
-        let c = compare::load(&q.candidate, &dir).map_err(bad)?;
+        let (b, c) = match &store {
+            Some(store) => {
+                let f = ResultsFolder::open_store(store)
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                (
+                    compare::load_stored(&q.baseline, &f).map_err(bad)?,
+                    compare::load_stored(&q.candidate, &f).map_err(bad)?,
+                )
+            }
+            None => (
+                compare::load(&q.baseline, &dir).map_err(bad)?,
+                compare::load(&q.candidate, &dir).map_err(bad)?,
+            ),
+        };
         let cmp = compare::compare(&b, &c, &Criteria::default(), &CompareOptions::default())
             .map_err(bad)?;
         let markdown = edgebench_core::report::compare_md::render(&cmp);
@@ -213,13 +232,35 @@ pub async fn import_machine(
 pub async fn machines(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     use edgebench_core::results::machines::{self, MachineResults};
     let results = s.config.results.clone();
+    let store = s.config.store.clone();
     let imports = imports_dir(&s);
     let out = tokio::task::spawn_blocking(move || {
         let err =
             |e: machines::MachineError| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         let mut sets = Vec::new();
-        if results.is_dir() {
-            sets.push(MachineResults::from_folder(&results, "this machine").map_err(err)?);
+        match &store {
+            // Every machine of the team store, by label.
+            Some(store) => {
+                let f = ResultsFolder::open_store(store)
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                let mut labels: Vec<String> = f
+                    .store()
+                    .map(|s| s.machines())
+                    .transpose()
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| m.label)
+                    .collect();
+                labels.dedup();
+                for l in labels {
+                    sets.push(MachineResults::from_store(&f, &l).map_err(err)?);
+                }
+            }
+            None if results.is_dir() => {
+                sets.push(MachineResults::from_folder(&results, "this machine").map_err(err)?);
+            }
+            None => {}
         }
         let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&imports)
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -235,7 +276,7 @@ pub async fn machines(State(s): State<Arc<AppState>>) -> Result<Json<Value>, Api
                 .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             sets.push(MachineResults::from_export(&bytes, &label).map_err(err)?);
         }
-        let c = machines::compare(&sets);
+        let c = machines::compare(&sets, &edgebench_core::compare::CompareOptions::default());
         let markdown = machines::to_markdown(&c);
         Ok::<_, ApiError>(json!({"comparison": c, "markdown": markdown}))
     })
@@ -289,9 +330,13 @@ pub async fn start_run(
     // Results go where the server keeps them.
     req.results = s.config.results.clone();
     let env = s.config.environment.clone();
+    let store = s.config.store.clone();
     start_job(s, move || {
         req.into_plan(env, "edgebench serve (web UI)".into(), None, &|_| {})
-            .map(|p| Job::Perf(Box::new(p)))
+            .map(|mut p| {
+                p.store = store;
+                Job::Perf(Box::new(p))
+            })
     })
     .await
 }
@@ -306,9 +351,13 @@ pub async fn start_eval(
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
     req.results = s.config.results.clone();
     let env = s.config.environment.clone();
+    let store = s.config.store.clone();
     start_job(s, move || {
         req.into_plan(env, "edgebench serve (web UI)".into(), &|_| {})
-            .map(|p| Job::Eval(Box::new(p)))
+            .map(|mut p| {
+                p.store = store;
+                Job::Eval(Box::new(p))
+            })
     })
     .await
 }

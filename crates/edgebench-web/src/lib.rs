@@ -23,6 +23,9 @@ use serde_json::json;
 pub struct WebConfig {
     /// The results folder runs write to and pages read from.
     pub results: PathBuf,
+    /// A team store that runs write to and pages read from instead of the folder's database
+    /// (result files still go to `results`).
+    pub store: Option<edgebench_core::store::StoreLocation>,
     /// Required on every request when set (`Authorization: Bearer`, or the cookie the
     /// `?token=` URL sets).
     pub token: Option<String>,

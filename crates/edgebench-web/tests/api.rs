@@ -16,6 +16,7 @@ use tower::ServiceExt;
 fn state(results: &std::path::Path, token: Option<&str>) -> Arc<AppState> {
     Arc::new(AppState {
         config: WebConfig {
+            store: None,
             results: results.to_path_buf(),
             token: token.map(str::to_string),
             engine: Arc::new(NoEngine),

@@ -197,6 +197,15 @@ pub struct ServeArgs {
     /// Required on every request (generated and printed when binding beyond loopback).
     #[arg(long, env = "EDGEBENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A team store to read (and, for serve, write) instead of the folder's database
+    /// (postgres://...).
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +241,13 @@ pub struct HwBenchArgs {
     pub no_decode: bool,
     #[arg(long)]
     pub json: bool,
+    /// Keep the report with this machine in the folder's results database (the machine
+    /// comparison normalises decode speed by its bandwidth).
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Keep it in a team store instead (postgres://...).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -640,7 +656,8 @@ pub struct CompareArgs {
     pub candidate: Option<String>,
     /// Machines side by side instead: comma-separated results folders or `results export
     /// --format json` files, each optionally `LABEL=PATH` (default label: the folder or file
-    /// name); the same model x scenario across them with CIs, and their hardware.
+    /// name), or with --store machine labels of the team store; the same model x scenario
+    /// across them with CIs, each machine tested against the first, and their hardware.
     #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "[LABEL=]PATH", conflicts_with_all = ["baseline", "candidate", "all"])]
     pub machines: Vec<String>,
     /// Compare every pair of models in BASELINE's experiment (the earlier model as baseline),
@@ -654,6 +671,15 @@ pub struct CompareArgs {
     /// Where run ids are looked up.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Look run ids up in a team store instead (postgres://...); with --machines, each entry
+    /// without a path is a machine label there.
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -679,6 +705,14 @@ pub struct ReportArgs {
     /// Print one community results table row per model on stdout.
     #[arg(long)]
     pub community: bool,
+    /// Report on a team store's finished experiments instead of a folder (postgres://...).
+    #[arg(
+        long,
+        env = "EDGEBENCH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

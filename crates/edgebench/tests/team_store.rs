@@ -171,3 +171,179 @@ fn push_pull_and_import_through_a_team_store_add_nothing_twice() {
         "{err}"
     );
 }
+
+/// `edgebench` with a machine label.
+fn edgebench_on(label: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgebench"))
+        .args(args)
+        .env(
+            "EDGEBENCH_HOME",
+            std::env::temp_dir().join("edgebench-cli-test-home"),
+        )
+        .env("EDGEBENCH_SETTLE_TIMEOUT", "1")
+        .env("EDGEBENCH_MACHINE_LABEL", label)
+        .env_remove("EDGEBENCH_STORE")
+        .output()
+        .expect("run edgebench")
+}
+
+#[test]
+fn machines_compared_in_a_team_store_give_compares_figures_and_reports_read_it() {
+    let Some(url) = temp_pg::database() else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    // Two machines' runs, each exported and imported into the team store.
+    let mut exports = Vec::new();
+    for label in ["node-a", "node-b"] {
+        let dir = d.path().join(label);
+        let dp = dir.to_str().unwrap();
+        ok(edgebench_on(
+            label,
+            &[
+                "run",
+                "--endpoint",
+                "mock",
+                "--runs",
+                "8",
+                "--warmup",
+                "1",
+                "--cooldown",
+                "0",
+                "--max-tokens",
+                "20",
+                "--scenarios",
+                "interactive_assistant",
+                "--results",
+                dp,
+            ],
+        ));
+        let list: serde_json::Value = serde_json::from_str(&ok(edgebench(&[
+            "results",
+            "--results",
+            dp,
+            "list",
+            "--json",
+        ])))
+        .unwrap();
+        let id = list[0]["id"].as_str().unwrap().to_string();
+        let file = d.path().join(format!("{label}.json"));
+        ok(edgebench(&[
+            "results",
+            "--results",
+            dp,
+            "export",
+            &id,
+            "--format",
+            "json",
+            "--output",
+            file.to_str().unwrap(),
+        ]));
+        ok(edgebench(&[
+            "import",
+            file.to_str().unwrap(),
+            "--store",
+            &url,
+        ]));
+        exports.push((id, file));
+    }
+    // A bench of node-a's memory, kept with it in the store, normalises its decode speed.
+    if let Ok(model) = std::env::var("EDGEBENCH_TEST_MODEL") {
+        ok(edgebench_on(
+            "node-a",
+            &[
+                "hw",
+                "bench",
+                "--models",
+                &model,
+                "--no-decode",
+                "--sizes",
+                "64",
+                "--runs",
+                "1",
+                "--store",
+                &url,
+            ],
+        ));
+    }
+
+    let by_machine: serde_json::Value = serde_json::from_str(&ok(edgebench(&[
+        "compare",
+        "--store",
+        &url,
+        "--machines",
+        "node-a,node-b",
+        "--json",
+    ])))
+    .unwrap();
+    let (a, b) = (&exports[0].1, &exports[1].1);
+    let direct = edgebench(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+    ]);
+    let direct: serde_json::Value = serde_json::from_slice(&direct.stdout).unwrap();
+    let labels: Vec<&str> = by_machine["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["node-a", "node-b"]);
+    let test = &by_machine["tests"][0]["comparison"];
+    assert!(test.is_object(), "{by_machine}");
+    assert_eq!(
+        test["scenarios"], direct["scenarios"],
+        "the machine comparison's tests are compare's"
+    );
+    let metrics = direct["scenarios"][0]["metrics"].as_array().unwrap();
+    assert!(metrics
+        .iter()
+        .any(|m| m["metric"] == "ttft_ms" && m["p_value"].is_number()));
+    if std::env::var("EDGEBENCH_TEST_MODEL").is_ok() {
+        let bw = by_machine["machines"][0]["read_bandwidth_gb_s"]
+            .as_f64()
+            .unwrap();
+        assert!(bw > 0.0);
+        let cell = &by_machine["rows"][0]["cells"][0];
+        let decode = cell["decode_tokens_per_s"]["mean"].as_f64().unwrap();
+        let per = cell["decode_tokens_per_s_per_gb_s"].as_f64().unwrap();
+        assert!((per - decode / bw).abs() < 1e-9 * per.abs().max(1.0));
+        assert!(by_machine["machines"][1]["read_bandwidth_gb_s"].is_null());
+    }
+
+    // compare and report read the team store by experiment id, with no folder.
+    let ids = (exports[0].0.as_str(), exports[1].0.as_str());
+    let stored: serde_json::Value = serde_json::from_str(&ok(edgebench(&[
+        "compare", "--store", &url, ids.0, ids.1, "--json",
+    ])))
+    .unwrap();
+    assert_eq!(stored["scenarios"], direct["scenarios"]);
+    let report = d.path().join("report");
+    ok(edgebench(&[
+        "report",
+        "--store",
+        &url,
+        "--output",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let files: Vec<_> = std::fs::read_dir(&report).unwrap().flatten().collect();
+    let json = files
+        .iter()
+        .find(|f| f.path().extension().is_some_and(|e| e == "json"))
+        .expect("a JSON report");
+    let text = std::fs::read_to_string(json.path()).unwrap();
+    assert!(
+        text.contains(ids.0) && text.contains(ids.1),
+        "both runs in the report"
+    );
+
+    // A label the store does not know is one line naming it.
+    let o = edgebench(&["compare", "--store", &url, "--machines", "node-a,node-z"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("node-z") && err.contains("node-a"), "{err}");
+}

@@ -109,11 +109,19 @@ impl ResultSet {
 
 /// Loads the tasks of eval experiment `id` from the database in `dir`.
 fn load_eval(spec: &str, id: &str, dir: &Path) -> Result<ResultSet, CompareError> {
-    let not_found = || CompareError::NotFound(spec.to_string(), dir.display().to_string());
     if !dir.is_dir() {
-        return Err(not_found());
+        return Err(CompareError::NotFound(
+            spec.to_string(),
+            dir.display().to_string(),
+        ));
     }
-    let Some(units) = ResultsFolder::open(dir)?.eval_units(id)? else {
+    load_eval_in(spec, id, &ResultsFolder::open(dir)?)
+}
+
+/// Loads the tasks of eval experiment `id` from an opened folder or store.
+fn load_eval_in(spec: &str, id: &str, folder: &ResultsFolder) -> Result<ResultSet, CompareError> {
+    let not_found = || CompareError::NotFound(spec.to_string(), folder.dir().display().to_string());
+    let Some(units) = folder.eval_units(id)? else {
         return Err(not_found());
     };
     let evals: Vec<EvalSide> = units
@@ -343,6 +351,43 @@ fn perf_files(dir: &Path) -> Result<Vec<PathBuf>, CompareError> {
 
 fn run_id_of(path: &Path) -> Option<String> {
     reader::run_id_of(path)
+}
+
+/// Loads experiment `id` (a run or an eval) from a store opened as a results folder (a team
+/// store, [`ResultsFolder::open_store`]): its request lines and unit reports from the rows.
+/// A path to a result file is read as [`load`] reads it.
+pub fn load_stored(spec: &str, folder: &ResultsFolder) -> Result<ResultSet, CompareError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return load(spec, folder.dir());
+    }
+    let not_found = || CompareError::NotFound(spec.to_string(), folder.dir().display().to_string());
+    let Some(store) = folder.store() else {
+        return Err(not_found());
+    };
+    let Some(e) = store.experiment(spec)? else {
+        return Err(not_found());
+    };
+    if e.kind == "eval" {
+        return load_eval_in(spec, spec, folder);
+    }
+    let ids = [spec.to_string()];
+    let lines = folder.perf_lines(Some(&ids))?;
+    if !lines.iter().any(|l| !l.record.warmup) {
+        return Err(CompareError::Empty(spec.to_string()));
+    }
+    let units = folder
+        .units(spec)?
+        .into_iter()
+        .filter_map(|u| u.report)
+        .collect();
+    Ok(ResultSet {
+        label: spec.to_string(),
+        run_id: spec.to_string(),
+        lines,
+        units,
+        evals: Vec::new(),
+    })
 }
 
 /// Loads `spec`: a `.jsonl` perf file, a `.json` result file (a run summary, an eval summary or

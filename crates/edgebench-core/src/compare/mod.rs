@@ -13,7 +13,7 @@ mod metric;
 pub use criteria::{Criteria, CriteriaError};
 pub use decide::decide;
 pub use eval::{INVALID_RATE_TASKS, ITEM_SCORES};
-pub use load::{load, CompareError, EvalSide, ResultSet};
+pub use load::{load, load_stored, CompareError, EvalSide, ResultSet};
 pub use metric::{metric_names, MetricDef, METRICS, PEAK_RSS};
 
 use eval::*;

@@ -198,6 +198,8 @@ impl Experiment {
                 label: machine.label,
                 hardware_json: json,
                 first_seen: taken,
+                bench_json: None,
+                bench_taken: None,
             },
         )?;
         Ok(())

@@ -15,11 +15,10 @@ use crate::catalog::ModelInfo;
 use crate::clock::Clock;
 use crate::repro::Environment;
 use crate::results::{
-    self, atomic_write, file_timestamp, ExperimentConfig, ModelReport, ModelSetup, RunSummary,
-    UnitKey,
+    self, atomic_write, file_timestamp, ExperimentConfig, ModelSetup, RunSummary, UnitKey,
 };
 use crate::runner::{self, RunPlan};
-use crate::workload::sweep::{self, SweepState, SweepStep};
+use crate::workload::sweep::SweepState;
 use crate::workload::{Scenario, ScenarioFile};
 
 use super::profile::{self, Profile};
@@ -246,43 +245,8 @@ async fn run_with_server(
     }
     // The summary, from the store (units of earlier invocations included).
     let units = exp.units()?;
-    let reports: Vec<ModelReport> = models
-        .iter()
-        .zip(&setups)
-        .map(|((m, _), setup)| ModelReport {
-            model: m.clone(),
-            target: setup.target.clone(),
-            units: units
-                .iter()
-                .filter(|u| u.key.is_model(m))
-                .filter_map(|u| u.report.clone())
-                .collect(),
-        })
-        .collect();
-    let sweep: Vec<SweepStep> = reports
-        .iter()
-        .flat_map(|m| &m.units)
-        .filter_map(|u| {
-            let sc = plan
-                .scenarios
-                .iter()
-                .find(|s| s.name == u.summary.scenario)?;
-            Some(sweep::step_row(
-                sc.sweep_of.as_deref()?,
-                sc.concurrency?,
-                &u.summary,
-            ))
-        })
-        .collect();
-    let summary = RunSummary {
-        run_id: exp.id().to_string(),
-        config_hash,
-        started: config.created.clone(),
-        environment: plan.environment.clone(),
-        plan: plan.run.clone(),
-        models: reports,
-        sweep,
-    };
+    config.models = setups.clone();
+    let summary = RunSummary::from_units(&config, &units);
     let summary_path = plan.results_dir.join(format!("summary_{}.json", exp.id()));
     let bytes =
         serde_json::to_vec_pretty(&summary).map_err(|e| ExperimentError::Plan(e.to_string()))?;

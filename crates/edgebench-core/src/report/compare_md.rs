@@ -99,6 +99,14 @@ fn render_one(c: &Comparison, family: Option<usize>) -> String {
         "**Decision: {}** — {}\n",
         c.decision.verdict, c.decision.rule
     );
+    out.push_str(&render_tests(c, family));
+    out
+}
+
+/// A comparison's scenario tables (differences, tests, effect sizes) and their legend, without
+/// a decision: what the machine comparison shows between two machines.
+pub fn render_tests(c: &Comparison, family: Option<usize>) -> String {
+    let mut out = String::new();
     for s in &c.scenarios {
         let _ = writeln!(
             out,

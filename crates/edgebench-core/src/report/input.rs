@@ -59,7 +59,13 @@ pub struct ReportInput {
 /// Reads the results folder `dir` through the one results reader. Every file that matches a
 /// result name must parse.
 pub fn load(dir: &Path) -> Result<ReportInput, ReportError> {
-    let folder = ResultsFolder::open(dir)?;
+    load_from(&ResultsFolder::open(dir)?)
+}
+
+/// Reads an opened results folder, or a team store opened as one
+/// ([`ResultsFolder::open_store`]).
+pub fn load_from(folder: &ResultsFolder) -> Result<ReportInput, ReportError> {
+    let dir = folder.dir();
     let runs = folder.run_summaries()?;
     let evals = folder.eval_summaries()?;
     if runs.is_empty() && evals.is_empty() {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::results::atomic_write;
 pub use build::{build, device_name};
 pub use document::Report;
-pub use input::{load, ReportError, ReportInput};
+pub use input::{load, load_from, ReportError, ReportInput};
 pub use table::render_summary;
 
 /// An output format of `edgebench report`.

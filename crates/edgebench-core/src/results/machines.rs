@@ -9,10 +9,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::reader::ExportFile;
-use super::{ReadError, ResultsFolder, UnitReport};
+use super::{PerfLine, ReadError, ResultsFolder, UnitReport};
+use crate::compare::{self, CompareOptions, Comparison, Criteria, ResultSet};
+use crate::hw::text::BenchReport;
 use crate::report::document::MetricStats;
 use crate::report::markdown::mean_ci;
 use crate::repro::Environment;
+use crate::store::MachineRow as StoredMachine;
 
 /// One machine's perf results.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +25,11 @@ pub struct MachineResults {
     pub environment: Option<Environment>,
     /// Per model and scenario, the newest unit.
     pub units: Vec<UnitReport>,
+    /// The request lines of those units (what the tests between machines are run on).
+    #[serde(skip)]
+    pub lines: Vec<PerfLine>,
+    /// Memory read bandwidth from the machine's newest `hw bench` in the store, when it has one.
+    pub read_bandwidth_gb_s: Option<f64>,
 }
 
 /// Why a machine's results cannot be read.
@@ -29,36 +37,135 @@ pub struct MachineResults {
 pub enum MachineError {
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{0}: {1}")]
     File(String, String),
 }
 
-/// The newest unit per (model, quantization, scenario), units given oldest first.
-fn newest(units: impl IntoIterator<Item = UnitReport>) -> Vec<UnitReport> {
-    let mut by: BTreeMap<(String, String), UnitReport> = BTreeMap::new();
-    for u in units {
-        by.insert((u.summary.model.clone(), u.summary.scenario.clone()), u);
+/// The newest unit per (model, scenario), units given oldest first with their run ids.
+fn newest(units: impl IntoIterator<Item = (String, UnitReport)>) -> Vec<(String, UnitReport)> {
+    let mut by: BTreeMap<(String, String), (String, UnitReport)> = BTreeMap::new();
+    for (run, u) in units {
+        by.insert(
+            (u.summary.model.clone(), u.summary.scenario.clone()),
+            (run, u),
+        );
     }
     by.into_values().collect()
 }
 
+/// The read bandwidth of a stored `hw bench` report.
+fn read_bandwidth(bench_json: Option<&str>) -> Option<f64> {
+    let report: BenchReport = serde_json::from_str(bench_json?).ok()?;
+    report
+        .bandwidth
+        .iter()
+        .find(|b| b.kernel == "read")
+        .map(|b| b.best_gb_s)
+        .filter(|g| *g > 0.0)
+}
+
+/// The newest bench of these machines.
+fn newest_bandwidth<'a>(machines: impl Iterator<Item = &'a StoredMachine>) -> Option<f64> {
+    machines
+        .filter(|m| m.bench_json.is_some())
+        .max_by(|a, b| a.bench_taken.cmp(&b.bench_taken))
+        .and_then(|m| read_bandwidth(m.bench_json.as_deref()))
+}
+
 impl MachineResults {
+    /// The newest unit of each model x scenario over `runs` (oldest first), with their lines.
+    fn from_runs(
+        folder: &ResultsFolder,
+        label: &str,
+        mut runs: Vec<super::Loaded<super::RunSummary>>,
+        read_bandwidth_gb_s: Option<f64>,
+    ) -> Result<Self, MachineError> {
+        runs.sort_by(|a, b| a.value.started.cmp(&b.value.started));
+        let environment = runs.last().map(|r| r.value.environment.clone());
+        let chosen = newest(runs.into_iter().flat_map(|r| {
+            let id = r.value.run_id;
+            r.value
+                .models
+                .into_iter()
+                .flat_map(|m| m.units)
+                .map(move |u| (id.clone(), u))
+        }));
+        let run_ids: Vec<String> = chosen
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let lines = folder
+            .perf_lines(Some(&run_ids))?
+            .into_iter()
+            .filter(|l| {
+                chosen.iter().any(|(r, u)| {
+                    *r == l.run_id && u.summary.model == l.model && u.summary.scenario == l.scenario
+                })
+            })
+            .collect();
+        Ok(Self {
+            label: label.to_string(),
+            environment,
+            units: chosen.into_iter().map(|(_, u)| u).collect(),
+            lines,
+            read_bandwidth_gb_s,
+        })
+    }
+
     /// A results folder's perf results: the newest unit of each model x scenario over its run
     /// summaries, and the newest run's machine.
     pub fn from_folder(dir: &Path, label: &str) -> Result<Self, MachineError> {
         let folder = ResultsFolder::open_lenient(dir)?;
-        let mut runs = folder.run_summaries()?;
-        runs.sort_by(|a, b| a.value.started.cmp(&b.value.started));
-        let environment = runs.last().map(|r| r.value.environment.clone());
-        let units = newest(
-            runs.into_iter()
-                .flat_map(|r| r.value.models.into_iter().flat_map(|m| m.units)),
-        );
-        Ok(Self {
-            label: label.to_string(),
-            environment,
-            units,
-        })
+        let runs = folder.run_summaries()?;
+        let bandwidth = match folder.store() {
+            Some(store) => newest_bandwidth(store.machines()?.iter()),
+            None => None,
+        };
+        Self::from_runs(&folder, label, runs, bandwidth)
+    }
+
+    /// The results of the machines labelled `label` in a store (a team store opened as a
+    /// results folder): the newest unit of each model x scenario over their finished runs.
+    pub fn from_store(folder: &ResultsFolder, label: &str) -> Result<Self, MachineError> {
+        let Some(store) = folder.store() else {
+            return Err(MachineError::File(label.into(), "no store".into()));
+        };
+        let machines: Vec<StoredMachine> = store
+            .machines()?
+            .into_iter()
+            .filter(|m| m.label == label)
+            .collect();
+        if machines.is_empty() {
+            let known: Vec<String> = store.machines()?.into_iter().map(|m| m.label).collect();
+            return Err(MachineError::File(
+                label.into(),
+                format!(
+                    "no machine with this label in {} (labels there: {})",
+                    folder.dir().display(),
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        let ids: std::collections::BTreeSet<String> = store
+            .experiments()?
+            .into_iter()
+            .filter(|e| machines.iter().any(|m| m.id == e.machine_id))
+            .map(|e| e.id)
+            .collect();
+        let runs = folder
+            .run_summaries()?
+            .into_iter()
+            .filter(|r| ids.contains(&r.value.run_id))
+            .collect();
+        Self::from_runs(folder, label, runs, newest_bandwidth(machines.iter()))
     }
 
     /// Another machine's experiment, as `results export --format json` wrote it.
@@ -70,15 +177,44 @@ impl MachineResults {
             ))
         })?;
         let config = file.config();
-        let units = newest(file.units.iter().filter_map(|u| u.perf_report()));
-        if units.is_empty() {
+        let run = file.experiment.id.clone();
+        let chosen = newest(
+            file.units
+                .iter()
+                .filter_map(|u| u.perf_report())
+                .map(|u| (run.clone(), u)),
+        );
+        if chosen.is_empty() {
             return Err(bad(&"the export holds no finished perf unit"));
         }
+        let lines = file
+            .units
+            .into_iter()
+            .flat_map(|u| u.request_lines)
+            .filter(|l| {
+                chosen
+                    .iter()
+                    .any(|(_, u)| u.summary.model == l.model && u.summary.scenario == l.scenario)
+            })
+            .collect();
         Ok(Self {
             label: label.to_string(),
             environment: config.map(|c| c.environment),
-            units,
+            units: chosen.into_iter().map(|(_, u)| u).collect(),
+            lines,
+            read_bandwidth_gb_s: None,
         })
+    }
+
+    /// The machine's results as one side of `compare`.
+    pub fn result_set(&self) -> ResultSet {
+        ResultSet {
+            label: self.label.clone(),
+            run_id: self.label.clone(),
+            lines: self.lines.clone(),
+            units: self.units.clone(),
+            evals: Vec::new(),
+        }
     }
 }
 
@@ -89,8 +225,21 @@ pub struct MachineCell {
     pub output_tokens_per_s: Option<MetricStats>,
     pub decode_tokens_per_s: Option<MetricStats>,
     pub peak_rss_mb: Option<f64>,
+    /// Mean decode tokens/s per GB/s of the machine's measured read bandwidth: how much of its
+    /// own memory ceiling a machine turns into tokens (comparable across machines for one model).
+    pub decode_tokens_per_s_per_gb_s: Option<f64>,
     /// Why the figures are less trustworthy (busy machine, interference), when they are.
     pub warning: Option<String>,
+}
+
+/// A machine against the first one: `compare`'s tests on the same model x scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineTest {
+    pub baseline: String,
+    pub candidate: String,
+    pub comparison: Option<Comparison>,
+    /// Why there is no comparison (nothing in common).
+    pub error: Option<String>,
 }
 
 /// A model x scenario across machines (`None` where a machine did not run it).
@@ -111,6 +260,7 @@ pub struct MachineInfo {
     pub gpus: String,
     pub os: String,
     pub edgebench: String,
+    pub read_bandwidth_gb_s: Option<f64>,
 }
 
 /// Machines side by side.
@@ -118,6 +268,8 @@ pub struct MachineInfo {
 pub struct MachineComparison {
     pub machines: Vec<MachineInfo>,
     pub rows: Vec<MachineRow>,
+    /// Each machine after the first against the first.
+    pub tests: Vec<MachineTest>,
 }
 
 fn info(m: &MachineResults) -> MachineInfo {
@@ -150,11 +302,13 @@ fn info(m: &MachineResults) -> MachineInfo {
         gpus,
         os: e.map_or_else(String::new, |e| format!("{} {}", e.os, e.kernel)),
         edgebench: e.map_or_else(String::new, |e| e.edgebench_version.clone()),
+        read_bandwidth_gb_s: m.read_bandwidth_gb_s,
     }
 }
 
-/// The machines side by side: every model x scenario any of them ran.
-pub fn compare(machines: &[MachineResults]) -> MachineComparison {
+/// The machines side by side: every model x scenario any of them ran, and each machine after
+/// the first tested against the first as `compare` tests two result sets.
+pub fn compare(machines: &[MachineResults], opts: &CompareOptions) -> MachineComparison {
     let mut keys: Vec<(String, String)> = machines
         .iter()
         .flat_map(|m| {
@@ -181,6 +335,11 @@ pub fn compare(machines: &[MachineResults]) -> MachineComparison {
                         output_tokens_per_s: s.output_tokens_per_s.as_ref().map(MetricStats::from),
                         decode_tokens_per_s: s.decode_tokens_per_s.as_ref().map(MetricStats::from),
                         peak_rss_mb: s.peak_rss_mb.or(u.monitor.peak_rss_mb),
+                        decode_tokens_per_s_per_gb_s: s
+                            .decode_tokens_per_s
+                            .as_ref()
+                            .zip(m.read_bandwidth_gb_s)
+                            .map(|(d, bw)| d.summary.mean / bw),
                         warning: u.machine_warning(),
                     })
                 })
@@ -189,19 +348,37 @@ pub fn compare(machines: &[MachineResults]) -> MachineComparison {
             scenario,
         })
         .collect();
+    let tests = match machines.split_first() {
+        Some((first, rest)) => {
+            let base = first.result_set();
+            rest.iter()
+                .map(|m| {
+                    let r = compare::compare(&base, &m.result_set(), &Criteria::default(), opts);
+                    MachineTest {
+                        baseline: first.label.clone(),
+                        candidate: m.label.clone(),
+                        error: r.as_ref().err().map(ToString::to_string),
+                        comparison: r.ok(),
+                    }
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
     MachineComparison {
         machines: machines.iter().map(info).collect(),
         rows,
+        tests,
     }
 }
 
 /// The comparison as Markdown: the machines' hardware, then one table per model x scenario.
 pub fn to_markdown(c: &MachineComparison) -> String {
-    let mut out = String::from("## Machines\n\n| machine | CPU | cores | RAM | GPUs | OS | edgebench |\n|---|---|---|---:|---|---|---|\n");
+    let mut out = String::from("## Machines\n\n| machine | CPU | cores | RAM | GPUs | OS | edgebench | read GB/s |\n|---|---|---|---:|---|---|---|---:|\n");
     for m in &c.machines {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             m.label,
             m.cpu,
             m.cores,
@@ -209,13 +386,15 @@ pub fn to_markdown(c: &MachineComparison) -> String {
                 .map_or_else(|| "-".into(), |g| format!("{g:.1} GB")),
             m.gpus,
             m.os,
-            m.edgebench
+            m.edgebench,
+            m.read_bandwidth_gb_s
+                .map_or_else(|| "-".into(), |g| format!("{g:.1}"))
         );
     }
     for r in &c.rows {
         let _ = writeln!(
             out,
-            "\n### {} · {}\n\n| machine | ttft_ms | output_tokens_per_s | decode_tokens_per_s | n | peak_rss_mb |\n|---|---:|---:|---:|---:|---:|",
+            "\n### {} · {}\n\n| machine | ttft_ms | output_tokens_per_s | decode_tokens_per_s | decode per GB/s | n | peak_rss_mb |\n|---|---:|---:|---:|---:|---:|---:|",
             r.model, r.scenario
         );
         for (m, cell) in c.machines.iter().zip(&r.cells) {
@@ -223,7 +402,7 @@ pub fn to_markdown(c: &MachineComparison) -> String {
                 Some(x) => {
                     let _ = writeln!(
                         out,
-                        "| {}{} | {} | {} | {} | {} | {} |",
+                        "| {}{} | {} | {} | {} | {} | {} | {} |",
                         m.label,
                         if x.warning.is_some() {
                             " (flagged)"
@@ -233,17 +412,29 @@ pub fn to_markdown(c: &MachineComparison) -> String {
                         mean_ci(x.ttft_ms.as_ref()),
                         mean_ci(x.output_tokens_per_s.as_ref()),
                         mean_ci(x.decode_tokens_per_s.as_ref()),
+                        x.decode_tokens_per_s_per_gb_s
+                            .map_or_else(|| "-".into(), |v| format!("{v:.3}")),
                         x.ttft_ms.as_ref().map_or(0, |f| f.n),
                         x.peak_rss_mb
                             .map_or_else(|| "-".into(), crate::report::markdown::num),
                     );
                 }
                 None => {
-                    let _ = writeln!(out, "| {} | not run | | | | |", m.label);
+                    let _ = writeln!(out, "| {} | not run | | | | | |", m.label);
                 }
             }
         }
     }
-    out.push_str("\nMeans with their 95% CIs over each machine's measured requests.\n");
+    out.push_str("\nMeans with their 95% CIs over each machine's measured requests. Decode per GB/s: mean decode tokens/s divided by the machine's measured read bandwidth (`hw bench --results` or `--store` records it), how much of its own memory ceiling each machine turns into tokens.\n");
+    for t in &c.tests {
+        let _ = writeln!(out, "\n## {} against {}\n", t.candidate, t.baseline);
+        match (&t.comparison, &t.error) {
+            (Some(cmp), _) => out.push_str(&crate::report::compare_md::render_tests(cmp, None)),
+            (None, Some(e)) => {
+                let _ = writeln!(out, "Not compared: {e}");
+            }
+            (None, None) => {}
+        }
+    }
     out
 }

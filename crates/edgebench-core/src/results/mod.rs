@@ -344,6 +344,51 @@ pub struct RunSummary {
     pub sweep: Vec<crate::workload::sweep::SweepStep>,
 }
 
+impl RunSummary {
+    /// A run's summary from its configuration and its stored units (those of every invocation
+    /// of a resumed run): what `summary_{id}.json` holds, and what a team store gives back
+    /// without the file.
+    pub fn from_units(config: &ExperimentConfig, units: &[crate::store::UnitRow]) -> Self {
+        let models: Vec<ModelReport> = config
+            .models
+            .iter()
+            .map(|setup| ModelReport {
+                model: setup.model.clone(),
+                target: setup.target.clone(),
+                units: units
+                    .iter()
+                    .filter(|u| u.key.is_model(&setup.model))
+                    .filter_map(|u| u.report.clone())
+                    .collect(),
+            })
+            .collect();
+        let sweep = models
+            .iter()
+            .flat_map(|m| &m.units)
+            .filter_map(|u| {
+                let sc = config
+                    .scenarios
+                    .iter()
+                    .find(|s| s.name == u.summary.scenario)?;
+                Some(crate::workload::sweep::step_row(
+                    sc.sweep_of.as_deref()?,
+                    sc.concurrency?,
+                    &u.summary,
+                ))
+            })
+            .collect();
+        Self {
+            run_id: config.experiment_id.clone(),
+            started: config.created.clone(),
+            config_hash: config.config_hash.clone(),
+            environment: config.environment.clone(),
+            plan: config.plan.clone(),
+            models,
+            sweep,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,6 +113,9 @@ pub struct EvalUnit {
 pub struct ResultsFolder {
     dir: PathBuf,
     store: Option<Store>,
+    /// Whether `dir` is a folder of result files; a team store alone has none, and its
+    /// summaries are built from its rows.
+    files: bool,
 }
 
 /// The files in `dir` whose names start with `prefix` and end with `suffix`, sorted.
@@ -186,7 +189,32 @@ impl ResultsFolder {
         Ok(Self {
             dir: dir.to_path_buf(),
             store,
+            files: true,
         })
+    }
+
+    /// A store without a folder of files (a team store): summaries, configs, lines and samples
+    /// all come from its rows. `dir` is then the store as shown (password hidden).
+    pub fn open_store(location: &crate::store::StoreLocation) -> Result<Self, ReadError> {
+        let store = Store::connect_existing(location)?;
+        Ok(Self {
+            dir: PathBuf::from(location.shown()),
+            store: Some(store),
+            files: false,
+        })
+    }
+
+    /// The stored experiments of `kind` ("perf" or "eval"), each with its configuration text,
+    /// done ones only (a file summary exists only for a finished experiment).
+    fn stored_done(&self, eval: bool) -> Result<Vec<crate::store::ExperimentRow>, ReadError> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        Ok(store
+            .experiments()?
+            .into_iter()
+            .filter(|e| (e.kind == "eval") == eval && e.status == "done")
+            .collect())
     }
 
     /// Opens the folder, reading files only when its database cannot be opened (read-only
@@ -196,6 +224,7 @@ impl ResultsFolder {
             Err(ReadError::Store(_)) => Ok(Self {
                 dir: dir.to_path_buf(),
                 store: None,
+                files: true,
             }),
             other => other,
         }
@@ -213,6 +242,20 @@ impl ResultsFolder {
 
     /// Every run summary (`summary_*.json`); each must parse.
     pub fn run_summaries(&self) -> Result<Vec<Loaded<RunSummary>>, ReadError> {
+        if !self.files {
+            let mut out = Vec::new();
+            for e in self.stored_done(false)? {
+                let Ok(config) = serde_json::from_str::<ExperimentConfig>(&e.config_json) else {
+                    continue;
+                };
+                let units = self.units(&e.id)?;
+                out.push(Loaded {
+                    file: format!("summary_{}.json", e.id),
+                    value: RunSummary::from_units(&config, &units),
+                });
+            }
+            return Ok(out);
+        }
         files_with(&self.dir, "summary_", ".json")?
             .iter()
             .map(|p| read_json(p))
@@ -221,6 +264,18 @@ impl ResultsFolder {
 
     /// Every eval summary (`eval_*.json`); each must parse.
     pub fn eval_summaries(&self) -> Result<Vec<Loaded<EvalSummary>>, ReadError> {
+        if !self.files {
+            let mut out = Vec::new();
+            for e in self.stored_done(true)? {
+                for u in self.eval_units(&e.id)?.unwrap_or_default() {
+                    out.push(Loaded {
+                        file: format!("{}_{}_{}.json", e.id, u.summary.task, u.summary.model.name),
+                        value: u.summary,
+                    });
+                }
+            }
+            return Ok(out);
+        }
         files_with(&self.dir, "eval_", ".json")?
             .iter()
             .map(|p| read_json(p))
@@ -229,6 +284,22 @@ impl ResultsFolder {
 
     /// Every experiment config (`experiment_config_*.json`); each must parse.
     pub fn configs(&self) -> Result<Vec<Loaded<ExperimentConfig>>, ReadError> {
+        if !self.files {
+            let Some(store) = &self.store else {
+                return Ok(Vec::new());
+            };
+            return Ok(store
+                .experiments()?
+                .into_iter()
+                .filter_map(|e| {
+                    let value = serde_json::from_str::<ExperimentConfig>(&e.config_json).ok()?;
+                    Some(Loaded {
+                        file: format!("experiment_config_{}.json", e.id),
+                        value,
+                    })
+                })
+                .collect());
+        }
         files_with(&self.dir, "experiment_config_", ".json")?
             .iter()
             .map(|p| read_json(p))
@@ -237,6 +308,9 @@ impl ResultsFolder {
 
     /// The perf JSONL exports, of run `run_id` only when given.
     pub fn perf_files(&self, run_id: Option<&str>) -> Result<Vec<PathBuf>, ReadError> {
+        if !self.files {
+            return Ok(Vec::new());
+        }
         Ok(files_with(&self.dir, "perf_", ".jsonl")?
             .into_iter()
             .filter(|p| run_id.is_none_or(|id| run_id_of(p).as_deref() == Some(id)))

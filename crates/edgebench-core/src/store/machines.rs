@@ -15,17 +15,35 @@ pub struct MachineRow {
     /// `hw detect`'s description, as JSON.
     pub hardware_json: String,
     pub first_seen: String,
+    /// The newest `hw bench` report of this machine, as JSON (its memory bandwidth normalises
+    /// the machine comparison), and when it was taken.
+    #[serde(default)]
+    pub bench_json: Option<String>,
+    #[serde(default)]
+    pub bench_taken: Option<String>,
 }
 
 pub(super) const UPSERT: &str =
-    "INSERT INTO machines (id, label, hardware_json, first_seen) VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT (id) DO UPDATE SET label = excluded.label, hardware_json = excluded.hardware_json";
+    "INSERT INTO machines (id, label, hardware_json, first_seen, bench_json, bench_taken)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (id) DO UPDATE SET label = excluded.label, hardware_json = excluded.hardware_json,
+         bench_json = COALESCE(excluded.bench_json, machines.bench_json),
+         bench_taken = COALESCE(excluded.bench_taken, machines.bench_taken)";
+
+const COLS: &str = "id, label, hardware_json, first_seen, bench_json, bench_taken";
 
 impl MachineRow {
     pub(super) fn upsert(&self) -> Stmt {
         Stmt::new(
             UPSERT,
-            vals![&self.id, &self.label, &self.hardware_json, &self.first_seen],
+            vals![
+                &self.id,
+                &self.label,
+                &self.hardware_json,
+                &self.first_seen,
+                self.bench_json.as_deref(),
+                self.bench_taken.as_deref()
+            ],
         )
     }
 
@@ -35,6 +53,8 @@ impl MachineRow {
             label: r.text(1)?,
             hardware_json: r.text(2)?,
             first_seen: r.text(3)?,
+            bench_json: r.opt_text(4)?,
+            bench_taken: r.opt_text(5)?,
         })
     }
 }
@@ -52,11 +72,17 @@ impl Store {
         Ok(())
     }
 
+    /// Records a machine's `hw bench` report (the machine row made or refreshed).
+    pub fn set_machine_bench(&self, m: &MachineRow) -> Result<(), StoreError> {
+        self.exec_all(vec![m.upsert()])?;
+        Ok(())
+    }
+
     /// One machine.
     pub fn machine(&self, id: &str) -> Result<Option<MachineRow>, StoreError> {
         Ok(self
             .query_map(
-                "SELECT id, label, hardware_json, first_seen FROM machines WHERE id = ?1",
+                &format!("SELECT {COLS} FROM machines WHERE id = ?1"),
                 vals![id],
                 MachineRow::read,
             )?
@@ -67,7 +93,7 @@ impl Store {
     /// Every machine, by label.
     pub fn machines(&self) -> Result<Vec<MachineRow>, StoreError> {
         self.query_map(
-            "SELECT id, label, hardware_json, first_seen FROM machines ORDER BY label, id",
+            &format!("SELECT {COLS} FROM machines ORDER BY label, id"),
             vec![],
             MachineRow::read,
         )

@@ -104,6 +104,10 @@ CREATE TABLE queue (
     created TEXT NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE machines ADD COLUMN bench_json TEXT;
+ALTER TABLE machines ADD COLUMN bench_taken TEXT;
+"#,
 ];
 
 /// Serialises schema changes between processes opening one database at once.

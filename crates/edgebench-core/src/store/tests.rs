@@ -303,6 +303,8 @@ fn filled(s: &mut Store, id: &str) {
             label: "laptop-1".into(),
             hardware_json: "{}".into(),
             first_seen: "2026-01-01".into(),
+            bench_json: None,
+            bench_taken: None,
         },
     )
     .unwrap();
@@ -435,4 +437,32 @@ fn queue_rules(s: &mut Store) {
         q.iter().map(|i| i.status).collect::<Vec<_>>(),
         [QueueStatus::Done, QueueStatus::Queued]
     );
+}
+
+#[test]
+fn a_machines_bench_survives_its_next_experiment_and_a_newer_bench_replaces_it() {
+    each_backend(machine_bench);
+}
+
+fn machine_bench(s: &mut Store) {
+    let m = |bench: Option<&str>| MachineRow {
+        id: "m1".into(),
+        label: "node-1".into(),
+        hardware_json: "{}".into(),
+        first_seen: "2026-01-01".into(),
+        bench_json: bench.map(str::to_string),
+        bench_taken: bench.map(|_| "2026-01-02".to_string()),
+    };
+    s.set_machine_bench(&m(Some("{\"a\":1}"))).unwrap();
+    s.create_experiment(&experiment("e1", "h", "2026-01-03"))
+        .unwrap();
+    s.set_machine("e1", &m(None)).unwrap();
+    let got = s.machine("m1").unwrap().unwrap();
+    assert_eq!(got.bench_json.as_deref(), Some("{\"a\":1}"));
+    s.set_machine_bench(&m(Some("{\"a\":2}"))).unwrap();
+    assert_eq!(
+        s.machine("m1").unwrap().unwrap().bench_json.as_deref(),
+        Some("{\"a\":2}")
+    );
+    assert_eq!(s.machines().unwrap().len(), 1);
 }

@@ -6,11 +6,14 @@ use edgebench_core::compare::{self, CompareOptions, Criteria, Verdict};
 use edgebench_core::report::compare_md;
 
 use crate::args::CompareArgs;
+use anyhow::Context;
 use edgebench_core::results::machines::{self, MachineResults};
+use edgebench_core::results::ResultsFolder;
+use edgebench_core::store::StoreLocation;
 
-/// `--machines`: each `[LABEL=]PATH` read (a results folder, or an export file) and shown side by
-/// side.
-fn machines(a: &CompareArgs) -> anyhow::Result<ExitCode> {
+/// `--machines`: each `[LABEL=]PATH` read (a results folder, or an export file), or with
+/// `--store` each machine label of the team store, and shown side by side.
+fn machines(a: &CompareArgs, store: Option<&ResultsFolder>) -> anyhow::Result<ExitCode> {
     let mut sets = Vec::new();
     for spec in &a.machines {
         let (label, path) = match spec.split_once('=') {
@@ -23,16 +26,23 @@ fn machines(a: &CompareArgs) -> anyhow::Result<ExitCode> {
                 (l, p)
             }
         };
-        let set = if path.is_dir() {
-            MachineResults::from_folder(&path, &label)?
-        } else {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| anyhow::anyhow!("--machines {}: {e}", path.display()))?;
-            MachineResults::from_export(&bytes, &label)?
+        let set = match store {
+            Some(f) if !spec.contains('=') && !path.exists() => MachineResults::from_store(f, spec)
+                .map_err(|e| anyhow::anyhow!("--machines {e}"))?,
+            _ if path.is_dir() => MachineResults::from_folder(&path, &label)?,
+            _ => {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("--machines {}: {e}", path.display()))?;
+                MachineResults::from_export(&bytes, &label)?
+            }
         };
         sets.push(set);
     }
-    let c = machines::compare(&sets);
+    let opts = CompareOptions {
+        seed: a.seed,
+        ..CompareOptions::default()
+    };
+    let c = machines::compare(&sets, &opts);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
@@ -44,8 +54,22 @@ fn machines(a: &CompareArgs) -> anyhow::Result<ExitCode> {
 /// Exit code 0 when the decision is to apply (with or without monitoring), 1 when the baseline is
 /// kept (a gate failed); `--all` exits 0 once every pair is compared.
 pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    let store = match &a.store {
+        Some(url) => {
+            let location = StoreLocation::parse(url);
+            Some(
+                ResultsFolder::open_store(&location)
+                    .with_context(|| format!("--store {}", location.shown()))?,
+            )
+        }
+        None => None,
+    };
+    let load = |spec: &str| match &store {
+        Some(f) => compare::load_stored(spec, f),
+        None => compare::load(spec, &a.results),
+    };
     if !a.machines.is_empty() {
-        return machines(&a);
+        return machines(&a, store.as_ref());
     }
     let Some(baseline) = &a.baseline else {
         anyhow::bail!("compare: give a baseline, or --machines");
@@ -58,7 +82,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         ..CompareOptions::default()
     };
-    let baseline = compare::load(baseline, &a.results)?;
+    let baseline = load(baseline)?;
     let Some(candidate) = &a.candidate else {
         let all = compare::compare_all(&baseline, &criteria, &opts)?;
         if a.json {
@@ -68,7 +92,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let candidate = compare::load(candidate, &a.results)?;
+    let candidate = load(candidate)?;
     let cmp = compare::compare(&baseline, &candidate, &criteria, &opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);

@@ -99,10 +99,52 @@ fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
         },
         ceilings,
     };
+    if a.results.is_some() || a.store.is_some() {
+        save_bench(&a, &report)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", text::render_bench(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the bench report with this machine's row in the results database or the team store.
+fn save_bench(a: &HwBenchArgs, report: &BenchReport) -> anyhow::Result<()> {
+    use edgebench_core::store::{MachineRow, Store, StoreLocation};
+    let location = match (&a.store, &a.results) {
+        (Some(url), _) => StoreLocation::parse(url),
+        (None, Some(dir)) => StoreLocation::for_folder(dir, None),
+        (None, None) => return Ok(()),
+    };
+    let store = Store::connect(&location).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            if a.store.is_some() {
+                "--store"
+            } else {
+                "--results"
+            }
+        )
+    })?;
+    let environment = super::run::environment();
+    let machine = environment.machine();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    store.set_machine_bench(&MachineRow {
+        id: machine.id,
+        label: machine.label.clone(),
+        hardware_json: serde_json::to_string(&environment.hardware)?,
+        first_seen: now.clone(),
+        bench_json: Some(serde_json::to_string(report)?),
+        bench_taken: Some(now),
+    })?;
+    eprintln!(
+        "saved with machine {} in {}",
+        machine.label,
+        location.shown()
+    );
+    Ok(())
 }

@@ -24,7 +24,15 @@ fn generated() -> anyhow::Result<time::OffsetDateTime> {
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let formats = report::parse_formats(&a.format)?;
-    let input = report::load(&a.input)?;
+    let input = match &a.store {
+        Some(url) => {
+            let location = edgebench_core::store::StoreLocation::parse(url);
+            let folder = edgebench_core::results::ResultsFolder::open_store(&location)
+                .with_context(|| format!("--store {}", location.shown()))?;
+            report::load_from(&folder)?
+        }
+        None => report::load(&a.input)?,
+    };
     let mut r = report::build(&input, generated()?);
     if a.compliance {
         r.compliance = Some(compliance::analyse(&input, &r.generated)?);

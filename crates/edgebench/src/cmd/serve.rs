@@ -44,8 +44,19 @@ async fn serve_async(a: ServeArgs) -> anyhow::Result<ExitCode> {
         "results: {} · Ctrl-C stops the server (a run going is interrupted, resumable)",
         a.results.display()
     );
+    let store = a
+        .store
+        .as_deref()
+        .map(edgebench_core::store::StoreLocation::parse);
+    if let Some(l) = &store {
+        // A store that cannot be reached is refused now, not on the first page.
+        edgebench_core::store::Store::connect(l)
+            .with_context(|| format!("--store {}", l.shown()))?;
+        eprintln!("store: {}", l.shown());
+    }
     let config = WebConfig {
         results: a.results,
+        store,
         token,
         engine: Arc::new(LlamaLoader),
         environment: environment(),
