@@ -778,3 +778,16 @@ pub enum ModelsCommand {
         key: Option<String>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (duplicate flags between a command and a nested one, a
+    /// global flag shadowing a subcommand's), which debug builds would otherwise only hit at run
+    /// time.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
