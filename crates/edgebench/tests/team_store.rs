@@ -7,16 +7,20 @@ use std::process::{Command, Output};
 use edgebench_core::store::temp_pg;
 
 fn edgebench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgebench"))
-        .args(args)
+    command(args).output().expect("run edgebench")
+}
+
+/// The binary with the test's environment (no store from the caller's shell).
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgebench"));
+    c.args(args)
         .env(
             "EDGEBENCH_HOME",
             std::env::temp_dir().join("edgebench-cli-test-home"),
         )
         .env("EDGEBENCH_SETTLE_TIMEOUT", "1")
-        .env_remove("EDGEBENCH_STORE")
-        .output()
-        .expect("run edgebench")
+        .env_remove("EDGEBENCH_STORE");
+    c
 }
 
 fn ok(o: Output) -> String {
@@ -174,15 +178,8 @@ fn push_pull_and_import_through_a_team_store_add_nothing_twice() {
 
 /// `edgebench` with a machine label.
 fn edgebench_on(label: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgebench"))
-        .args(args)
-        .env(
-            "EDGEBENCH_HOME",
-            std::env::temp_dir().join("edgebench-cli-test-home"),
-        )
-        .env("EDGEBENCH_SETTLE_TIMEOUT", "1")
+    command(args)
         .env("EDGEBENCH_MACHINE_LABEL", label)
-        .env_remove("EDGEBENCH_STORE")
         .output()
         .expect("run edgebench")
 }

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use edgebench_core::experiment::eval;
 use edgebench_core::experiment::eval_request::EvalRequest;
 use edgebench_core::experiment::Context as ExperimentContext;
@@ -15,12 +14,7 @@ use super::run::{base_command, cli_error, environment};
 use crate::args::EvalArgs;
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(eval_async(a))
+    super::block_on(eval_async(a))
 }
 
 /// The flags as the library's eval request.

@@ -8,17 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use edgebench_core::experiment::agent::{self, AgentOptions, QueuedPlan};
 use edgebench_core::experiment::Context as ExperimentContext;
-use edgebench_core::store::{Store, StoreLocation};
+use edgebench_core::store::StoreLocation;
 use edgebench_llama::{open_tokenizer, LlamaLoader};
 
 use super::render::{ctrl_c_token, Terminal};
 use super::run::{cli_error, environment};
 use crate::args::{AgentArgs, QueueCommand, QueuedCommand};
-
-fn connect(url: &str) -> anyhow::Result<Store> {
-    let location = StoreLocation::parse(url);
-    Store::connect(&location).with_context(|| format!("--store {}", location.shown()))
-}
 
 pub fn queue(store: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitCode> {
     let Some(url) = store else {
@@ -36,7 +31,7 @@ pub fn queue(store: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitC
             };
             // Checked before it reaches the store: bad flags are refused here, not by an agent.
             plan.check().map_err(cli_error)?;
-            let store = connect(url)?;
+            let store = super::connect_store(url)?;
             let ids = agent::enqueue(&store, &plan, &label, copies).map_err(cli_error)?;
             let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
             eprintln!(
@@ -54,7 +49,7 @@ pub fn queue(store: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::List { json } => {
-            let items = connect(url)?.queue()?;
+            let items = super::connect_store(url)?.queue()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
                 return Ok(ExitCode::SUCCESS);
@@ -82,12 +77,7 @@ pub fn queue(store: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitC
 }
 
 pub fn agent(a: AgentArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(agent_async(a))
+    super::block_on(agent_async(a))
 }
 
 async fn agent_async(a: AgentArgs) -> anyhow::Result<ExitCode> {

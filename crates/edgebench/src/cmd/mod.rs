@@ -16,6 +16,27 @@ use std::process::ExitCode;
 
 use crate::args::{Cli, Command};
 
+/// Runs a command's async body on the runtime every async command uses (two workers).
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    body: F,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(body)
+}
+
+/// Connects to the store a `--store URL` names; errors name the flag (password hidden).
+fn connect_store(url: &str) -> anyhow::Result<edgebench_core::store::Store> {
+    use anyhow::Context;
+    let location = edgebench_core::store::StoreLocation::parse(url);
+    edgebench_core::store::Store::connect(&location)
+        .with_context(|| format!("--store {}", location.shown()))
+}
+
 /// The run was interrupted (Ctrl-C): exit 130.
 #[derive(Debug)]
 pub struct Interrupted;

@@ -153,12 +153,7 @@ fn flag_named(msg: &str) -> String {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(run_async(a))
+    super::block_on(run_async(a))
 }
 
 async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {

@@ -13,12 +13,7 @@ use super::run::environment;
 use crate::args::ServeArgs;
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(serve_async(a))
+    super::block_on(serve_async(a))
 }
 
 async fn serve_async(a: ServeArgs) -> anyhow::Result<ExitCode> {

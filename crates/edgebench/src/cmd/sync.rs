@@ -17,14 +17,9 @@ fn told(what: &str, from: &str, to: &str, r: &CopyReport) {
     );
 }
 
-fn team(url: &str) -> anyhow::Result<Store> {
-    let location = StoreLocation::parse(url);
-    Store::connect(&location).with_context(|| format!("--store {}", location.shown()))
-}
-
 pub fn push(a: SyncArgs) -> anyhow::Result<ExitCode> {
     let local = Store::connect_existing(&StoreLocation::for_folder(&a.results, None))?;
-    let team = team(&a.store)?;
+    let team = super::connect_store(&a.store)?;
     let only = (!a.only.is_empty()).then_some(a.only.as_slice());
     let r = copy_experiments(&local, &team, only)?;
     told("push", local.shown(), team.shown(), &r);
@@ -32,7 +27,7 @@ pub fn push(a: SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn pull(a: SyncArgs) -> anyhow::Result<ExitCode> {
-    let team = team(&a.store)?;
+    let team = super::connect_store(&a.store)?;
     let local = Store::connect(&StoreLocation::for_folder(&a.results, None))?;
     let only = (!a.only.is_empty()).then_some(a.only.as_slice());
     let r = copy_experiments(&team, &local, only)?;
@@ -45,7 +40,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let copy = ExperimentCopy::from_export(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     let store = match &a.store {
-        Some(url) => team(url)?,
+        Some(url) => super::connect_store(url)?,
         None => Store::connect(&StoreLocation::for_folder(&a.results, None))?,
     };
     let what = match store.write_experiment(&copy)? {
