@@ -246,7 +246,7 @@ async fn run_with_server(
     // The summary, from the store (units of earlier invocations included).
     let units = exp.units()?;
     config.models = setups.clone();
-    let summary = RunSummary::from_units(&config, &units);
+    let summary = RunSummary::from_units(exp.id(), &config, &units);
     let summary_path = plan.results_dir.join(format!("summary_{}.json", exp.id()));
     let bytes =
         serde_json::to_vec_pretty(&summary).map_err(|e| ExperimentError::Plan(e.to_string()))?;

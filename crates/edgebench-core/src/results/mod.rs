@@ -347,8 +347,13 @@ pub struct RunSummary {
 impl RunSummary {
     /// A run's summary from its configuration and its stored units (those of every invocation
     /// of a resumed run): what `summary_{id}.json` holds, and what a team store gives back
-    /// without the file.
-    pub fn from_units(config: &ExperimentConfig, units: &[crate::store::UnitRow]) -> Self {
+    /// without the file. `run_id` is the experiment's id in the store it was read from (a copy
+    /// renamed on push or import keeps its old id in its configuration).
+    pub fn from_units(
+        run_id: &str,
+        config: &ExperimentConfig,
+        units: &[crate::store::UnitRow],
+    ) -> Self {
         let models: Vec<ModelReport> = config
             .models
             .iter()
@@ -378,7 +383,7 @@ impl RunSummary {
             })
             .collect();
         Self {
-            run_id: config.experiment_id.clone(),
+            run_id: run_id.to_string(),
             started: config.created.clone(),
             config_hash: config.config_hash.clone(),
             environment: config.environment.clone(),

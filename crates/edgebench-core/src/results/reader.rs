@@ -251,7 +251,7 @@ impl ResultsFolder {
                 let units = self.units(&e.id)?;
                 out.push(Loaded {
                     file: format!("summary_{}.json", e.id),
-                    value: RunSummary::from_units(&config, &units),
+                    value: RunSummary::from_units(&e.id, &config, &units),
                 });
             }
             return Ok(out);
@@ -401,7 +401,12 @@ impl ResultsFolder {
                 if u.requests == 0 || !have.insert((run_id.clone(), key)) {
                     continue;
                 }
-                lines.extend(store.requests(u.id)?);
+                // The store's id is the experiment's: a copy renamed on push or import (its id
+                // taken there) still holds lines written under the old one.
+                lines.extend(store.requests(u.id)?.into_iter().map(|mut l| {
+                    l.run_id.clone_from(run_id);
+                    l
+                }));
             }
         }
         Ok(())

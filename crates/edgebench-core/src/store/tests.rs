@@ -466,3 +466,24 @@ fn machine_bench(s: &mut Store) {
     );
     assert_eq!(s.machines().unwrap().len(), 1);
 }
+
+#[test]
+fn a_copy_renamed_in_the_team_store_reads_back_under_its_new_id() {
+    // Two machines' experiments that started in the same second: the second keeps its identity
+    // under `e1-2`, and the one reader gives its lines that id (their JSON still says `e1`).
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("team.db");
+    let team = Store::connect(&StoreLocation::File(path.clone())).unwrap();
+    for _ in 0..2 {
+        let mut machine = Store::in_memory().unwrap();
+        filled(&mut machine, "e1");
+        copy_experiments(&machine, &team, None).unwrap();
+    }
+    assert!(team.has_experiment("e1-2").unwrap());
+    drop(team);
+    let folder = crate::results::ResultsFolder::open_store(&StoreLocation::File(path)).unwrap();
+    let ids = ["e1-2".to_string()];
+    let lines = folder.perf_lines(Some(&ids)).unwrap();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.run_id == "e1-2"), "{lines:?}");
+}
