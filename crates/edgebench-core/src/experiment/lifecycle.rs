@@ -99,9 +99,8 @@ impl Experiment {
         let short = |h: &str| h[..12.min(h.len())].to_string();
         let (row, resumed) = match &s.resume {
             Resume::No => {
-                let id = store.free_id(&format!("{}{}", s.id_prefix, file_timestamp(s.started)))?;
-                let row = ExperimentRow {
-                    id,
+                let mut row = ExperimentRow {
+                    id: format!("{}{}", s.id_prefix, file_timestamp(s.started)),
                     kind: s.kind.clone(),
                     created: s
                         .started
@@ -114,7 +113,7 @@ impl Experiment {
                     uuid: crate::store::new_uuid(),
                     machine_id: String::new(),
                 };
-                store.create_experiment(&row)?;
+                row.id = store.create_experiment_free(&row)?;
                 (row, false)
             }
             resume => {

@@ -259,17 +259,48 @@ impl Store {
 
     /// Records a new experiment (given a fresh identity when it has none).
     pub fn create_experiment(&self, e: &ExperimentRow) -> Result<(), StoreError> {
+        self.insert_experiment(e, &e.id, "")?;
+        Ok(())
+    }
+
+    /// Records a new experiment under its id, or under the first of `ID-2`, `ID-3`... that is
+    /// free; the id it got. Each attempt is one `INSERT ... ON CONFLICT DO NOTHING`, so two
+    /// invocations that start in the same second on one store (two agents) never take the same
+    /// id, where looking for a free id and then inserting would race.
+    pub fn create_experiment_free(&self, e: &ExperimentRow) -> Result<String, StoreError> {
+        let mut n = 1;
+        loop {
+            let id = if n == 1 {
+                e.id.clone()
+            } else {
+                format!("{}-{n}", e.id)
+            };
+            if self.insert_experiment(e, &id, " ON CONFLICT (id) DO NOTHING")? > 0 {
+                return Ok(id);
+            }
+            n += 1;
+        }
+    }
+
+    /// Inserts `e` under `id`; rows inserted.
+    fn insert_experiment(
+        &self,
+        e: &ExperimentRow,
+        id: &str,
+        on_conflict: &str,
+    ) -> Result<u64, StoreError> {
         let uuid = if e.uuid.is_empty() {
             new_uuid()
         } else {
             e.uuid.clone()
         };
         self.exec(
-            "INSERT INTO experiments (id, kind, created, config_hash, config_json, command, status, uuid, machine_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            vals![&e.id, &e.kind, &e.created, &e.config_hash, &e.config_json, &e.command, &e.status, uuid, &e.machine_id],
-        )?;
-        Ok(())
+            &format!(
+                "INSERT INTO experiments (id, kind, created, config_hash, config_json, command, status, uuid, machine_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9){on_conflict}"
+            ),
+            vals![id, &e.kind, &e.created, &e.config_hash, &e.config_json, &e.command, &e.status, uuid, &e.machine_id],
+        )
     }
 
     /// Records the machine as it was when an invocation of an experiment started.

@@ -487,3 +487,16 @@ fn a_copy_renamed_in_the_team_store_reads_back_under_its_new_id() {
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l.run_id == "e1-2"), "{lines:?}");
 }
+
+#[test]
+fn experiments_started_in_the_same_second_get_ids_of_their_own() {
+    each_backend(same_second);
+}
+
+fn same_second(s: &mut Store) {
+    let e = experiment("20261205_120000", "h", "2026-12-05");
+    assert_eq!(s.create_experiment_free(&e).unwrap(), "20261205_120000");
+    assert_eq!(s.create_experiment_free(&e).unwrap(), "20261205_120000-2");
+    assert_eq!(s.create_experiment_free(&e).unwrap(), "20261205_120000-3");
+    assert_eq!(s.experiments().unwrap().len(), 3);
+}
