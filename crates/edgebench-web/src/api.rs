@@ -243,16 +243,7 @@ pub async fn machines(State(s): State<Arc<AppState>>) -> Result<Json<Value>, Api
             Some(store) => {
                 let f = ResultsFolder::open_store(store)
                     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-                let mut labels: Vec<String> = f
-                    .store()
-                    .map(|s| s.machines())
-                    .transpose()
-                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| m.label)
-                    .collect();
-                labels.dedup();
+                let labels = machines::store_labels(&f).map_err(err)?;
                 for l in labels {
                     sets.push(MachineResults::from_store(&f, &l).map_err(err)?);
                 }

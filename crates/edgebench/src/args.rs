@@ -713,6 +713,11 @@ pub struct ReportArgs {
         hide_env_values = true
     )]
     pub store: Option<String>,
+    /// Add a machine comparison section: comma-separated results folders or `results export
+    /// --format json` files, each optionally `LABEL=PATH`, or with --store machine labels
+    /// (default with --store: every machine of the store, when it holds two or more).
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "[LABEL=]PATH")]
+    pub machines: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -337,6 +337,37 @@ fn machines_compared_in_a_team_store_give_compares_figures_and_reports_read_it()
         text.contains(ids.0) && text.contains(ids.1),
         "both runs in the report"
     );
+    // The report of a store holding two machines compares them, with compare's tests.
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        doc["machines"]["tests"][0]["comparison"]["scenarios"], direct["scenarios"],
+        "the report's machine comparison is compare's"
+    );
+    ok(edgebench(&[
+        "report",
+        "--store",
+        &url,
+        "--machines",
+        "node-b",
+        "--output",
+        report.to_str().unwrap(),
+        "--format",
+        "md",
+    ]));
+    let md = std::fs::read_dir(&report)
+        .unwrap()
+        .flatten()
+        .find(|f| f.path().extension().is_some_and(|e| e == "md"))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap())
+        .expect("a Markdown report");
+    assert!(
+        md.contains("## Machines") && md.contains("| node-b |"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("| node-a |"),
+        "only the machines asked for: {md}"
+    );
 
     // A label the store does not know is one line naming it.
     let o = edgebench(&["compare", "--store", &url, "--machines", "node-a,node-z"]);

@@ -524,6 +524,7 @@ pub fn build(input: &ReportInput, generated: time::OffsetDateTime) -> Report {
         performance,
         capability,
         compliance: None,
+        machines: None,
     }
 }
 

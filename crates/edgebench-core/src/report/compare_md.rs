@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::layout::{self, Blocks, Cell};
 use crate::compare::{AllComparison, Comparison, MetricComparison};
 
 fn num(v: f64) -> String {
@@ -26,7 +27,8 @@ fn p(v: Option<f64>) -> String {
     }
 }
 
-fn row(out: &mut String, m: &MetricComparison) {
+/// One metric's cells in the tests table.
+fn row(m: &MetricComparison) -> Vec<String> {
     let change = match (m.relative_change, m.change_ci) {
         (Some(r), Some([lo, hi])) => format!("{} [{}, {}]", pct(r), pct(lo), pct(hi)),
         (Some(r), None) => pct(r),
@@ -37,18 +39,17 @@ fn row(out: &mut String, m: &MetricComparison) {
         _ => "-".into(),
     };
     let better = if m.higher_is_better { "↑" } else { "↓" };
-    let _ = writeln!(
-        out,
-        "| {} {better} | {} | {} | {change} | {} | {} | {} | {effect} | {} / {} |",
-        m.metric,
+    vec![
+        format!("{} {better}", m.metric),
         num(m.baseline),
         num(m.candidate),
-        m.test,
+        change,
+        m.test.replace('|', "\\|"),
         p(m.p_value),
         p(m.p_holm),
-        m.n_baseline,
-        m.n_candidate,
-    );
+        effect,
+        format!("{} / {}", m.n_baseline, m.n_candidate),
+    ]
 }
 
 /// Renders a comparison as Markdown.
@@ -106,34 +107,51 @@ fn render_one(c: &Comparison, family: Option<usize>) -> String {
 /// A comparison's scenario tables (differences, tests, effect sizes) and their legend, without
 /// a decision: what the machine comparison shows between two machines.
 pub fn render_tests(c: &Comparison, family: Option<usize>) -> String {
-    let mut out = String::new();
+    let mut b = Blocks::default();
+    test_blocks(&mut b, c, family);
+    layout::to_markdown(&b.0)
+}
+
+/// The blocks of [`render_tests`] (scenario headings at level 3), for the report's sections.
+pub fn test_blocks(b: &mut Blocks, c: &Comparison, family: Option<usize>) {
     for s in &c.scenarios {
-        let _ = writeln!(
-            out,
-            "### {} ({} vs {})\n\n{}.\n",
-            s.scenario, s.baseline_model, s.candidate_model, s.pairing
+        b.heading(
+            3,
+            format!(
+                "{} ({} vs {})",
+                s.scenario, s.baseline_model, s.candidate_model
+            ),
         );
-        let _ = writeln!(
-            out,
-            "| metric | baseline | candidate | change [95% CI] | test | p | p (Holm) | effect | n |"
+        b.para(format!("{}.", s.pairing));
+        let t = b.table(
+            &[
+                "metric",
+                "baseline",
+                "candidate",
+                "change [95% CI]",
+                "test",
+                "p",
+                "p (Holm)",
+                "effect",
+                "n",
+            ],
+            "lrrllrrlr",
         );
-        let _ = writeln!(out, "|---|---:|---:|---|---|---:|---:|---|---:|");
         for m in &s.metrics {
-            row(&mut out, m);
+            t.row(row(m).into_iter().map(Cell::from).collect());
         }
         // Comparisons made before peak RSS became a metric row carry it on the side only.
         let rss_row = s
             .metrics
             .iter()
             .any(|m| m.metric == crate::compare::PEAK_RSS);
-        if let ([Some(b), Some(cand)], false) = (s.peak_rss_mb, rss_row) {
-            let _ = writeln!(
-                out,
-                "\npeak_rss_mb: {} -> {} ({})",
-                num(b),
+        if let ([Some(base), Some(cand)], false) = (s.peak_rss_mb, rss_row) {
+            b.para(format!(
+                "peak_rss_mb: {} -> {} ({})",
+                num(base),
                 num(cand),
-                pct(cand / b - 1.0)
-            );
+                pct(cand / base - 1.0)
+            ));
         }
         let patterns: std::collections::BTreeSet<&String> =
             s.log_pattern_counts.iter().flat_map(|m| m.keys()).collect();
@@ -143,22 +161,19 @@ pub fn render_tests(c: &Comparison, family: Option<usize>) -> String {
                     .get(pat)
                     .map_or_else(|| "not counted".to_string(), |n| n.to_string())
             };
-            let _ = writeln!(
-                out,
-                "\nserver log lines matching `{pat}`: {} -> {}",
+            b.para(format!(
+                "server log lines matching `{pat}`: {} -> {}",
                 get(0),
                 get(1)
-            );
+            ));
         }
         for (side, w) in ["baseline", "candidate"].iter().zip(&s.machine_warnings) {
             if let Some(w) = w {
-                let _ = writeln!(out, "\n**{side} flagged**: {w}");
+                b.note(format!("{side} flagged: {w}"));
             }
         }
-        out.push('\n');
     }
-    let _ = writeln!(
-        out,
+    b.para(format!(
         "Change = candidate / baseline - 1 with a bootstrap 95% CI; p values are two-sided; Holm \
          adjusts over all {} tests{}; effect sizes are positive when the candidate is larger \
          (d_z paired, d pooled, r rank-biserial). Arrows: which direction is better.",
@@ -173,6 +188,5 @@ pub fn render_tests(c: &Comparison, family: Option<usize>) -> String {
         } else {
             ""
         }
-    );
-    out
+    ));
 }

@@ -294,6 +294,9 @@ pub struct Report {
     /// The compliance analysis, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compliance: Option<crate::compliance::Compliance>,
+    /// The machines side by side (`report --machines`, or a team store holding several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machines: Option<crate::results::machines::MachineComparison>,
 }
 
 /// The label of a model: name and quantization.

@@ -59,7 +59,7 @@ pub fn p(v: Option<f64>) -> String {
 }
 
 /// Text safe inside a Markdown table cell.
-pub(super) fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
@@ -111,6 +111,14 @@ pub fn sections(r: &Report) -> Vec<Section> {
         })
         .filter(|s| !s.blocks.is_empty())
         .collect();
+    if let Some(c) = &r.machines {
+        let mut b = Blocks::default();
+        crate::results::machines::blocks(&mut b, c);
+        out.push(Section {
+            id: "machines",
+            blocks: b.0,
+        });
+    }
     if let Some(c) = &r.compliance {
         let mut b = Blocks::default();
         compliance_blocks(&mut b, c);

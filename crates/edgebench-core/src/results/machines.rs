@@ -3,9 +3,8 @@
 //! results folder (its run summaries) or from a `results export --format json` file (another
 //! machine's experiment), under a label.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use super::reader::ExportFile;
@@ -13,7 +12,8 @@ use super::{PerfLine, ReadError, ResultsFolder, UnitReport};
 use crate::compare::{self, CompareOptions, Comparison, Criteria, ResultSet};
 use crate::hw::text::BenchReport;
 use crate::report::document::MetricStats;
-use crate::report::markdown::mean_ci;
+use crate::report::layout::{self, Blocks, Cell};
+use crate::report::markdown::{cell, mean_ci, num};
 use crate::repro::Environment;
 use crate::store::MachineRow as StoredMachine;
 
@@ -219,7 +219,7 @@ impl MachineResults {
 }
 
 /// One machine's figures for a model x scenario.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineCell {
     pub ttft_ms: Option<MetricStats>,
     pub output_tokens_per_s: Option<MetricStats>,
@@ -233,7 +233,7 @@ pub struct MachineCell {
 }
 
 /// A machine against the first one: `compare`'s tests on the same model x scenario.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineTest {
     pub baseline: String,
     pub candidate: String,
@@ -243,7 +243,7 @@ pub struct MachineTest {
 }
 
 /// A model x scenario across machines (`None` where a machine did not run it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineRow {
     pub model: String,
     pub scenario: String,
@@ -251,7 +251,7 @@ pub struct MachineRow {
 }
 
 /// A machine's hardware, as the comparison shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineInfo {
     pub label: String,
     pub cpu: String,
@@ -264,7 +264,7 @@ pub struct MachineInfo {
 }
 
 /// Machines side by side.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineComparison {
     pub machines: Vec<MachineInfo>,
     pub rows: Vec<MachineRow>,
@@ -372,69 +372,155 @@ pub fn compare(machines: &[MachineResults], opts: &CompareOptions) -> MachineCom
     }
 }
 
-/// The comparison as Markdown: the machines' hardware, then one table per model x scenario.
-pub fn to_markdown(c: &MachineComparison) -> String {
-    let mut out = String::from("## Machines\n\n| machine | CPU | cores | RAM | GPUs | OS | edgebench | read GB/s |\n|---|---|---|---:|---|---|---|---:|\n");
+/// The comparison as blocks: the machines' hardware, one table per model x scenario, then each
+/// machine against the first (headings from level 2; the report's "Machines" section).
+pub fn blocks(b: &mut Blocks, c: &MachineComparison) {
+    b.heading(2, "Machines");
+    let t = b.table(
+        &[
+            "machine",
+            "CPU",
+            "cores",
+            "RAM",
+            "GPUs",
+            "OS",
+            "edgebench",
+            "read GB/s",
+        ],
+        "lllrlllr",
+    );
     for m in &c.machines {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            m.label,
-            m.cpu,
-            m.cores,
+        t.row(vec![
+            cell(&m.label).into(),
+            cell(&m.cpu).into(),
+            m.cores.clone().into(),
             m.ram_gb
-                .map_or_else(|| "-".into(), |g| format!("{g:.1} GB")),
-            m.gpus,
-            m.os,
-            m.edgebench,
+                .map_or_else(|| "-".into(), |g| format!("{g:.1} GB"))
+                .into(),
+            cell(&m.gpus).into(),
+            cell(&m.os).into(),
+            m.edgebench.clone().into(),
             m.read_bandwidth_gb_s
                 .map_or_else(|| "-".into(), |g| format!("{g:.1}"))
-        );
+                .into(),
+        ]);
     }
     for r in &c.rows {
-        let _ = writeln!(
-            out,
-            "\n### {} · {}\n\n| machine | ttft_ms | output_tokens_per_s | decode_tokens_per_s | decode per GB/s | n | peak_rss_mb |\n|---|---:|---:|---:|---:|---:|---:|",
-            r.model, r.scenario
+        b.heading(3, format!("{} · {}", r.model, r.scenario));
+        let t = b.table(
+            &[
+                "machine",
+                "ttft_ms",
+                "output_tokens_per_s",
+                "decode_tokens_per_s",
+                "decode per GB/s",
+                "n",
+                "peak_rss_mb",
+            ],
+            "lrrrrrr",
         );
-        for (m, cell) in c.machines.iter().zip(&r.cells) {
-            match cell {
-                Some(x) => {
-                    let _ = writeln!(
-                        out,
-                        "| {}{} | {} | {} | {} | {} | {} | {} |",
-                        m.label,
+        for (m, x) in c.machines.iter().zip(&r.cells) {
+            let cells: Vec<String> = match x {
+                Some(x) => vec![
+                    format!(
+                        "{}{}",
+                        cell(&m.label),
                         if x.warning.is_some() {
                             " (flagged)"
                         } else {
                             ""
-                        },
-                        mean_ci(x.ttft_ms.as_ref()),
-                        mean_ci(x.output_tokens_per_s.as_ref()),
-                        mean_ci(x.decode_tokens_per_s.as_ref()),
-                        x.decode_tokens_per_s_per_gb_s
-                            .map_or_else(|| "-".into(), |v| format!("{v:.3}")),
-                        x.ttft_ms.as_ref().map_or(0, |f| f.n),
-                        x.peak_rss_mb
-                            .map_or_else(|| "-".into(), crate::report::markdown::num),
-                    );
-                }
+                        }
+                    ),
+                    mean_ci(x.ttft_ms.as_ref()),
+                    mean_ci(x.output_tokens_per_s.as_ref()),
+                    mean_ci(x.decode_tokens_per_s.as_ref()),
+                    x.decode_tokens_per_s_per_gb_s
+                        .map_or_else(|| "-".into(), |v| format!("{v:.3}")),
+                    x.ttft_ms.as_ref().map_or(0, |f| f.n).to_string(),
+                    x.peak_rss_mb.map_or_else(|| "-".into(), num),
+                ],
                 None => {
-                    let _ = writeln!(out, "| {} | not run | | | | | |", m.label);
+                    let mut v = vec![cell(&m.label), "not run".into()];
+                    v.resize(7, String::new());
+                    v
                 }
-            }
+            };
+            t.row(cells.into_iter().map(Cell::from).collect());
         }
     }
-    out.push_str("\nMeans with their 95% CIs over each machine's measured requests. Decode per GB/s: mean decode tokens/s divided by the machine's measured read bandwidth (`hw bench --results` or `--store` records it), how much of its own memory ceiling each machine turns into tokens.\n");
+    b.para(
+        "Means with their 95% CIs over each machine's measured requests. Decode per GB/s: mean \
+         decode tokens/s divided by the machine's measured read bandwidth (`hw bench --results` \
+         or `--store` records it), how much of its own memory ceiling each machine turns into \
+         tokens.",
+    );
     for t in &c.tests {
-        let _ = writeln!(out, "\n## {} against {}\n", t.candidate, t.baseline);
+        b.heading(2, format!("{} against {}", t.candidate, t.baseline));
         match (&t.comparison, &t.error) {
-            (Some(cmp), _) => out.push_str(&crate::report::compare_md::render_tests(cmp, None)),
-            (None, Some(e)) => {
-                let _ = writeln!(out, "Not compared: {e}");
-            }
+            (Some(cmp), _) => crate::report::compare_md::test_blocks(b, cmp, None),
+            (None, Some(e)) => b.para(format!("Not compared: {e}")),
             (None, None) => {}
         }
     }
-    out
+}
+
+/// The comparison as Markdown (what `compare --machines` prints).
+pub fn to_markdown(c: &MachineComparison) -> String {
+    let mut b = Blocks::default();
+    blocks(&mut b, c);
+    layout::to_markdown(&b.0)
+}
+
+/// Every machine label of a store (a team store opened as a results folder), sorted, once each.
+pub fn store_labels(folder: &ResultsFolder) -> Result<Vec<String>, MachineError> {
+    let Some(store) = folder.store() else {
+        return Ok(Vec::new());
+    };
+    let labels: std::collections::BTreeSet<String> =
+        store.machines()?.into_iter().map(|m| m.label).collect();
+    Ok(labels.into_iter().collect())
+}
+
+/// Every machine of a store side by side, when it holds results of two machines or more (the
+/// report's machine comparison); machines without a finished run are left out.
+pub fn store_comparison(
+    folder: &ResultsFolder,
+    opts: &CompareOptions,
+) -> Result<Option<MachineComparison>, MachineError> {
+    let mut sets = Vec::new();
+    for label in store_labels(folder)? {
+        let set = MachineResults::from_store(folder, &label)?;
+        if !set.units.is_empty() {
+            sets.push(set);
+        }
+    }
+    Ok((sets.len() >= 2).then(|| compare(&sets, opts)))
+}
+
+/// One machine of `compare --machines` or `report --machines`: `LABEL=PATH` (a results folder
+/// or a `results export --format json` file), a bare path (labelled by its file name), or, with a
+/// store, a machine label of the store.
+pub fn load_spec(
+    spec: &str,
+    store: Option<&ResultsFolder>,
+) -> Result<MachineResults, MachineError> {
+    let (label, path) = match spec.split_once('=') {
+        Some((l, p)) => (l.to_string(), std::path::PathBuf::from(p)),
+        None => {
+            let p = std::path::PathBuf::from(spec);
+            let l = p
+                .file_stem()
+                .map_or_else(|| spec.to_string(), |s| s.to_string_lossy().into_owned());
+            (l, p)
+        }
+    };
+    match store {
+        Some(f) if !spec.contains('=') && !path.exists() => MachineResults::from_store(f, spec),
+        _ if path.is_dir() => MachineResults::from_folder(&path, &label),
+        _ => {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| MachineError::File(path.display().to_string(), e.to_string()))?;
+            MachineResults::from_export(&bytes, &label)
+        }
+    }
 }

@@ -7,37 +7,19 @@ use edgebench_core::report::compare_md;
 
 use crate::args::CompareArgs;
 use anyhow::Context;
-use edgebench_core::results::machines::{self, MachineResults};
+use edgebench_core::results::machines;
 use edgebench_core::results::ResultsFolder;
 use edgebench_core::store::StoreLocation;
 
 /// `--machines`: each `[LABEL=]PATH` read (a results folder, or an export file), or with
 /// `--store` each machine label of the team store, and shown side by side.
 fn machines(a: &CompareArgs, store: Option<&ResultsFolder>) -> anyhow::Result<ExitCode> {
-    let mut sets = Vec::new();
-    for spec in &a.machines {
-        let (label, path) = match spec.split_once('=') {
-            Some((l, p)) => (l.to_string(), std::path::PathBuf::from(p)),
-            None => {
-                let p = std::path::PathBuf::from(spec);
-                let l = p
-                    .file_stem()
-                    .map_or_else(|| spec.clone(), |s| s.to_string_lossy().into_owned());
-                (l, p)
-            }
-        };
-        let set = match store {
-            Some(f) if !spec.contains('=') && !path.exists() => MachineResults::from_store(f, spec)
-                .map_err(|e| anyhow::anyhow!("--machines {e}"))?,
-            _ if path.is_dir() => MachineResults::from_folder(&path, &label)?,
-            _ => {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| anyhow::anyhow!("--machines {}: {e}", path.display()))?;
-                MachineResults::from_export(&bytes, &label)?
-            }
-        };
-        sets.push(set);
-    }
+    let sets = a
+        .machines
+        .iter()
+        .map(|spec| machines::load_spec(spec, store))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--machines {e}"))?;
     let opts = CompareOptions {
         seed: a.seed,
         ..CompareOptions::default()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use edgebench_core::compliance;
 use edgebench_core::report::{self, markdown};
+use edgebench_core::results::machines;
 
 use crate::args::{ComplianceArgs, ReportArgs};
 
@@ -24,16 +25,35 @@ fn generated() -> anyhow::Result<time::OffsetDateTime> {
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let formats = report::parse_formats(&a.format)?;
-    let input = match &a.store {
+    let store = match &a.store {
         Some(url) => {
             let location = edgebench_core::store::StoreLocation::parse(url);
-            let folder = edgebench_core::results::ResultsFolder::open_store(&location)
-                .with_context(|| format!("--store {}", location.shown()))?;
-            report::load_from(&folder)?
+            Some(
+                edgebench_core::results::ResultsFolder::open_store(&location)
+                    .with_context(|| format!("--store {}", location.shown()))?,
+            )
         }
+        None => None,
+    };
+    let input = match &store {
+        Some(folder) => report::load_from(folder)?,
         None => report::load(&a.input)?,
     };
     let mut r = report::build(&input, generated()?);
+    let opts = edgebench_core::compare::CompareOptions::default();
+    r.machines = if !a.machines.is_empty() {
+        let sets = a
+            .machines
+            .iter()
+            .map(|spec| machines::load_spec(spec, store.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--machines {e}"))?;
+        Some(machines::compare(&sets, &opts))
+    } else if let Some(folder) = &store {
+        machines::store_comparison(folder, &opts)?
+    } else {
+        None
+    };
     if a.compliance {
         r.compliance = Some(compliance::analyse(&input, &r.generated)?);
     }
