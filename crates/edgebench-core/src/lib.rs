@@ -20,4 +20,5 @@ pub mod results;
 pub mod runner;
 pub mod stats;
 pub mod store;
+pub mod study;
 pub mod workload;

@@ -158,6 +158,13 @@ fn summary_table() {
                 },
                 context_tokens: Some(1280),
                 log_pattern_counts: [("fp8 warning".to_string(), 3)].into_iter().collect(),
+                log_pattern_counts_since_launch: [("fp8 warning".to_string(), 5)]
+                    .into_iter()
+                    .collect(),
+                server_warnings: vec![edgebench_core::backend::managed::LogWarning {
+                    message: "Using KV cache scaling factor 1.0 for fp8_e4m3".into(),
+                    count: 5,
+                }],
                 file: None,
                 settle: None,
                 server_metrics: Default::default(),
@@ -308,8 +315,14 @@ fn comparison_markdown() {
         effect_kind: Some("d_z".into()),
         effect_size: Some(-0.91),
         effect_label: Some("large".into()),
+        change_ci_90: Some([c / b - 1.01, c / b - 0.99]),
+        margin: Some(0.02),
+        equivalent: Some(edgebench_core::stats::within_margin(
+            [c / b - 1.01, c / b - 0.99],
+            0.02,
+        )),
     };
-    let cmp = Comparison {
+    let mut cmp = Comparison {
         baseline: "results/fp8-default".into(),
         candidate: "results/fp8-calibrated".into(),
         scenarios: vec![ScenarioComparison {
@@ -336,14 +349,33 @@ fn comparison_markdown() {
                 None,
                 Some("interference during the unit: the hypervisor stole 14% of a core (threshold 10% of a core)".into()),
             ],
+            log_pattern_counts_since_launch: Default::default(),
+            server_warnings: [
+                vec![edgebench_core::backend::managed::LogWarning {
+                    message: "Using KV cache scaling factor 1.0 for fp8_e4m3".into(),
+                    count: 14,
+                }],
+                Vec::new(),
+            ],
         }],
         criteria: Criteria::default(),
         decision: Decision {
-            verdict: Verdict::Apply,
-            rule: "warnings resolved (14 -> 0) and output_tokens_per_s impact 3.2% < 15.0%".into(),
-            performance_impact: Some(0.032),
+            verdict: Verdict::KeepBaseline,
+            rule: String::new(),
+            performance_impact: None,
         },
+        recommendations: Vec::new(),
     };
+    // The decision and the recommendations as the library makes them.
+    cmp.decision = edgebench_core::compare::decide(&cmp.scenarios, &cmp.criteria);
+    assert_eq!(
+        cmp.decision.verdict,
+        Verdict::Apply,
+        "{}",
+        cmp.decision.rule
+    );
+    cmp.recommendations =
+        edgebench_core::compare::recommend(&cmp.scenarios, &cmp.criteria, &cmp.decision);
     golden(
         "comparison.md",
         &edgebench_core::report::compare_md::render(&cmp),

@@ -479,6 +479,8 @@ fn write_fixtures(dir: &Path) {
             },
             context_tokens: Some(4096),
             log_pattern_counts: BTreeMap::new(),
+            log_pattern_counts_since_launch: Default::default(),
+            server_warnings: Vec::new(),
             file: Some(PathBuf::from("results").join(&file)),
             // A compile job was running while Gemma's JSON unit started.
             settle: (u.model.name.starts_with("gemma") && u.json).then(busy_settle),

@@ -83,6 +83,32 @@ pub enum Command {
     /// Take queued plans from a team store and run them on this machine, one after another,
     /// results written to that store.
     Agent(AgentArgs),
+    /// Studies: several runs judged together.
+    Study {
+        #[command(subcommand)]
+        kind: StudyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// The FP8 KV-cache calibration A/B: `--serve` runs the server as configured, then with
+    /// --calculate-kv-scales; the three FP8 warnings counted; decided by the study's rules.
+    #[command(name = "fp8-kv")]
+    Fp8Kv(Box<Fp8Args>),
+}
+
+#[derive(Debug, Args)]
+pub struct Fp8Args {
+    /// The calibrated server's command, when appending --calculate-kv-scales to --serve is not
+    /// how it is started (a compose file, a config file).
+    #[arg(long, value_name = "COMMAND")]
+    pub calibrated_serve: Option<String>,
+    /// Decision rules (TOML) instead of the study's.
+    #[arg(long, value_name = "FILE")]
+    pub criteria: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -665,9 +691,17 @@ pub struct CompareArgs {
     #[arg(long)]
     pub all: bool,
     /// Decision rules (TOML); default: the FP8 calibration study's rules (apply under 15%
-    /// impact with warnings resolved, monitor under 25%, else keep the baseline).
-    #[arg(long, value_name = "FILE")]
+    /// impact on TTFT and throughput with warnings resolved, monitor under 25%, else keep the
+    /// baseline; changes within +/-2% never decide).
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
     pub criteria: Option<PathBuf>,
+    /// Built-in rules instead of a file: `default`, or `fp8-kv` (the study's three vLLM
+    /// warnings counted, all three resolved before "apply").
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(edgebench_core::compare::PRESETS))]
+    pub preset: Option<String>,
+    /// Also write the comparison as JSON to FILE (with its `recommendations`).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Where run ids are looked up.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,

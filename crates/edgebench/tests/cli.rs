@@ -438,6 +438,41 @@ fn compare_two_real_runs_pairs_prompts_and_decides() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+    // The FP8 study's rules: an improvement without counted warnings is no evidence, the
+    // baseline is kept; --output writes the comparison with its recommendations.
+    let report = dir.path().join("fp8_comparison.json");
+    let o = edgebench(&[
+        "compare",
+        "--preset",
+        "fp8-kv",
+        "--output",
+        report.to_str().unwrap(),
+        b.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        v["decision"]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("warnings not checked"),
+        "{}",
+        v["decision"]
+    );
+    assert!(v["recommendations"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Keep the baseline"));
+    let o = edgebench(&[
+        "compare",
+        "--preset",
+        "fp9",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_input_error(&o, "fp9");
     // Bad input: exit 2 naming the thing.
     let o = edgebench(&["compare", "no-such-run", b.to_str().unwrap()]);
     assert_input_error(&o, "no-such-run");

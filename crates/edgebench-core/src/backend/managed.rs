@@ -29,6 +29,45 @@ pub struct LaunchFacts {
 struct LogState {
     counts: Vec<u64>,
     lines: u64,
+    /// Distinct warning messages and how often each was logged (at most [`MAX_WARNINGS`]).
+    warnings: std::collections::BTreeMap<String, u64>,
+}
+
+/// Distinct warning messages kept per server (a chatty server cannot grow the summary).
+pub const MAX_WARNINGS: usize = 100;
+
+/// A distinct warning a server logged, and how many times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogWarning {
+    pub message: String,
+    pub count: u64,
+}
+
+/// The message of a warning-level log line, without its level, timestamp and source location
+/// (`WARNING 10-30 12:48:00 [kv_cache.py:85] Using KV cache ...` gives `Using KV cache ...`), so
+/// the same warning from two processes or at two times is one message; `None` for other lines.
+pub fn warning_message(line: &str) -> Option<String> {
+    static LEVEL: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+    static ANSI: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+    let level = LEVEL
+        .get_or_init(|| Regex::new(r"(?i)\b(warn|warning)\b[:\]]?").ok())
+        .as_ref()?;
+    let ansi = ANSI
+        .get_or_init(|| Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").ok())
+        .as_ref()?;
+    let line = ansi.replace_all(line, "");
+    let m = level.find(&line)?;
+    let rest = &line[m.end()..];
+    // A source location in brackets after the level ends the prefix.
+    let rest = match rest.find("] ") {
+        Some(i) if rest[..i].contains('[') => &rest[i + 2..],
+        _ => rest,
+    };
+    let msg = rest.trim_start_matches([':', ' ', '-']).trim();
+    if msg.is_empty() {
+        return None;
+    }
+    Some(msg.chars().take(240).collect())
 }
 
 /// A running server command; dropping it stops the server.
@@ -57,6 +96,16 @@ fn reader(
                 for (i, re) in regexes.iter().enumerate() {
                     if re.is_match(&line) {
                         s.counts[i] += 1;
+                    }
+                }
+                if let Some(msg) = warning_message(&line) {
+                    let known = s.warnings.len();
+                    match s.warnings.get_mut(&msg) {
+                        Some(n) => *n += 1,
+                        None if known < MAX_WARNINGS => {
+                            s.warnings.insert(msg, 1);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -105,7 +154,7 @@ impl ManagedServer {
             .map_err(|e| TargetError::Unavailable(format!("--serve {command:?}: {e}")))?;
         let state = Arc::new(Mutex::new(LogState {
             counts: vec![0; regexes.len()],
-            lines: 0,
+            ..LogState::default()
         }));
         let log = Arc::new(Mutex::new(log));
         let regexes = Arc::new(regexes);
@@ -171,6 +220,25 @@ impl ManagedServer {
         self.patterns.iter().cloned().zip(counts).collect()
     }
 
+    /// The distinct warnings logged since the launch, most frequent first.
+    pub fn warnings(&self) -> Vec<LogWarning> {
+        let mut out: Vec<LogWarning> = self
+            .state
+            .lock()
+            .map(|s| {
+                s.warnings
+                    .iter()
+                    .map(|(message, count)| LogWarning {
+                        message: message.clone(),
+                        count: *count,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then(a.message.cmp(&b.message)));
+        out
+    }
+
     /// When the command was spawned.
     pub fn spawned(&self) -> Instant {
         self.spawned
@@ -233,8 +301,8 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
-        let cmd = "echo 'Using KV cache scaling factor 1.0 for fp8_e4m3'; \
-                   echo 'Using KV cache scaling factor 1.0 for fp8_e4m3' >&2; echo ready; exec sleep 30";
+        let cmd = "echo 'WARNING 10-30 12:48:00 [kv_cache.py:85] Using KV cache scaling factor 1.0 for fp8_e4m3'; \
+                   echo '(Worker pid=7) WARNING 10-30 12:48:01 [kv_cache.py:85] Using KV cache scaling factor 1.0 for fp8_e4m3' >&2; echo ready; exec sleep 30";
         let mut s = ManagedServer::start(
             cmd,
             &format!("{}/models", health.base_url()),
@@ -255,6 +323,14 @@ mod tests {
         let counts = s.pattern_counts();
         assert_eq!(counts[0].1, 2);
         assert_eq!(counts[1].1, 0);
+        // Two processes, two times: one distinct warning, seen twice.
+        assert_eq!(
+            s.warnings(),
+            vec![LogWarning {
+                message: "Using KV cache scaling factor 1.0 for fp8_e4m3".into(),
+                count: 2
+            }]
+        );
         let pid = s.facts.pid;
         let t = Instant::now();
         s.stop(Duration::from_secs(5));
@@ -303,6 +379,26 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("--log-pattern"), "{e}");
+    }
+
+    #[test]
+    fn warning_lines_give_their_message_and_other_lines_none() {
+        for (line, want) in [
+            (
+                "WARNING 10-30 12:48:00 [kv_cache.py:85] Checkpoint does not provide a q scaling factor",
+                Some("Checkpoint does not provide a q scaling factor"),
+            ),
+            (
+                "\x1b[33mWARNING\x1b[0m 10-30 [attn.py:1] Using uncalibrated q_scale 1.0",
+                Some("Using uncalibrated q_scale 1.0"),
+            ),
+            ("warn: context size exceeded", Some("context size exceeded")),
+            ("INFO 10-30 [api.py:2] started", None),
+            ("srv  log_server_r: request: POST /v1/chat/completions 200", None),
+            ("WARNING", None),
+        ] {
+            assert_eq!(warning_message(line).as_deref(), want, "{line}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Decision criteria for comparisons (TOML), with a built-in default that mirrors the FP8
 //! KV-cache calibration study: apply when the named warnings are resolved and the performance
-//! impact is under 15%, apply with monitoring up to 25%, keep the baseline beyond that or when
-//! quality dropped significantly. Metric names are checked against the comparison's metrics when
-//! a file is loaded.
+//! impact on TTFT and throughput is under 15%, apply with monitoring up to 25% (or with a slight
+//! quality loss), keep the baseline beyond that or when quality dropped more than slightly.
+//! Changes shown to lie inside an equivalence margin (+/-2% by default) never decide. The
+//! `fp8-kv` preset adds the study's three vLLM warnings, all of which must be resolved. Metric
+//! names are checked against the comparison's metrics when a file is loaded.
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -11,8 +13,11 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Criteria {
-    /// The metric whose relative change is "the performance impact".
-    pub primary_metric: String,
+    /// The metrics whose worst relative degradation is "the performance impact".
+    pub impact_metrics: Vec<String>,
+    /// Older files' single impact metric: when set, the impact is judged on it alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_metric: Option<String>,
     /// Impact (relative degradation of the primary metric) below this: apply.
     pub apply_below: f64,
     /// Impact below this (and at least `apply_below`): apply with monitoring; above: keep.
@@ -25,14 +30,37 @@ pub struct Criteria {
     /// The server-log patterns (`--log-pattern`) that are the warnings; empty: every pattern
     /// counted on either side.
     pub warning_patterns: Vec<String>,
+    /// At least this many of the warning patterns must be resolved (logged by the baseline,
+    /// not by the candidate) for "apply" or "apply with monitoring"; 0: no warning evidence
+    /// needed.
+    pub min_warnings_resolved: usize,
+    /// A significant quality drop up to this fraction of the baseline is "slight": at best
+    /// "apply with monitoring"; beyond it the baseline is kept.
+    pub slight_quality_loss: f64,
+    /// Equivalence margin, a fraction of the baseline: a change shown to lie within it (two
+    /// one-sided tests) is no practical difference and never decides.
+    pub equivalence_margin: f64,
+    /// Per-metric margins over `equivalence_margin` (e.g. `margins = { ttft_ms = 0.05 }`).
+    pub margins: std::collections::BTreeMap<String, f64>,
     /// Significance level for the quality rule.
     pub alpha: f64,
 }
 
+/// The FP8 KV-cache calibration study's three vLLM warnings, as logged without calibration.
+pub const FP8_WARNINGS: [&str; 3] = [
+    "Using KV cache scaling factor 1.0 for fp8_e4m3",
+    "Using uncalibrated q_scale 1.0 and/or prob_scale 1.0 with fp8 attention",
+    "Checkpoint does not provide a q scaling factor",
+];
+
+/// The names `--preset` takes.
+pub const PRESETS: [&str; 2] = ["default", "fp8-kv"];
+
 impl Default for Criteria {
     fn default() -> Self {
         Self {
-            primary_metric: "output_tokens_per_s".into(),
+            impact_metrics: vec!["ttft_ms".into(), "output_tokens_per_s".into()],
+            primary_metric: None,
             apply_below: 0.15,
             monitor_below: 0.25,
             quality_metrics: [
@@ -47,6 +75,10 @@ impl Default for Criteria {
             .to_vec(),
             require_warnings_resolved: true,
             warning_patterns: Vec::new(),
+            min_warnings_resolved: 0,
+            slight_quality_loss: 0.05,
+            equivalence_margin: 0.02,
+            margins: Default::default(),
             alpha: 0.05,
         }
     }
@@ -61,6 +93,41 @@ pub struct CriteriaError {
 }
 
 impl Criteria {
+    /// The FP8 KV-cache calibration study: the default rules, the study's three warnings
+    /// counted (as regexes matching their text) and all three resolved before "apply".
+    pub fn fp8_kv() -> Self {
+        Self {
+            warning_patterns: FP8_WARNINGS.iter().map(|w| regex::escape(w)).collect(),
+            min_warnings_resolved: FP8_WARNINGS.len(),
+            ..Self::default()
+        }
+    }
+
+    /// A preset by name ([`PRESETS`]).
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "default" => Some(Self::default()),
+            "fp8-kv" => Some(Self::fp8_kv()),
+            _ => None,
+        }
+    }
+
+    /// The metrics the performance impact is judged on.
+    pub fn impact_metrics(&self) -> Vec<String> {
+        match &self.primary_metric {
+            Some(m) => vec![m.clone()],
+            None => self.impact_metrics.clone(),
+        }
+    }
+
+    /// The equivalence margin of a metric.
+    pub fn margin(&self, metric: &str) -> f64 {
+        self.margins
+            .get(metric)
+            .copied()
+            .unwrap_or(self.equivalence_margin)
+    }
+
     /// Reads and checks a criteria file.
     pub fn load(path: &Path) -> Result<Self, CriteriaError> {
         let err = |reason: String| CriteriaError {
@@ -89,8 +156,35 @@ impl Criteria {
                 known.join(", ")
             ))
         };
-        if !known.contains(&self.primary_metric.as_str()) {
-            return unknown("primary_metric", &self.primary_metric);
+        if self.impact_metrics().is_empty() {
+            return Some("impact_metrics is empty".into());
+        }
+        if let Some(bad) = self
+            .impact_metrics()
+            .iter()
+            .find(|m| !known.contains(&m.as_str()))
+        {
+            return unknown("impact_metrics", bad);
+        }
+        if let Some(bad) = self.margins.keys().find(|m| !known.contains(&m.as_str())) {
+            return unknown("margins", bad);
+        }
+        let fraction = |v: f64| (0.0..1.0).contains(&v);
+        if !fraction(self.equivalence_margin) || !self.margins.values().all(|v| fraction(*v)) {
+            return Some("equivalence margins are fractions in [0, 1), e.g. 0.02".into());
+        }
+        if !fraction(self.slight_quality_loss) {
+            return Some("slight_quality_loss is a fraction in [0, 1), e.g. 0.05".into());
+        }
+        if self.min_warnings_resolved > 0
+            && !self.warning_patterns.is_empty()
+            && self.min_warnings_resolved > self.warning_patterns.len()
+        {
+            return Some(format!(
+                "min_warnings_resolved = {} but warning_patterns names {}",
+                self.min_warnings_resolved,
+                self.warning_patterns.len()
+            ));
         }
         if let Some(bad) = self
             .quality_metrics
@@ -122,7 +216,7 @@ mod tests {
         let c = Criteria::load(&p).unwrap();
         assert_eq!(c.apply_below, 0.05);
         assert_eq!(c.monitor_below, 0.25);
-        assert_eq!(c.primary_metric, "decode_tokens_per_s");
+        assert_eq!(c.impact_metrics(), ["decode_tokens_per_s"]);
         std::fs::write(&p, "apply_below = 0.5\nmonitor_below = 0.2\n").unwrap();
         assert!(Criteria::load(&p)
             .unwrap_err()
@@ -133,8 +227,40 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_valid() {
+    fn the_default_and_the_presets_are_valid() {
         assert_eq!(Criteria::default().problem(), None);
+        for p in PRESETS {
+            assert_eq!(Criteria::preset(p).unwrap().problem(), None, "{p}");
+        }
+        let fp8 = Criteria::fp8_kv();
+        for (w, p) in FP8_WARNINGS.iter().zip(&fp8.warning_patterns) {
+            assert!(regex::Regex::new(p)
+                .unwrap()
+                .is_match(&format!("WARNING [x.py:1] {w}")));
+        }
+        assert_eq!(Criteria::default().margin("ttft_ms"), 0.02);
+    }
+
+    #[test]
+    fn margins_and_impact_metrics_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "impact_metrics = [\"ttft_ms\"]\nmargins = { ttft_ms = 0.05 }\n",
+        )
+        .unwrap();
+        let c = Criteria::load(&p).unwrap();
+        assert_eq!((c.margin("ttft_ms"), c.margin("e2e_ms")), (0.05, 0.02));
+        for bad in [
+            "margins = { nope = 0.1 }",
+            "equivalence_margin = 1.5",
+            "impact_metrics = []",
+            "warning_patterns = [\"a\"]\nmin_warnings_resolved = 2",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            assert!(Criteria::load(&p).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -149,7 +275,7 @@ mod tests {
             (
                 "primary_metric = \"tokens_per_s\"\n",
                 "tokens_per_s",
-                "primary_metric",
+                "impact_metrics",
             ),
             (
                 "quality_metrics = [\"accuracy\", \"acurracy\"]\n",

@@ -153,6 +153,9 @@ pub(super) fn compare_eval(
             effect_kind: None,
             effect_size: None,
             effect_label: None,
+            change_ci_90: None,
+            margin: None,
+            equivalent: None,
         });
     }
     let peak_rss_mb = [
@@ -169,6 +172,8 @@ pub(super) fn compare_eval(
         metrics,
         peak_rss_mb,
         log_pattern_counts: [BTreeMap::new(), BTreeMap::new()],
+        log_pattern_counts_since_launch: [BTreeMap::new(), BTreeMap::new()],
+        server_warnings: [Vec::new(), Vec::new()],
         machine_warnings: [
             crate::results::machine_warning(b.summary.settle.as_ref(), b.summary.monitor.as_ref()),
             crate::results::machine_warning(c.summary.settle.as_ref(), c.summary.monitor.as_ref()),

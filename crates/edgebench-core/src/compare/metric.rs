@@ -193,6 +193,9 @@ pub(super) fn test_metric(
         effect_kind: None,
         effect_size: None,
         effect_label: None,
+        change_ci_90: None,
+        margin: None,
+        equivalent: None,
     };
     if m.baseline != 0.0 && m.baseline.is_finite() && m.candidate.is_finite() {
         m.relative_change = Some(m.candidate / m.baseline - 1.0);
@@ -204,6 +207,10 @@ pub(super) fn test_metric(
     m.change_ci = stats::bootstrap_ratio_of_means_ci(b, c, 0.95, opts.resamples, opts.seed, paired)
         .ok()
         .map(|ci| [ci.lower, ci.upper]);
+    m.change_ci_90 =
+        stats::bootstrap_ratio_of_means_ci(b, c, 0.90, opts.resamples, opts.seed, paired)
+            .ok()
+            .map(|ci| [ci.lower, ci.upper]);
     let min = MIN_N_PARAMETRIC;
     let outcome = if paired {
         let diffs: Vec<f64> = c.iter().zip(b).map(|(c, b)| c - b).collect();
@@ -316,5 +323,8 @@ pub(super) fn peak_rss_row(b: Option<f64>, c: Option<f64>) -> Option<MetricCompa
         effect_kind: None,
         effect_size: None,
         effect_label: None,
+        change_ci_90: None,
+        margin: None,
+        equivalent: None,
     })
 }

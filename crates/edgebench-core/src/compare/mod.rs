@@ -10,8 +10,8 @@ mod eval;
 pub mod load;
 mod metric;
 
-pub use criteria::{Criteria, CriteriaError};
-pub use decide::decide;
+pub use criteria::{Criteria, CriteriaError, FP8_WARNINGS, PRESETS};
+pub use decide::{decide, recommend};
 pub use eval::{INVALID_RATE_TASKS, ITEM_SCORES};
 pub use load::{load, load_stored, CompareError, EvalSide, ResultSet};
 pub use metric::{metric_names, MetricDef, METRICS, PEAK_RSS};
@@ -64,6 +64,17 @@ pub struct MetricComparison {
     pub effect_kind: Option<String>,
     pub effect_size: Option<f64>,
     pub effect_label: Option<String>,
+    /// The equivalence margin of this metric (a fraction of the baseline, from the criteria).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+    /// Bootstrap 90% CI of the relative change: the interval of two one-sided tests at 5%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_ci_90: Option<[f64; 2]>,
+    /// Two one-sided tests at `margin`: `Some(true)` when the change is shown to lie within
+    /// +/- margin (`change_ci_90` inside it), so it is no practical difference whatever its
+    /// p-value; `None` without a CI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalent: Option<bool>,
 }
 
 /// One scenario's comparison.
@@ -86,6 +97,13 @@ pub struct ScenarioComparison {
     /// interference during it), when anything did.
     #[serde(default)]
     pub machine_warnings: [Option<String>; 2],
+    /// Per side, the same patterns counted over the server's whole log up to the unit's end
+    /// (startup warnings included); empty where the results predate it.
+    #[serde(default)]
+    pub log_pattern_counts_since_launch: [BTreeMap<String, u64>; 2],
+    /// Per side, the distinct warnings the server logged from its launch to the unit's end.
+    #[serde(default)]
+    pub server_warnings: [Vec<crate::backend::managed::LogWarning>; 2],
 }
 
 /// The verdict.
@@ -124,6 +142,10 @@ pub struct Comparison {
     pub scenarios: Vec<ScenarioComparison>,
     pub criteria: Criteria,
     pub decision: Decision,
+    /// What to do, in sentences: the decision and what it rests on, the warnings left, the
+    /// changes too small to matter (`jq .recommendations`).
+    #[serde(default)]
+    pub recommendations: Vec<String>,
 }
 
 /// A unit of a result set: (model, scenario) for perf lines, (model, task) for evals.
@@ -276,6 +298,12 @@ pub fn compare(
         metrics.extend(peak_rss_row(peak_rss_mb[0], peak_rss_mb[1]));
         let counts =
             |u: Option<&UnitReport>| u.map(|u| u.log_pattern_counts.clone()).unwrap_or_default();
+        let since_launch = |u: Option<&UnitReport>| {
+            u.map(|u| u.log_pattern_counts_since_launch.clone())
+                .unwrap_or_default()
+        };
+        let warnings =
+            |u: Option<&UnitReport>| u.map(|u| u.server_warnings.clone()).unwrap_or_default();
         scenarios.push(ScenarioComparison {
             scenario: bk.1.clone(),
             baseline_model: bk.0.clone(),
@@ -289,19 +317,24 @@ pub fn compare(
                 bu.and_then(UnitReport::machine_warning),
                 cu.and_then(UnitReport::machine_warning),
             ],
+            log_pattern_counts_since_launch: [since_launch(bu), since_launch(cu)],
+            server_warnings: [warnings(bu), warnings(cu)],
         });
     }
     for (b, c) in tasks {
         scenarios.push(compare_eval(b, c, opts));
     }
     holm_adjust(scenarios.iter_mut());
+    apply_margins(&mut scenarios, criteria);
     let decision = decide(&scenarios, criteria);
+    let recommendations = recommend(&scenarios, criteria, &decision);
     Ok(Comparison {
         baseline: baseline.label.clone(),
         candidate: candidate.label.clone(),
         scenarios,
         criteria: criteria.clone(),
         decision,
+        recommendations,
     })
 }
 
@@ -316,6 +349,16 @@ fn holm_adjust<'a>(family: impl Iterator<Item = &'a mut ScenarioComparison>) {
         for (m, p) in tested.iter_mut().zip(adj) {
             m.p_holm = Some(p);
         }
+    }
+}
+
+/// Each metric's equivalence margin from the criteria, and whether its change is shown to lie
+/// inside it (two one-sided tests, [`stats::within_margin`]).
+fn apply_margins(scenarios: &mut [ScenarioComparison], criteria: &Criteria) {
+    for m in scenarios.iter_mut().flat_map(|s| s.metrics.iter_mut()) {
+        let margin = criteria.margin(&m.metric);
+        m.margin = Some(margin);
+        m.equivalent = m.change_ci_90.map(|ci| stats::within_margin(ci, margin));
     }
 }
 
@@ -346,7 +389,11 @@ pub fn compare_all(
     }
     holm_adjust(pairs.iter_mut().flat_map(|c| c.scenarios.iter_mut()));
     for c in &mut pairs {
+        apply_margins(&mut c.scenarios, criteria);
+    }
+    for c in &mut pairs {
         c.decision = decide(&c.scenarios, criteria);
+        c.recommendations = recommend(&c.scenarios, criteria, &c.decision);
     }
     let family_tests = pairs
         .iter()

@@ -195,6 +195,8 @@ fn unit_report(
         monitor: Default::default(),
         context_tokens: None,
         log_pattern_counts: counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        log_pattern_counts_since_launch: Default::default(),
+        server_warnings: Vec::new(),
         file: None,
         settle: None,
         server_metrics: BTreeMap::new(),
@@ -208,7 +210,11 @@ fn with_counts(mut s: ResultSet, counts: &[(&str, u64)]) -> ResultSet {
 
 #[test]
 fn decisions_follow_the_fp8_study_rules() {
-    let c = Criteria::default();
+    // The tiers on throughput alone (the synthetic sets move TTFT with it).
+    let c = Criteria {
+        impact_metrics: vec!["output_tokens_per_s".into()],
+        ..Criteria::default()
+    };
     let run = |shift: f64, bw: u64, cw: u64| {
         let (b, cand) = synthetic(3, 30, shift, true);
         let b = with_counts(b, &[("fp8 warning", bw)]);
@@ -217,7 +223,17 @@ fn decisions_follow_the_fp8_study_rules() {
     };
     let d = run(-5.0, 12, 0);
     assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
-    assert!(d.rule.contains("warnings resolved (12 -> 0)"), "{}", d.rule);
+    assert!(
+        d.rule.contains("1 of 1 warning(s) resolved (12 -> 0)"),
+        "{}",
+        d.rule
+    );
+    // By default the impact is the worse of TTFT and throughput.
+    let (b, cand) = synthetic(3, 30, -5.0, true);
+    let d = compare(&b, &cand, &Criteria::default(), &quick())
+        .unwrap()
+        .decision;
+    assert!(d.rule.contains("(worst: ttft_ms in s)"), "{}", d.rule);
     let d = run(-20.0, 12, 0);
     assert_eq!(d.verdict, Verdict::ApplyWithMonitoring, "{}", d.rule);
     let d = run(-30.0, 12, 0);
@@ -516,7 +532,11 @@ fn named_warning_patterns_are_the_only_ones_that_count() {
         .unwrap()
         .decision;
     assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
-    assert!(d.rule.contains("warnings resolved (12 -> 0)"), "{}", d.rule);
+    assert!(
+        d.rule.contains("warning(s) resolved (12 -> 0)"),
+        "{}",
+        d.rule
+    );
     // A named pattern neither side counted: not checked.
     let d = compare(&b, &cand, &named("scaling factor 1.0"), &quick())
         .unwrap()
@@ -692,7 +712,7 @@ fn peak_rss_is_a_metric_row_without_a_test() {
     assert!(!md.contains("\npeak_rss_mb:"), "no second peak line: {md}");
     // It can be the primary metric: memory as the performance impact.
     let mem = Criteria {
-        primary_metric: "peak_rss_mb".into(),
+        impact_metrics: vec!["peak_rss_mb".into()],
         ..Criteria::default()
     };
     let d = compare(&b, &c, &mem, &quick()).unwrap().decision;
@@ -877,4 +897,174 @@ fn json_result_files_are_read_by_their_content() {
     )
     .unwrap();
     assert_eq!(e.evals.len(), 1);
+}
+
+#[test]
+fn the_fp8_preset_needs_its_three_warnings_resolved_counted_since_the_launch() {
+    let c = Criteria::fp8_kv();
+    let (b, cand) = synthetic(3, 30, -5.0, true);
+    let three = |n: u64| -> Vec<(String, u64)> {
+        c.warning_patterns.iter().map(|p| (p.clone(), n)).collect()
+    };
+    // Warnings logged at startup: nothing during the units, all of them since the launch.
+    let side = |s: ResultSet, since: Vec<(String, u64)>| {
+        let mut s = with_counts(
+            s,
+            &since
+                .iter()
+                .map(|(p, _)| (p.as_str(), 0))
+                .collect::<Vec<_>>(),
+        );
+        s.units[0].log_pattern_counts_since_launch = since.into_iter().collect();
+        s
+    };
+    let d = compare(
+        &side(b.clone(), three(2)),
+        &side(cand.clone(), three(0)),
+        &c,
+        &quick(),
+    )
+    .unwrap()
+    .decision;
+    assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
+    assert!(
+        d.rule.contains("3 of 3 warning(s) resolved (6 -> 0)"),
+        "{}",
+        d.rule
+    );
+    // The baseline never logged them: no evidence, the baseline is kept.
+    let d = compare(
+        &side(b.clone(), three(0)),
+        &side(cand.clone(), three(0)),
+        &c,
+        &quick(),
+    )
+    .unwrap()
+    .decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(d.rule.contains("only 0 of 3"), "{}", d.rule);
+    // Nothing counted at all: not checked, and it says how to count them.
+    let d = compare(&b, &cand, &c, &quick()).unwrap().decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(
+        d.rule.contains("warnings not checked") && d.rule.contains("--log-pattern"),
+        "{}",
+        d.rule
+    );
+    // Without the resolved-warnings requirement, the count of resolved ones still gates.
+    let lax = Criteria {
+        require_warnings_resolved: false,
+        ..c.clone()
+    };
+    let d = compare(&b, &cand, &lax, &quick()).unwrap().decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(d.rule.contains("no warning evidence"), "{}", d.rule);
+    // Still logged by the candidate: not resolved.
+    let d = compare(&side(b, three(2)), &side(cand, three(1)), &c, &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(d.rule.contains("not resolved"), "{}", d.rule);
+}
+
+#[test]
+fn a_change_inside_the_margin_is_equivalent_and_never_decides() {
+    // Identical but for a steady +3% on every request: significant; outside a 2% margin,
+    // inside a 5% one.
+    let b: Vec<PerfLine> = (0..40)
+        .map(|i| line(&format!("p{i}"), 100.0 + (i % 7) as f64, true, None))
+        .collect();
+    let c: Vec<PerfLine> = b
+        .iter()
+        .map(|l| {
+            let tps = l.metrics.output_tokens_per_s.unwrap() * 0.97;
+            line(&l.record.prompt_id, tps, true, None)
+        })
+        .collect();
+    let (b, c) = (set("b", b), set("c", c));
+    let strict = Criteria {
+        impact_metrics: vec!["output_tokens_per_s".into()],
+        apply_below: 0.01,
+        monitor_below: 0.02,
+        ..Criteria::default()
+    };
+    let cmp = compare(&b, &c, &strict, &quick()).unwrap();
+    let m = cmp.scenarios[0]
+        .metrics
+        .iter()
+        .find(|m| m.metric == "output_tokens_per_s")
+        .unwrap();
+    assert!(m.p_holm.unwrap() < 0.05, "significant: {m:?}");
+    assert_eq!((m.margin, m.equivalent), (Some(0.02), Some(false)));
+    assert_eq!(
+        cmp.decision.verdict,
+        Verdict::KeepBaseline,
+        "{}",
+        cmp.decision.rule
+    );
+    let loose = Criteria {
+        margins: [("output_tokens_per_s".to_string(), 0.05)]
+            .into_iter()
+            .collect(),
+        ..strict
+    };
+    let cmp = compare(&b, &c, &loose, &quick()).unwrap();
+    let m = cmp.scenarios[0]
+        .metrics
+        .iter()
+        .find(|m| m.metric == "output_tokens_per_s")
+        .unwrap();
+    assert_eq!(m.equivalent, Some(true), "{m:?}");
+    assert_eq!(
+        cmp.decision.verdict,
+        Verdict::Apply,
+        "{}",
+        cmp.decision.rule
+    );
+    assert!(
+        cmp.recommendations
+            .iter()
+            .any(|r| r.contains("No practical difference in output_tokens_per_s")),
+        "{:?}",
+        cmp.recommendations
+    );
+}
+
+#[test]
+fn a_slight_quality_loss_asks_for_monitoring_and_a_larger_one_keeps_the_baseline() {
+    let b: Vec<PerfLine> = (0..200)
+        .map(|i| line(&format!("p{i}"), 100.0, true, Some(true)))
+        .collect();
+    let drop = |every: usize| -> Vec<PerfLine> {
+        (0..200)
+            .map(|i| line(&format!("p{i}"), 100.0, true, Some(i % every != 0)))
+            .collect()
+    };
+    let c = Criteria {
+        impact_metrics: vec!["output_tokens_per_s".into()],
+        ..Criteria::default()
+    };
+    // 1 in 25 invalid: 4% worse, significant, within the 5% slight loss.
+    let cmp = compare(&set("b", b.clone()), &set("c", drop(25)), &c, &quick()).unwrap();
+    assert_eq!(
+        cmp.decision.verdict,
+        Verdict::ApplyWithMonitoring,
+        "{}",
+        cmp.decision.rule
+    );
+    assert!(
+        cmp.decision.rule.contains("slight quality loss"),
+        "{}",
+        cmp.decision.rule
+    );
+    assert!(cmp.recommendations[0].starts_with("Apply the candidate with monitoring"));
+    // 1 in 10: 10% worse, more than slight.
+    let cmp = compare(&set("b", b), &set("c", drop(10)), &c, &quick()).unwrap();
+    assert_eq!(
+        cmp.decision.verdict,
+        Verdict::KeepBaseline,
+        "{}",
+        cmp.decision.rule
+    );
+    assert!(cmp.recommendations[0].starts_with("Keep the baseline"));
 }

@@ -22,6 +22,11 @@ pub(super) struct Snapshots<'a> {
 #[derive(Default)]
 pub(super) struct ServerFigures {
     pub log_pattern_counts: BTreeMap<String, u64>,
+    /// The same patterns counted over the whole log, from the launch to the unit's end (startup
+    /// warnings, such as FP8 scaling-factor ones, are logged before any request).
+    pub log_pattern_counts_since_launch: BTreeMap<String, u64>,
+    /// The distinct warnings the server logged from its launch to the unit's end.
+    pub server_warnings: Vec<managed::LogWarning>,
     pub server_metrics: BTreeMap<String, f64>,
 }
 
@@ -57,8 +62,14 @@ impl<'a> Snapshots<'a> {
             }
             _ => BTreeMap::new(),
         };
+        let (log_pattern_counts_since_launch, server_warnings) = match self.server {
+            Some(s) => (s.pattern_counts().into_iter().collect(), s.warnings()),
+            None => (BTreeMap::new(), Vec::new()),
+        };
         ServerFigures {
             log_pattern_counts,
+            log_pattern_counts_since_launch,
+            server_warnings,
             server_metrics,
         }
     }

@@ -158,6 +158,8 @@ impl RunState<'_> {
             monitor: out.monitor,
             context_tokens: out.context_tokens,
             log_pattern_counts: figures.log_pattern_counts,
+            log_pattern_counts_since_launch: figures.log_pattern_counts_since_launch,
+            server_warnings: figures.server_warnings,
             file: Some(path.clone()),
             settle: out.settle.clone(),
             server_metrics: figures.server_metrics,

@@ -34,6 +34,10 @@ fn row(m: &MetricComparison) -> Vec<String> {
         (Some(r), None) => pct(r),
         _ => "-".into(),
     };
+    let change = match (m.equivalent, m.margin) {
+        (Some(true), Some(mg)) => format!("{change} ≈ within ±{:.0}%", mg * 100.0),
+        _ => change,
+    };
     let effect = match (&m.effect_kind, m.effect_size, &m.effect_label) {
         (Some(k), Some(e), Some(l)) => format!("{k} = {e:+.2} ({l})"),
         _ => "-".into(),
@@ -100,6 +104,12 @@ fn render_one(c: &Comparison, family: Option<usize>) -> String {
         "**Decision: {}** — {}\n",
         c.decision.verdict, c.decision.rule
     );
+    for r in &c.recommendations {
+        let _ = writeln!(out, "- {r}");
+    }
+    if !c.recommendations.is_empty() {
+        out.push('\n');
+    }
     out.push_str(&render_tests(c, family));
     out
 }
@@ -153,19 +163,36 @@ pub fn test_blocks(b: &mut Blocks, c: &Comparison, family: Option<usize>) {
                 pct(cand / base - 1.0)
             ));
         }
-        let patterns: std::collections::BTreeSet<&String> =
-            s.log_pattern_counts.iter().flat_map(|m| m.keys()).collect();
+        let patterns: std::collections::BTreeSet<&String> = s
+            .log_pattern_counts
+            .iter()
+            .chain(&s.log_pattern_counts_since_launch)
+            .flat_map(|m| m.keys())
+            .collect();
+        let since_launch = s
+            .log_pattern_counts_since_launch
+            .iter()
+            .any(|m| !m.is_empty());
         for pat in patterns {
-            let get = |i: usize| {
-                s.log_pattern_counts[i]
-                    .get(pat)
+            let get = |m: &std::collections::BTreeMap<String, u64>| {
+                m.get(pat)
                     .map_or_else(|| "not counted".to_string(), |n| n.to_string())
             };
-            b.para(format!(
+            let [ub, uc] = &s.log_pattern_counts;
+            let mut text = format!(
                 "server log lines matching `{pat}`: {} -> {}",
-                get(0),
-                get(1)
-            ));
+                get(ub),
+                get(uc)
+            );
+            if since_launch {
+                let [lb, lc] = &s.log_pattern_counts_since_launch;
+                text.push_str(&format!(
+                    " during the unit, {} -> {} since the launch",
+                    get(lb),
+                    get(lc)
+                ));
+            }
+            b.para(text);
         }
         for (side, w) in ["baseline", "candidate"].iter().zip(&s.machine_warnings) {
             if let Some(w) = w {
@@ -174,9 +201,12 @@ pub fn test_blocks(b: &mut Blocks, c: &Comparison, family: Option<usize>) {
         }
     }
     b.para(format!(
-        "Change = candidate / baseline - 1 with a bootstrap 95% CI; p values are two-sided; Holm \
-         adjusts over all {} tests{}; effect sizes are positive when the candidate is larger \
-         (d_z paired, d pooled, r rank-biserial). Arrows: which direction is better.",
+        "Change = candidate / baseline - 1 with a bootstrap 95% CI; ≈: the change is shown to lie \
+         within its equivalence margin (two one-sided tests, the 90% CI inside it), no practical \
+         difference whatever its p; p values are two-sided; Holm adjusts over all {} tests{}; \
+         effect sizes are positive when the candidate is larger (d_z paired, d pooled, r \
+         rank-biserial; labels on the correlation scale, 0.1/0.3/0.5, for r). Arrows: which \
+         direction is better.",
         family.unwrap_or_else(|| c
             .scenarios
             .iter()

@@ -131,7 +131,15 @@ fn unit(out: &mut String, u: &UnitReport) {
         let _ = writeln!(out, "  warning: {w}");
     }
     for (pattern, n) in &u.log_pattern_counts {
-        let _ = writeln!(out, "  server log lines matching {pattern:?}: {n}");
+        let since = u
+            .log_pattern_counts_since_launch
+            .get(pattern)
+            .filter(|all| *all != n)
+            .map_or_else(String::new, |all| format!(" ({all} since the launch)"));
+        let _ = writeln!(out, "  server log lines matching {pattern:?}: {n}{since}");
+    }
+    for w in &u.server_warnings {
+        let _ = writeln!(out, "  server warning ({}x): {}", w.count, w.message);
     }
 }
 

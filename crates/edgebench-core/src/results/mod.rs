@@ -210,6 +210,13 @@ pub struct UnitReport {
     /// Server log lines matching each `--log-pattern` during the unit.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub log_pattern_counts: std::collections::BTreeMap<String, u64>,
+    /// The same patterns over the server's whole log, from its launch to the unit's end
+    /// (warnings logged at startup, before any request, count here).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub log_pattern_counts_since_launch: std::collections::BTreeMap<String, u64>,
+    /// The distinct warnings the managed server logged from its launch to the unit's end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_warnings: Vec<crate::backend::managed::LogWarning>,
     /// The unit's JSONL file.
     pub file: Option<PathBuf>,
     /// How the machine settled before the unit (flags a busy machine).

@@ -609,3 +609,26 @@ mod tests {
         assert_eq!(holm(&[0.2]).unwrap(), vec![0.2]);
     }
 }
+
+/// Two one-sided tests (TOST) on a relative change: equivalent within `+/- margin` when the
+/// change's `1 - 2 alpha` confidence interval (`ci`, e.g. the 90% CI for alpha = 5%) lies inside
+/// `(-margin, margin)`, i.e. both one-sided nulls (change <= -margin, change >= margin) are
+/// rejected at alpha. A change can be statistically significant and still equivalent.
+pub fn within_margin(ci: [f64; 2], margin: f64) -> bool {
+    margin > 0.0 && ci[0] > -margin && ci[1] < margin
+}
+
+#[cfg(test)]
+mod tost_tests {
+    use super::within_margin;
+
+    #[test]
+    fn equivalence_needs_the_whole_interval_inside_the_margin() {
+        assert!(within_margin([-0.01, 0.015], 0.02));
+        assert!(!within_margin([-0.01, 0.025], 0.02));
+        assert!(!within_margin([-0.03, 0.0], 0.02));
+        assert!(!within_margin([-0.001, 0.001], 0.0));
+        // A tight CI away from zero: significant, yet equivalent.
+        assert!(within_margin([0.004, 0.006], 0.02));
+    }
+}

@@ -35,7 +35,7 @@ pub use effect::{
 };
 pub use hypothesis::{
     holm, mann_whitney_u, paired_t_test, shapiro_wilk, welch_t_test, wilcoxon_signed_rank,
-    TestResult,
+    within_margin, TestResult,
 };
 pub use interval::{mean_ci, proportion_ci, quantile_ci, quantile_ranks, BOOTSTRAP_MAX_N};
 

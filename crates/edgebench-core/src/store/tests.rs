@@ -79,6 +79,8 @@ fn report() -> UnitReport {
         monitor: Default::default(),
         context_tokens: None,
         log_pattern_counts: Default::default(),
+        log_pattern_counts_since_launch: Default::default(),
+        server_warnings: Vec::new(),
         file: Some("results/x.jsonl".into()),
         settle: None,
         server_metrics: Default::default(),

@@ -56,9 +56,11 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let Some(baseline) = &a.baseline else {
         anyhow::bail!("compare: give a baseline, or --machines");
     };
-    let criteria = match &a.criteria {
-        Some(p) => Criteria::load(p)?,
-        None => Criteria::default(),
+    let criteria = match (&a.criteria, &a.preset) {
+        (Some(p), _) => Criteria::load(p)?,
+        (None, Some(name)) => Criteria::preset(name)
+            .ok_or_else(|| anyhow::anyhow!("--preset {name}: unknown preset"))?,
+        (None, None) => Criteria::default(),
     };
     let opts = CompareOptions {
         seed: a.seed,
@@ -67,6 +69,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let baseline = load(baseline)?;
     let Some(candidate) = &a.candidate else {
         let all = compare::compare_all(&baseline, &criteria, &opts)?;
+        write(a.output.as_deref(), &all)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&all)?);
         } else {
@@ -76,6 +79,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     };
     let candidate = load(candidate)?;
     let cmp = compare::compare(&baseline, &candidate, &criteria, &opts)?;
+    write(a.output.as_deref(), &cmp)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);
     } else {
@@ -85,4 +89,15 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         Verdict::KeepBaseline => ExitCode::from(1),
         Verdict::Apply | Verdict::ApplyWithMonitoring => ExitCode::SUCCESS,
     })
+}
+
+/// `--output FILE`: the comparison as pretty JSON, written whole or not at all.
+fn write(path: Option<&std::path::Path>, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let bytes = serde_json::to_vec_pretty(value)?;
+        edgebench_core::results::atomic_write(path, &bytes)
+            .with_context(|| format!("--output {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod report;
 mod results;
 mod run;
 mod serve;
+mod study;
 mod sync;
 
 use std::process::ExitCode;
@@ -69,6 +70,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::serve(a),
         Command::Queue { store, command } => fleet::queue(store.as_deref(), command),
         Command::Agent(a) => fleet::agent(a),
+        Command::Study { kind } => study::study(kind),
     }
 }
 
