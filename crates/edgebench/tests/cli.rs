@@ -1215,3 +1215,193 @@ fn a_busy_process_during_a_unit_flags_it() {
         "{err}"
     );
 }
+
+/// Whether a folder holds exactly these file names.
+fn files_unchanged(dir: &std::path::Path, before: &[String]) -> bool {
+    let mut now: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut before = before.to_vec();
+    now.sort();
+    before.sort();
+    now == before
+}
+
+/// A mock LM Studio: `GET /v1/models`, `GET /api/v0/models` with the loaded build (`format`,
+/// `quantization`), and streamed chat completions; non-streamed ones answer the pre-flight.
+fn mock_lm_studio(
+    format: &'static str,
+    quantization: &'static str,
+) -> (
+    tokio::runtime::Runtime,
+    edgebench_core::backend::mock_server::MockServer,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use edgebench_core::backend::mock_server::{MockServer, Response, Step};
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = pings.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(MockServer::start(move |req| {
+            if req.path.ends_with("/v1/models") {
+                return Response::json(
+                    200,
+                    &serde_json::json!({"data": [{"id": "google/gemma-3n-e4b"}]}),
+                );
+            }
+            if req.path.ends_with("/api/v0/models") {
+                return Response::json(
+                    200,
+                    &serde_json::json!({"data": [{"id": "google/gemma-3n-e4b",
+                        "compatibility_type": format, "quantization": quantization,
+                        "state": "loaded"}]}),
+                );
+            }
+            if req.body["stream"] == false {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return Response::json(
+                    200,
+                    &serde_json::json!({"choices": [{"index": 0, "finish_reason": "length",
+                        "message": {"role": "assistant", "content": "OK"}}]}),
+                );
+            }
+            if !req.path.ends_with("/chat/completions") {
+                return Response::json(404, &serde_json::json!({"error": "no such route"}));
+            }
+            let mut steps: Vec<Step> = (0..8).map(|_| Step::content("tok ")).collect();
+            steps.push(Step::data(&serde_json::json!({"choices": [{"index": 0,
+                "delta": {}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 8}})));
+            steps.push(Step::done());
+            Response::sse(steps)
+        }))
+        .unwrap();
+    (rt, server, pings)
+}
+
+#[test]
+fn the_bank_study_runs_a_registry_configuration_against_lm_studio() {
+    // 000 Phase 3: `--models gemma_3n_e4b_gguf --scenarios interactive_assistant --runs 5 --warmup 1`.
+    let (_rt, server, pings) = mock_lm_studio("gguf", "Q4_K_M");
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("results");
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        &server.base_url(),
+        "--models",
+        "gemma_3n_e4b_gguf",
+        "--scenarios",
+        "interactive_assistant",
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--cooldown",
+        "0",
+        "--results",
+        r.to_str().unwrap(),
+        "--json",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("make sure model google/gemma-3n-e4b is loaded as GGUF Q4_K_M"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[check] model google/gemma-3n-e4b is responding"),
+        "{err}"
+    );
+    assert_eq!(
+        pings.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pre-flight"
+    );
+    // The file names the study's users look for: format and quantization as it spells them.
+    let files: Vec<String> = std::fs::read_dir(&r)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("perf_google_gemma-3n-e4b_GGUF_Q4_K_M_interactive_assistant_")),
+        "{files:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["models"][0]["units"][0]["successes"], 5, "{err}");
+
+    // The MLX configuration while the GGUF build is loaded: refused before any request, naming
+    // both builds.
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        &server.base_url(),
+        "--models",
+        "gemma_3n_e4b_mlx",
+        "--results",
+        r.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{err}");
+    assert!(
+        last.contains("gemma_3n_e4b_mlx")
+            && last.contains("GGUF Q4_K_M build loaded")
+            && last.contains("expects MLX 4bit"),
+        "{err}"
+    );
+    assert!(
+        !r.join("edgebench.db").exists() || files_unchanged(&r, &files),
+        "nothing written"
+    );
+    assert_eq!(
+        pings.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no pre-flight"
+    );
+}
+
+#[test]
+fn the_mlx_build_is_labelled_as_the_study_spells_it() {
+    let (_rt, server, _) = mock_lm_studio("mlx", "4bit");
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("results");
+    let o = edgebench(&[
+        "run",
+        "--endpoint",
+        &server.base_url(),
+        "--models",
+        "mlx",
+        "--scenarios",
+        "interactive_assistant",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--cooldown",
+        "0",
+        "--results",
+        r.to_str().unwrap(),
+    ]);
+    // `mlx` is both MLX configurations; the mock serves only Gemma, so Qwen's is reported as
+    // not listed and its requests still go (the mock answers any model).
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let files: Vec<String> = std::fs::read_dir(&r)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("perf_google_gemma-3n-e4b_MLX_4bit_interactive_assistant_")),
+        "{files:?}"
+    );
+}

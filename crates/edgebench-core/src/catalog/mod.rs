@@ -1,6 +1,7 @@
 //! The model catalog: known models, where they come from, the model cache, and model facts.
 
 pub mod gguf;
+pub mod servers;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -200,7 +201,17 @@ pub fn model_info_from_id(id: &str, base_url: &str) -> (ModelInfo, Vec<&'static 
                 .any(|t| t == *q || t.ends_with(&format!("_{q}")))
         })
         .max_by_key(|q| q.len())
-        .map_or_else(|| "unknown".to_string(), |q| q.to_ascii_uppercase());
+        // GGUF types upper case (Q4_K_M), MLX bit widths as LM Studio spells them (4bit).
+        .map_or_else(
+            || "unknown".to_string(),
+            |q| {
+                if q.ends_with("bit") {
+                    q.to_string()
+                } else {
+                    q.to_ascii_uppercase()
+                }
+            },
+        );
     // llama-server names its model by file path: use the file name.
     let (publisher, name) = if lower.ends_with(".gguf") {
         let q = if quantization == "unknown" {
@@ -490,7 +501,7 @@ mod tests {
         );
         assert_eq!(
             (m.format.as_str(), m.quantization.as_str()),
-            ("MLX", "4BIT")
+            ("MLX", "4bit")
         );
         assert!(u.is_empty());
         let (m, u) = model_info_from_id("bartowski/Qwen3-4B-GGUF:Q4_K_M", "u");

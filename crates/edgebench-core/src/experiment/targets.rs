@@ -76,7 +76,7 @@ pub async fn http_models(
         requested.to_vec()
     };
     let mut out = Vec::new();
-    for id in ids {
+    for (id, entry) in catalog::servers::expand(&ids) {
         if !listed.is_empty() && !listed.contains(&id) {
             warn(format!(
                 "{base} does not list model {id:?} (it lists: {}); the server may answer with another model",
@@ -84,14 +84,52 @@ pub async fn http_models(
             ));
         }
         let (mut info, mut unconfirmed) = catalog::model_info_from_id(&id, &base);
+        if let Some(e) = &entry {
+            // The configuration names the build; the server is asked below whether it is the
+            // one loaded.
+            info.key = Some(e.key.clone());
+            info.format.clone_from(&e.format);
+            info.quantization.clone_from(&e.quantization);
+            info.context_length = e.context_length;
+            info.license.clone_from(&e.license);
+            unconfirmed.clear();
+            events.event(Event::Info(format!(
+                "{}: make sure model {id} is loaded as {} {} (LM Studio serves both builds under one id)",
+                e.key, e.format, e.quantization
+            )));
+        }
         let cfg = http_config_for(template, &id);
         // LM Studio tells format and quantization of its models; other servers do not.
-        let facts = OpenAiTarget::new(cfg.clone())?.probe().await;
-        if let Some(f) = &facts.format {
+        let target = OpenAiTarget::new(cfg.clone())?;
+        let facts = target.probe().await;
+        if let Some(e) = &entry {
+            catalog::servers::check_build(
+                e,
+                facts.format.as_deref(),
+                facts.quantization.as_deref(),
+            )
+            .map_err(ExperimentError::Plan)?;
+        }
+        // The pre-flight of the bank study: the model answers one short completion before any
+        // warm-up is sent (LM Studio loads on demand, and a wrong id fails here, not mid-run).
+        let lm_studio = facts.version.as_deref() == Some("LM Studio");
+        if entry.is_some() || lm_studio {
+            let t = target
+                .ping(template.first_token_timeout.max(Duration::from_secs(30)))
+                .await
+                .map_err(|e| {
+                    ExperimentError::Plan(format!("model {id} at {base} is not responding: {e}"))
+                })?;
+            events.event(Event::Info(format!(
+                "[check] model {id} is responding ({:.0} ms)",
+                t.as_secs_f64() * 1e3
+            )));
+        }
+        if let (Some(f), None) = (&facts.format, &entry) {
             info.format.clone_from(f);
             unconfirmed.retain(|u| *u != "format");
         }
-        if let Some(q) = &facts.quantization {
+        if let (Some(q), None) = (&facts.quantization, &entry) {
             info.quantization.clone_from(q);
             unconfirmed.retain(|u| *u != "quantization");
         }

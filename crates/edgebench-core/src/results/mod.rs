@@ -83,7 +83,7 @@ pub fn perf_file_name(model: &ModelInfo, scenario: &str, timestamp: &str) -> Str
         sanitize(&model.publisher),
         sanitize(&model.name),
         sanitize(&model.format.to_ascii_uppercase()),
-        sanitize(&model.quantization.to_ascii_uppercase()),
+        sanitize(&model.quantization),
         sanitize(scenario),
         timestamp
     )

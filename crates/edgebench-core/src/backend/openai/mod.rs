@@ -293,6 +293,50 @@ impl OpenAiTarget {
         }
     }
 
+    /// The pre-flight "model is responding" check: one non-streamed chat completion of one
+    /// token, before any warm-up; its time, or why it failed (HTTP status and the start of the
+    /// body), naming the URL.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, TargetError> {
+        let url = self.cfg.url("chat/completions");
+        let body = serde_json::json!({
+            "model": self.cfg.model,
+            "messages": [{"role": "user", "content": "Reply with OK."}],
+            "max_tokens": 1,
+            "stream": false,
+        });
+        let t = std::time::Instant::now();
+        let resp = self
+            .cfg
+            .auth(self.client.post(&url))
+            .json(&body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| TargetError::Unavailable(format!("{url}: {}", describe(&e))))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let answered = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.get("choices")
+                    .and_then(Value::as_array)
+                    .map(|a| !a.is_empty())
+            })
+            .unwrap_or(false);
+        if !status.is_success() || !answered {
+            let head: String = text.chars().take(200).collect();
+            return Err(TargetError::Unavailable(format!(
+                "{url}: HTTP {status}, {}",
+                if head.is_empty() {
+                    "empty body".to_string()
+                } else {
+                    head
+                }
+            )));
+        }
+        Ok(t.elapsed())
+    }
+
     /// The model ids the server lists at `GET /models` (also a health check).
     pub async fn list_models(&self) -> Result<Vec<String>, TargetError> {
         let url = self.cfg.url("models");
