@@ -245,6 +245,23 @@ pub enum HwCommand {
     /// f32 GEMM GFLOPS, memory bandwidth, and each model's decode-speed ceiling next to its
     /// measured decode rate.
     Bench(HwBenchArgs),
+    /// Every phase of the hardware report: detection, the classic benchmarks (GEMM single and
+    /// multi-thread, memory bandwidth) and the AI phase (each model's decode rate against its
+    /// bandwidth ceiling), saved as results/benchmark_{CPU}_{OS}_{timestamp}.json.
+    All(HwAllArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HwAllArgs {
+    /// Skip the AI phase (model decode rates).
+    #[arg(long, conflicts_with = "skip_classic")]
+    pub skip_ai: bool,
+    /// Skip the classic phases (GEMM, and the document's 256 MB bandwidth block; the read
+    /// bandwidth the ceilings need is still measured).
+    #[arg(long)]
+    pub skip_classic: bool,
+    #[command(flatten)]
+    pub bench: HwBenchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -267,8 +284,9 @@ pub struct HwBenchArgs {
     pub no_decode: bool,
     #[arg(long)]
     pub json: bool,
-    /// Keep the report with this machine in the folder's results database (the machine
-    /// comparison normalises decode speed by its bandwidth).
+    /// Keep the report in this results folder: benchmark_{CPU}_{OS}_{timestamp}.json, and with
+    /// this machine in its database (the machine comparison normalises decode speed by its
+    /// bandwidth). `hw all` saves to `results` unless told otherwise.
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
     /// Keep it in a team store instead (postgres://...).

@@ -762,8 +762,60 @@ fn hw_detect_and_bench_print_json_and_refuse_bad_sizes() {
         .iter()
         .map(|k| k["kernel"].as_str().unwrap())
         .collect();
-    assert_eq!(kernels, ["read", "write", "copy", "triad"]);
+    // The cache-aware size, then the hardware-report document's 256 MiB block where it differs.
+    assert_eq!(kernels[..4], ["read", "write", "copy", "triad"]);
+    assert!(kernels.len() == 4 || kernels.len() == 8, "{kernels:?}");
+    if kernels.len() == 8 {
+        assert_eq!(b["bandwidth"][4]["array_bytes"], 256 << 20);
+    }
     assert!(b["gemm"][0]["best_gflops"].as_f64().unwrap() > 0.0, "{b}");
+    let g = &b["gemm"][0];
+    let mean = g["mean_gflops"].as_f64().unwrap();
+    assert!(
+        mean > 0.0 && mean <= g["best_gflops"].as_f64().unwrap(),
+        "GFLOPS from the mean time: {g}"
+    );
+
+    // Every phase, saved as the hardware report's file.
+    let dir = tempfile::tempdir().unwrap();
+    let o = edgebench(&[
+        "hw",
+        "all",
+        "--skip-ai",
+        "--sizes",
+        "64",
+        "--runs",
+        "1",
+        "--results",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("recommended") && out.contains("f32 GEMM"),
+        "{out}"
+    );
+    let saved: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let name = saved[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("benchmark_") && name.contains("_Linux_"),
+        "{name}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved[0]).unwrap()).unwrap();
+    assert!(doc["hardware"]["cpu"]["model"].is_string(), "{doc}");
+    assert!(doc["bench"]["gemm"][0]["mean_gflops"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        doc["bench"]["ceilings"].as_array().unwrap().len(),
+        0,
+        "--skip-ai"
+    );
 
     assert_input_error(&edgebench(&["hw", "bench", "--sizes", "0"]), "--sizes");
     assert_input_error(&edgebench(&["hw", "bench", "--runs", "0"]), "--runs");

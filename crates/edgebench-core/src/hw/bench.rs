@@ -14,6 +14,9 @@ pub struct GemmResult {
     pub threads: usize,
     pub best_gflops: f64,
     pub median_gflops: f64,
+    /// 2 n^3 / mean time: the figure the hardware-report document gives (its runs' mean time).
+    #[serde(default)]
+    pub mean_gflops: f64,
     /// Every timed run (after the warm-up), GFLOPS.
     pub runs_gflops: Vec<f64>,
 }
@@ -28,6 +31,9 @@ pub struct BandwidthResult {
     pub array_bytes: usize,
     pub best_gb_s: f64,
     pub median_gb_s: f64,
+    /// Bytes moved / mean time over the runs (the hardware-report document's figure).
+    #[serde(default)]
+    pub mean_gb_s: f64,
 }
 
 /// The decode-speed bound for a model: memory bandwidth / bytes read per token.
@@ -88,6 +94,20 @@ pub fn ceiling(
     }
 }
 
+/// The rate over the runs' mean time, from per-run rates of one fixed amount of work (`work` /
+/// rate is each run's time): the harmonic mean of the rates.
+pub fn rate_from_mean_time(rates: &[f64]) -> f64 {
+    let times: Vec<f64> = rates
+        .iter()
+        .filter(|r| **r > 0.0)
+        .map(|r| 1.0 / r)
+        .collect();
+    match stats::mean(&times) {
+        Ok(t) if t > 0.0 && times.len() == rates.len() => 1.0 / t,
+        _ => 0.0,
+    }
+}
+
 fn best_and_median(xs: &[f64]) -> (f64, f64) {
     let best = xs.iter().copied().fold(0.0, f64::max);
     (best, stats::median(xs).unwrap_or(0.0))
@@ -113,6 +133,7 @@ pub fn gemm(n: usize, threads: usize, runs: usize) -> GemmResult {
         threads,
         best_gflops: best,
         median_gflops: median,
+        mean_gflops: rate_from_mean_time(&times),
         runs_gflops: times,
     }
 }
@@ -300,6 +321,7 @@ pub fn bandwidth(array_bytes: usize, threads: usize, runs: usize) -> Vec<Bandwid
             array_bytes: len * 8,
             best_gb_s: best,
             median_gb_s: median,
+            mean_gb_s: rate_from_mean_time(&rates),
         });
     }
     out
@@ -341,8 +363,20 @@ pub fn bandwidth_array_bytes(llc_kb: Option<u64>, available_mb: u64) -> usize {
     want.min(cap)
 }
 
+/// The hardware-report document's bandwidth block: 256 MB per array.
+pub const DOCUMENT_BLOCK_BYTES: usize = 256 << 20;
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_mean_time_rate_is_the_harmonic_mean_of_the_rates() {
+        // 1 s and 3 s for the same work: mean time 2 s, so half the 1-second rate.
+        let r = super::rate_from_mean_time(&[30.0, 10.0]);
+        assert!((r - 15.0).abs() < 1e-9, "{r}");
+        assert_eq!(super::rate_from_mean_time(&[]), 0.0);
+        assert_eq!(super::rate_from_mean_time(&[5.0, 0.0]), 0.0);
+    }
+
     use super::*;
 
     #[test]

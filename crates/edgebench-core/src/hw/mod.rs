@@ -29,3 +29,65 @@ pub fn gpu_skip_reason(h: &HardwareInfo) -> String {
             .to_string()
     }
 }
+
+/// The file the hardware report is saved as: `benchmark_{CPU}_{OS}_{timestamp}.json`.
+pub fn bench_file_name(h: &HardwareInfo, t: time::OffsetDateTime) -> String {
+    let words: Vec<&str> = h
+        .cpu
+        .model
+        .split_whitespace()
+        .filter(|w| *w != "@")
+        .collect();
+    let cpu = crate::results::sanitize(&words.join("_").replace(['(', ')'], ""));
+    format!(
+        "benchmark_{cpu}_{}_{}.json",
+        // The system's name alone ("Linux (Debian GNU/Linux 12)" -> "Linux").
+        crate::results::sanitize(h.os.split_whitespace().next().unwrap_or("unknown")),
+        crate::results::file_timestamp(t)
+    )
+}
+
+/// The saved hardware report: when, the machine as detected, and the benchmark.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SavedBench {
+    pub timestamp: String,
+    pub hardware: HardwareInfo,
+    pub bench: text::BenchReport,
+}
+
+/// Writes the hardware report into `dir` (created if needed) as [`bench_file_name`], whole or
+/// not at all; returns its path.
+pub fn save_bench_file(
+    dir: &std::path::Path,
+    h: &HardwareInfo,
+    bench: &text::BenchReport,
+    t: time::OffsetDateTime,
+) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(bench_file_name(h, t));
+    let doc = SavedBench {
+        timestamp: t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        hardware: h.clone(),
+        bench: bench.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    crate::results::atomic_write(&path, &bytes)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod file_tests {
+    #[test]
+    fn the_saved_report_is_named_by_cpu_os_and_time() {
+        let mut h = super::HardwareInfo::default();
+        h.cpu.model = "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz".into();
+        h.os = "Linux (Debian GNU/Linux 12)".into();
+        let t = time::macros::datetime!(2026-12-05 22:30:01 UTC);
+        assert_eq!(
+            super::bench_file_name(&h, t),
+            "benchmark_IntelR_XeonR_Platinum_8481C_CPU_2.70GHz_Linux_20261205_223001.json"
+        );
+    }
+}

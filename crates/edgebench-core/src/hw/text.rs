@@ -159,29 +159,31 @@ pub fn render_bench(b: &BenchReport) -> String {
     let _ = writeln!(s, "\nf32 GEMM (1 warm-up, then timed runs)");
     let _ = writeln!(
         s,
-        "  {:>6} {:>8} {:>12} {:>12}",
-        "n", "threads", "best GFLOPS", "median"
+        "  {:>6} {:>8} {:>12} {:>12} {:>12}",
+        "n", "threads", "best GFLOPS", "median", "mean time"
     );
     for g in &b.gemm {
         let _ = writeln!(
             s,
-            "  {:>6} {:>8} {:>12.1} {:>12.1}",
-            g.n, g.threads, g.best_gflops, g.median_gflops
+            "  {:>6} {:>8} {:>12.1} {:>12.1} {:>12.1}",
+            g.n, g.threads, g.best_gflops, g.median_gflops, g.mean_gflops
         );
     }
-    if let Some(first) = b.bandwidth.first() {
-        let _ = writeln!(
-            s,
-            "\nmemory bandwidth ({} MiB per array, {} threads)",
-            first.array_bytes >> 20,
-            first.threads
-        );
-    }
+    let mut size = None;
     for w in &b.bandwidth {
+        if size != Some(w.array_bytes) {
+            size = Some(w.array_bytes);
+            let _ = writeln!(
+                s,
+                "\nmemory bandwidth ({} MiB per array, {} threads)",
+                w.array_bytes >> 20,
+                w.threads
+            );
+        }
         let _ = writeln!(
             s,
-            "  {:<6} {:>8.1} GB/s best {:>8.1} GB/s median",
-            w.kernel, w.best_gb_s, w.median_gb_s
+            "  {:<6} {:>8.1} GB/s best {:>8.1} GB/s median {:>8.1} GB/s mean time",
+            w.kernel, w.best_gb_s, w.median_gb_s, w.mean_gb_s
         );
     }
     match (&b.gpu.gflops, &b.gpu.skipped) {
@@ -315,6 +317,7 @@ mod tests {
                 threads: 8,
                 best_gflops: 812.25,
                 median_gflops: 790.0,
+                mean_gflops: 790.4,
                 runs_gflops: vec![812.25, 790.0, 770.0],
             }],
             bandwidth: vec![BandwidthResult {
@@ -323,6 +326,7 @@ mod tests {
                 array_bytes: 128 << 20,
                 best_gb_s: 41.5,
                 median_gb_s: 40.25,
+                mean_gb_s: 40.0,
             }],
             gpu: GpuCompute {
                 gflops: None,

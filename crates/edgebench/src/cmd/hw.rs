@@ -22,7 +22,39 @@ pub fn hw(cmd: HwCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        HwCommand::Bench(a) => bench_cmd(a),
+        HwCommand::Bench(a) => bench_cmd(a, Phases::default()),
+        HwCommand::All(mut a) => {
+            if !a.bench.json {
+                let h = corehw::detect(&edgebench_llama::built_backends());
+                println!("{}", text::render_detect(&h));
+            }
+            a.bench.results.get_or_insert_with(|| "results".into());
+            a.bench.no_decode |= a.skip_ai;
+            bench_cmd(
+                a.bench,
+                Phases {
+                    classic: !a.skip_classic,
+                    ai: !a.skip_ai,
+                },
+            )
+        }
+    }
+}
+
+/// Which phases of the hardware report run.
+struct Phases {
+    /// GEMM, and the document's 256 MB bandwidth block.
+    classic: bool,
+    /// The decode-ceiling lines of the models.
+    ai: bool,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Self {
+            classic: true,
+            ai: true,
+        }
     }
 }
 
@@ -36,12 +68,16 @@ fn decode_rate(path: &std::path::Path, threads: u32, runs: u32) -> anyhow::Resul
     Ok(rt.block_on(engine.decode_rate(runs))?)
 }
 
-fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
+fn bench_cmd(a: HwBenchArgs, phases: Phases) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.sizes.iter().find(|n| **n == 0 || **n > 8192) {
         anyhow::bail!("--sizes: {n} is not a GEMM size between 1 and 8192");
     }
     let threads = a.threads.unwrap_or_else(repro::default_threads).max(1);
-    let models = super::run::resolve_models(&a.models)?;
+    let models = if phases.ai {
+        super::run::resolve_models(&a.models)?
+    } else {
+        Vec::new()
+    };
     let h = corehw::detect(&edgebench_llama::built_backends());
     let runs = a.runs as usize;
     let progress = |m: &str| {
@@ -50,7 +86,7 @@ fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut gemm = Vec::new();
-    for &n in &a.sizes {
+    for &n in a.sizes.iter().filter(|_| phases.classic) {
         let counts: &[usize] = if threads > 1 {
             &[1, threads as usize]
         } else {
@@ -67,7 +103,17 @@ fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
         "memory bandwidth, {} MiB per array, {threads} threads",
         bytes >> 20
     ));
-    let bandwidth = bench::bandwidth(bytes, threads as usize, runs.max(3));
+    let mut bandwidth = bench::bandwidth(bytes, threads as usize, runs.max(3));
+    // The hardware-report document's block too, where it differs and three arrays fit.
+    let block = bench::DOCUMENT_BLOCK_BYTES;
+    let fits = 3 * block < (h.memory.available_mb as usize * 1_000_000) / 2;
+    if phases.classic && block != bytes && fits {
+        progress(&format!(
+            "memory bandwidth, {} MiB per array (the document's block), {threads} threads",
+            block >> 20
+        ));
+        bandwidth.extend(bench::bandwidth(block, threads as usize, runs.max(3)));
+    }
     let read_gb_s = bandwidth
         .iter()
         .find(|b| b.kernel == "read")
@@ -101,6 +147,12 @@ fn bench_cmd(a: HwBenchArgs) -> anyhow::Result<ExitCode> {
     };
     if a.results.is_some() || a.store.is_some() {
         save_bench(&a, &report)?;
+    }
+    if let Some(dir) = &a.results {
+        let path =
+            edgebench_core::hw::save_bench_file(dir, &h, &report, time::OffsetDateTime::now_utc())
+                .with_context(|| format!("--results {}", dir.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
