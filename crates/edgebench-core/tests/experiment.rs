@@ -41,6 +41,7 @@ fn plan(dir: &std::path::Path, resume: Resume) -> PerfPlan {
         resume,
         command: "edgebench run --endpoint mock".into(),
         environment: Environment::capture("test", None, &["CPU"]),
+        request: None,
     }
 }
 

@@ -537,6 +537,7 @@ fn write_fixtures(dir: &Path) {
             })
             .collect(),
         eval: None,
+        request: None,
     };
     std::fs::write(
         dir.join(format!("experiment_config_{RUN_ID}.json")),

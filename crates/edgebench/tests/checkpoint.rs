@@ -191,3 +191,53 @@ fn ctrl_c_saves_the_checkpoint_and_exits_130() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("3/3 units done"));
 }
+
+#[test]
+fn resume_alone_continues_the_latest_unfinished_run_as_it_was_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let child = start(&results, false);
+    std::thread::sleep(Duration::from_millis(400));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_edgebench"))
+            .args(args)
+            .arg("--results")
+            .arg(&results)
+            .env("EDGEBENCH_SETTLE_TIMEOUT", "0")
+            .output()
+            .unwrap()
+    };
+    // A typed flag that contradicts it: refused, naming the flag and both values.
+    let out = run(&["run", "--endpoint", "mock", "--runs", "3", "--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let named = err
+        .split("leave those flags out")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        named.contains("--runs 3 (it ran with 6)") && !named.contains("--warmup"),
+        "only what was typed: {err}"
+    );
+    // `--resume` alone: the experiment as it was asked for (--runs 6, --warmup 1 ...).
+    let out = run(&["run", "--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming experiment 20"), "{err}");
+    assert!(
+        err.contains("edgebench run --endpoint mock --runs 6"),
+        "{err}"
+    );
+    assert!(err.contains("3/3 units done"), "{err}");
+    // Nothing unfinished is left: a second `--resume` says so.
+    let out = run(&["run", "--resume"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to resume"));
+}

@@ -204,6 +204,7 @@ pub async fn run(plan: EvalPlan, ctx: &Context) -> Result<EvalOutcome, Experimen
             })
             .collect(),
         eval: Some(serde_json::to_value(&config).map_err(plan_err)?),
+        request: None,
     };
     exp.save_config(&record)?;
     let keys: Vec<UnitKey> = models

@@ -68,6 +68,9 @@ pub struct PerfPlan {
     /// The command line, for the resume hint.
     pub command: String,
     pub environment: Environment,
+    /// The request the plan was built from, kept with the experiment (see
+    /// [`super::request::latest_unfinished`]).
+    pub request: Option<super::request::RunRequest>,
 }
 
 /// The full protocol a quick run stands in for.
@@ -210,6 +213,10 @@ async fn run_with_server(
         passages_sha256,
         models: setups.clone(),
         eval: None,
+        request: plan
+            .request
+            .as_ref()
+            .and_then(|r| serde_json::to_value(r).ok()),
     };
     let mut written: Vec<PathBuf> = Vec::new();
     let clock = Clock::new();

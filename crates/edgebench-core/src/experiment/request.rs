@@ -274,6 +274,13 @@ impl RunRequest {
         log: &dyn Fn(&str),
     ) -> Result<PerfPlan, ExperimentError> {
         self.check()?;
+        // What is kept with the experiment so `--resume` can run it again as it was asked for
+        // (never the API key).
+        let kept = RunRequest {
+            api_key: None,
+            resume: None,
+            ..self.clone()
+        };
         let plan_err = |e: &dyn std::fmt::Display| ExperimentError::Plan(e.to_string());
         let base_file = match &self.scenarios_file {
             Some(p) => ScenarioFile::load(p),
@@ -370,6 +377,7 @@ impl RunRequest {
             store: None,
             no_checkpoint: self.no_checkpoint,
             resume: Resume::from_flag(self.resume.as_deref()),
+            request: Some(kept),
             command,
             environment,
         })
@@ -408,4 +416,78 @@ mod tests {
         assert_eq!(plan.scenarios.len(), 1);
         assert!(matches!(plan.models, Models::Given(ref m) if m.len() == 1));
     }
+}
+
+/// The request fields a resume may differ in without changing what the experiment measures.
+const NOT_THE_EXPERIMENT: [&str; 6] = [
+    "results",
+    "resume",
+    "api_key",
+    "no_checkpoint",
+    "verbose",
+    "tokenizer",
+];
+
+impl RunRequest {
+    /// The fields in which `other` asks for something else than `self`: (field, self's value,
+    /// other's value), values as JSON text; where the results go, the resume flag and the API
+    /// key are not the experiment and are left out.
+    pub fn differences(&self, other: &RunRequest) -> Vec<(String, String, String)> {
+        let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+            (serde_json::to_value(self), serde_json::to_value(other))
+        else {
+            return Vec::new();
+        };
+        a.iter()
+            .filter(|(k, _)| !NOT_THE_EXPERIMENT.contains(&k.as_str()))
+            .filter_map(|(k, va)| {
+                let vb = b.get(k).cloned().unwrap_or(serde_json::Value::Null);
+                (*va != vb).then(|| (k.clone(), va.to_string(), vb.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// The most recent unfinished run of a results folder (or store), with the request it was
+/// started from when it kept one (runs since this was recorded).
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub id: String,
+    pub config_hash: String,
+    pub command: String,
+    pub request: Option<RunRequest>,
+}
+
+/// The most recent experiment of `kind` ("perf" or "eval") that is not done, in the results
+/// folder's database or `store`; `None` when there is none (or no database yet).
+pub fn latest_unfinished(
+    results: &std::path::Path,
+    store: Option<&crate::store::StoreLocation>,
+    kind: &str,
+) -> Result<Option<Unfinished>, ExperimentError> {
+    let location = match store {
+        Some(s) => s.clone(),
+        None => crate::store::StoreLocation::for_folder(results, None),
+    };
+    if location.is_missing_file() {
+        return Ok(None);
+    }
+    let store = crate::store::Store::connect(&location)?;
+    let Some(row) = store
+        .experiments()?
+        .into_iter()
+        .find(|e| e.kind == kind && e.status != "done")
+    else {
+        return Ok(None);
+    };
+    let request = serde_json::from_str::<crate::results::ExperimentConfig>(&row.config_json)
+        .ok()
+        .and_then(|c| c.request)
+        .and_then(|r| serde_json::from_value::<RunRequest>(r).ok());
+    Ok(Some(Unfinished {
+        id: row.id,
+        config_hash: row.config_hash,
+        command: row.command,
+        request,
+    }))
 }

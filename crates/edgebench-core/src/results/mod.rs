@@ -287,6 +287,10 @@ pub struct ExperimentConfig {
     /// shots, agreement, seed ...); `plan` and `scenarios` are then unused defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<serde_json::Value>,
+    /// The run request the experiment was started from (without its API key), so `--resume`
+    /// alone runs it again as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<serde_json::Value>,
 }
 
 /// The part of a run's configuration that decides its results (not the machine, not the time).

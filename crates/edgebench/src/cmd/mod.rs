@@ -74,6 +74,28 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The arguments the user typed (not defaults) of the subcommand, by clap id (field name).
+static EXPLICIT: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Remembers which arguments of the (innermost) subcommand were typed on the command line.
+pub fn remember_explicit(m: &clap::ArgMatches) {
+    let mut sub = m;
+    while let Some((_, next)) = sub.subcommand() {
+        sub = next;
+    }
+    let typed = sub
+        .ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect();
+    let _ = EXPLICIT.set(typed);
+}
+
+/// Whether the argument with this clap id was typed on the command line.
+pub(crate) fn typed(id: &str) -> bool {
+    EXPLICIT.get().is_some_and(|t| t.iter().any(|x| x == id))
+}
+
 /// Prints a one-line error and returns its exit code.
 /// A command line clap refused: one line naming the flag or value, exit 2 (help and version
 /// print as usual and exit 0).

@@ -9,7 +9,7 @@ use edgebench_core::backend::TokenCounter;
 use edgebench_core::catalog::{self, ModelInfo};
 use edgebench_core::experiment::perf;
 use edgebench_core::experiment::profile::Profile;
-use edgebench_core::experiment::request::RunRequest;
+use edgebench_core::experiment::request::{self, RunRequest};
 use edgebench_core::experiment::{Context as ExperimentContext, ExperimentError};
 use edgebench_core::repro::Environment;
 use edgebench_llama::{open_tokenizer, LlamaLoader};
@@ -145,23 +145,83 @@ fn flag_named(msg: &str) -> String {
     if field.is_empty() || !field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
         return msg.to_string();
     }
-    let base = ["_percent", "_ms", "_s"]
+    format!("{}: {why}", flag_of(field))
+}
+
+/// The flag of a request field: `timeout_s` is `--timeout`, `monitor_interval_ms` is
+/// `--monitor-interval`.
+fn flag_of(field: &str) -> String {
+    format!("--{}", field_base(field).replace('_', "-"))
+}
+
+/// A request field without its unit suffix (the clap id of its flag).
+fn field_base(field: &str) -> &str {
+    ["_percent", "_ms", "_s"]
         .iter()
         .find_map(|suffix| field.strip_suffix(suffix))
-        .unwrap_or(field);
-    format!("--{}: {why}", base.replace('_', "-"))
+        .unwrap_or(field)
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     super::block_on(run_async(a))
 }
 
+/// `--resume` without an id: the most recent unfinished run, run again as it was asked for
+/// whatever flags are given now, unless a typed flag contradicts it (refused, naming it).
+/// Experiments from before requests were kept resume by configuration hash, as before.
+fn resume_latest(a: &RunArgs, given: RunRequest) -> anyhow::Result<RunRequest> {
+    let store = a
+        .store
+        .as_deref()
+        .map(edgebench_core::store::StoreLocation::parse);
+    let Some(u) = request::latest_unfinished(&a.results, store.as_ref(), "perf")? else {
+        return Ok(given);
+    };
+    let Some(stored) = u.request.clone() else {
+        return Ok(given);
+    };
+    // A field was typed when its flag was: `cooldown_s` is `--cooldown`.
+    let typed_field = |f: &str| super::typed(f) || super::typed(field_base(f));
+    let contradictions: Vec<String> = stored
+        .differences(&given)
+        .into_iter()
+        .filter(|(f, _, _)| typed_field(f))
+        .map(|(f, there, here)| format!("{} {here} (it ran with {there})", flag_of(&f)))
+        .collect();
+    if !contradictions.is_empty() {
+        anyhow::bail!(
+            "--resume: the most recent unfinished experiment, {}, ran with another configuration: {}; leave those flags out to continue it as it was ({})",
+            u.id,
+            contradictions.join(", "),
+            u.command
+        );
+    }
+    eprintln!(
+        "resuming experiment {} (config {}): {}",
+        u.id,
+        &u.config_hash[..u.config_hash.len().min(12)],
+        u.command
+    );
+    Ok(RunRequest {
+        resume: Some(u.id),
+        results: given.results,
+        api_key: given.api_key.or(stored.api_key.clone()),
+        no_checkpoint: given.no_checkpoint,
+        verbose: given.verbose || stored.verbose,
+        ..stored
+    })
+}
+
 async fn run_async(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let tokenizer: Option<Arc<dyn TokenCounter>> = match &a.tokenizer {
+    let mut req = request(&a);
+    if a.resume.as_deref() == Some("") {
+        req = resume_latest(&a, req)?;
+    }
+    let tokenizer: Option<Arc<dyn TokenCounter>> = match &req.tokenizer {
         Some(p) => Some(open_tokenizer(p).with_context(|| format!("--tokenizer {}", p.display()))?),
         None => None,
     };
-    let mut plan = request(&a).into_plan(environment(), base_command(), tokenizer, &|m| {
+    let mut plan = req.into_plan(environment(), base_command(), tokenizer, &|m| {
         eprintln!("{m}")
     })?;
     plan.store = a

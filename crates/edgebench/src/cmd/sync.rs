@@ -48,8 +48,18 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         Written::Updated => "updated",
         Written::Unchanged => "already there:",
     };
+    // Two machines can make experiments with one id (same second): the store keeps a copy
+    // under a free one, and that is the id to use there.
+    let stored = store
+        .experiment_by_uuid(&copy.experiment.uuid)?
+        .map_or_else(|| copy.experiment.id.clone(), |e| e.id);
+    let renamed = if stored == copy.experiment.id {
+        String::new()
+    } else {
+        format!(" as {stored} (its id was taken)")
+    };
     eprintln!(
-        "{what} experiment {} ({} units, {} requests and items) into {}",
+        "{what} experiment {}{renamed} ({} units, {} requests and items) into {}",
         copy.experiment.id,
         copy.units.len(),
         copy.records(),
