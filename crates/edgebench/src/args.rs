@@ -83,11 +83,70 @@ pub enum Command {
     /// Take queued plans from a team store and run them on this machine, one after another,
     /// results written to that store.
     Agent(AgentArgs),
+    /// One model's tokens/s over a fixed generation, warm-up first, as mean/min/max over
+    /// --iters (the community results table's benchmark): JSON and a Markdown row.
+    #[command(name = "bench-infer")]
+    BenchInfer(Box<InferArgs>),
     /// Studies: several runs judged together.
     Study {
         #[command(subcommand)]
         kind: StudyCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The model: a catalog key or a GGUF path (default: the built-in default model).
+    #[arg(long, visible_alias = "checkpoint")]
+    pub model: Option<String>,
+    /// A TOML file whose `[generation]` section sets prompt, gen_tokens, warmup_tokens, iters,
+    /// seed, deterministic, temperature, top_k, top_p, repetition_penalty and use_kv_cache
+    /// (flags override it; other sections are ignored).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The prompt, sent as one user message through the model's chat template.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Tokens generated per measured iteration (default 256).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub gen_tokens: Option<u32>,
+    /// Tokens generated once before measuring, not counted (default 32).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub warmup_tokens: Option<u32>,
+    /// Measured iterations (default 3).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub iters: Option<u32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<i32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Greedy decoding whatever the sampling settings.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// The KV cache, on or off (llama.cpp always decodes with it, so off is refused).
+    #[arg(long, value_parser = ["on", "off"])]
+    pub kv_cache: Option<String>,
+    /// Where it runs: the embedded engine runs on the CPU.
+    #[arg(long, value_parser = ["cpu"], default_value = "cpu")]
+    pub device: String,
+    /// Threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Write the JSON document here.
+    #[arg(long, value_name = "PATH")]
+    pub json_out: Option<PathBuf>,
+    /// Write the community table's head and row here.
+    #[arg(long, value_name = "PATH")]
+    pub md_out: Option<PathBuf>,
+    /// Print the JSON document instead of the Markdown row.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

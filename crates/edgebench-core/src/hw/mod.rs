@@ -6,6 +6,7 @@ pub mod affinity;
 pub mod bench;
 pub mod detect;
 pub mod gpu;
+pub mod infer;
 pub mod interference;
 pub mod sensors;
 pub mod settle;

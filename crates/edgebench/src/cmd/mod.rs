@@ -4,6 +4,7 @@ mod compare;
 mod eval;
 mod fleet;
 mod hw;
+mod infer;
 mod models;
 mod render;
 mod report;
@@ -71,6 +72,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { store, command } => fleet::queue(store.as_deref(), command),
         Command::Agent(a) => fleet::agent(a),
         Command::Study { kind } => study::study(kind),
+        Command::BenchInfer(a) => infer::bench_infer(*a),
     }
 }
 
