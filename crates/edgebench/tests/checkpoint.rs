@@ -205,6 +205,30 @@ fn resume_alone_continues_the_latest_unfinished_run_as_it_was_asked_for() {
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
+    // The snapshot beside the store says where it stopped and how to go on.
+    let snapshot = || -> serde_json::Value {
+        let f = std::fs::read_dir(&results)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("checkpoint_")
+            })
+            .expect("a checkpoint_{id}.json");
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
+    };
+    let s = snapshot();
+    assert_eq!(s["status"], "interrupted", "{s}");
+    assert!(
+        s["resume_command"]
+            .as_str()
+            .unwrap()
+            .contains("--resume 20"),
+        "{s}"
+    );
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_edgebench"))
             .args(args)
@@ -236,6 +260,7 @@ fn resume_alone_continues_the_latest_unfinished_run_as_it_was_asked_for() {
         "{err}"
     );
     assert!(err.contains("3/3 units done"), "{err}");
+    assert_eq!(snapshot()["status"], "done");
     // Nothing unfinished is left: a second `--resume` says so.
     let out = run(&["run", "--resume"]);
     assert_eq!(out.status.code(), Some(2));

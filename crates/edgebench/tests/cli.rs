@@ -634,6 +634,16 @@ fn eval_scores_a_sample_writes_the_summary_and_resumes_without_rescoring() {
     .unwrap();
     assert_eq!(record["config_hash"], v[0]["config_hash"]);
     assert_eq!(record["eval"]["tasks"][1], "financial_phrasebank");
+    // The checkpoint snapshot beside the store, as of the last unit boundary.
+    let ckpt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(results.join(format!("checkpoint_{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ckpt["status"], "done", "{ckpt}");
+    assert_eq!(
+        (ckpt["units_done"].clone(), ckpt["units_total"].clone()),
+        (2.into(), 2.into())
+    );
     assert_eq!(record["models"][0]["target"]["kind"], "embedded");
     assert!(record["environment"]["hardware"]["cpu"].is_object());
     let err = stderr(&o);
@@ -1454,6 +1464,47 @@ fn the_mlx_build_is_labelled_as_the_study_spells_it() {
         files
             .iter()
             .any(|f| f.starts_with("perf_google_gemma-3n-e4b_MLX_4bit_interactive_assistant_")),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn the_realistic_task_is_also_written_under_the_name_the_bank_study_reads() {
+    let Some(data) = shared_datasets() else {
+        return;
+    };
+    let _g = model_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let o = edgebench(&[
+        "eval",
+        "--task",
+        "realistic",
+        "--sample-size",
+        "2",
+        "--model",
+        test_model().to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = files_in(&results);
+    let named = |prefix: &str| {
+        files
+            .iter()
+            .find(|f| f.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}*.json in {files:?}"))
+            .clone()
+    };
+    let (eval, alias) = (named("eval_realistic_"), named("realistic_"));
+    assert_eq!(
+        std::fs::read(results.join(&eval)).unwrap(),
+        std::fs::read(results.join(&alias)).unwrap()
+    );
+    assert!(
+        files.iter().any(|f| f.starts_with("checkpoint_eval_")),
         "{files:?}"
     );
 }

@@ -219,7 +219,51 @@ impl Experiment {
     /// Sets the experiment's status.
     pub fn set_status(&self, status: &str) -> Result<(), ExperimentError> {
         self.store.set_status(&self.row.id, status)?;
+        self.snapshot();
         Ok(())
+    }
+
+    /// `results/checkpoint_{id}.json`.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.results_dir
+            .join(format!("checkpoint_{}.json", self.row.id))
+    }
+
+    /// Writes `checkpoint_{id}.json`, a snapshot of where the experiment stands (status, each
+    /// unit's status and requests, the command that resumes it), at every unit boundary. The
+    /// store stays the truth: a snapshot that cannot be written is skipped, not an error, and
+    /// nothing is written with `--no-checkpoint`.
+    pub fn snapshot(&self) {
+        if !self.persistent || !self.results_dir.is_dir() {
+            return;
+        }
+        let (Ok(Some(e)), Ok(units)) = (self.store.experiment(&self.row.id), self.units()) else {
+            return;
+        };
+        let done = units.iter().filter(|u| finished(u)).count();
+        let doc = serde_json::json!({
+            "experiment_id": e.id,
+            "kind": e.kind,
+            "status": e.status,
+            "config_hash": e.config_hash,
+            "updated": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "units_done": done,
+            "units_total": units.len(),
+            "resume_command": format!("{} --resume {}", e.command, e.id),
+            "units": units.iter().map(|u| serde_json::json!({
+                "model": u.key.model_label(),
+                "scenario": u.key.scenario,
+                "status": u.status,
+                "requests": u.requests,
+                "error": u.error,
+            })).collect::<Vec<_>>(),
+            "note": "a snapshot; the results database (edgebench.db or the team store) is the truth",
+        });
+        if let Ok(bytes) = serde_json::to_vec_pretty(&doc) {
+            let _ = crate::results::atomic_write(&self.checkpoint_path(), &bytes);
+        }
     }
 
     /// Writes `experiment_config_{id}.json` and keeps it in the store.
@@ -305,6 +349,7 @@ impl Experiment {
     pub fn discard(self) -> Result<(), ExperimentError> {
         self.store.delete_experiment(&self.row.id)?;
         let config = self.config_path();
+        let _ = std::fs::remove_file(self.checkpoint_path());
         let db_path = match &self.location {
             StoreLocation::File(p) => Some(p.clone()),
             _ => None,

@@ -397,6 +397,7 @@ impl RunState<'_> {
                         key,
                         reason: why.to_string(),
                     });
+                    self.exp.snapshot();
                     continue;
                 }
                 self.exp.store.start_unit(unit_id)?;
@@ -432,6 +433,7 @@ impl RunState<'_> {
                     file: Some(report_path),
                     line: None,
                 });
+                self.exp.snapshot();
             }
             // What the target learnt while running (the model ids a server answered with).
             let learnt = target.info();
