@@ -262,9 +262,10 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
     );
 
     let files = files_in(&results);
-    assert_eq!(files.len(), 5, "{files:?}");
-    assert_eq!(files[0], "edgebench.db");
+    assert_eq!(files.len(), 6, "{files:?}");
     let stamp = summary["run_id"].as_str().unwrap();
+    assert_eq!(files[0], format!("checkpoint_{stamp}.json"));
+    assert_eq!(files[1], "edgebench.db");
     let hash = summary["config_hash"].as_str().unwrap();
     assert_eq!(hash.len(), 64);
     let config: serde_json::Value = serde_json::from_str(
@@ -278,7 +279,7 @@ fn a_short_real_run_writes_jsonl_per_unit_and_a_json_summary() {
     assert!(target["rss_after_load_mb"].as_f64().unwrap() > 50.0);
     assert!(target["system_info"].as_str().unwrap().contains("CPU"));
     assert!(config["environment"]["logical_cores"].as_u64().unwrap() >= 1);
-    for (f, sc) in files[2..4]
+    for (f, sc) in files[3..5]
         .iter()
         .zip(["interactive_assistant", "structured_json_output"])
     {
