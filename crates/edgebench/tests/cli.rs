@@ -1366,10 +1366,20 @@ fn the_bank_study_runs_a_registry_configuration_against_lm_studio() {
         "0",
         "--results",
         r.to_str().unwrap(),
+        "--api-key",
+        "sk-never-written",
         "--json",
     ]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
+    // The API key is sent, never written: not in the database, the config or the checkpoint.
+    for f in files_in(&r) {
+        let bytes = std::fs::read(r.join(&f)).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("sk-never-written"),
+            "the API key in {f}"
+        );
+    }
     assert!(
         err.contains("make sure model google/gemma-3n-e4b is loaded as GGUF Q4_K_M"),
         "{err}"

@@ -50,7 +50,7 @@ pub fn warning_message(line: &str) -> Option<String> {
     static LEVEL: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
     static ANSI: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
     let level = LEVEL
-        .get_or_init(|| Regex::new(r"(?i)\b(warn|warning)\b[:\]]?").ok())
+        .get_or_init(|| Regex::new(r"(?i)(\b(warn|warning)\b[:\]]?|\w+Warning:)").ok())
         .as_ref()?;
     let ansi = ANSI
         .get_or_init(|| Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").ok())
@@ -64,7 +64,8 @@ pub fn warning_message(line: &str) -> Option<String> {
         _ => rest,
     };
     let msg = rest.trim_start_matches([':', ' ', '-']).trim();
-    if msg.is_empty() {
+    // `  warnings.warn(` and the like: no message in it.
+    if !msg.chars().any(char::is_alphabetic) {
         return None;
     }
     Some(msg.chars().take(240).collect())
@@ -396,6 +397,11 @@ mod tests {
             ("INFO 10-30 [api.py:2] started", None),
             ("srv  log_server_r: request: POST /v1/chat/completions 200", None),
             ("WARNING", None),
+            (
+                "/x/y.py:12: UserWarning: TypedStorage is deprecated",
+                Some("TypedStorage is deprecated"),
+            ),
+            ("  warnings.warn(", None),
         ] {
             assert_eq!(warning_message(line).as_deref(), want, "{line}");
         }

@@ -76,25 +76,35 @@ pub(super) fn place(s: &ScenarioComparison, several: bool) -> String {
     }
 }
 
+/// A count of `pattern` in a side's counts: keyed by the pattern as given, or by the same text
+/// regex-escaped or not (`--log-pattern 'factor 1.0'` counts what a preset names `factor 1\.0`).
+fn count_of(m: &BTreeMap<String, u64>, pattern: &str) -> Option<u64> {
+    m.get(pattern).copied().or_else(|| {
+        m.iter()
+            .find(|(k, _)| regex::escape(k) == pattern || **k == regex::escape(pattern))
+            .map(|(_, n)| *n)
+    })
+}
+
 /// One side's count of a pattern: over the whole server log (since its launch, so startup
-/// warnings count) when the results have it, the largest such count over the scenarios since
-/// they are cumulative; else the per-unit counts summed.
-fn side_count(scenarios: &[&ScenarioComparison], side: usize, pattern: &str) -> Option<u64> {
-    let since: Vec<&BTreeMap<String, u64>> = scenarios
-        .iter()
-        .map(|s| &s.log_pattern_counts_since_launch[side])
-        .filter(|m| !m.is_empty())
-        .collect();
-    if !since.is_empty() {
-        return since
+/// warnings count) when `since_launch`, the largest such count over the scenarios since they
+/// are cumulative; else the per-unit counts summed.
+fn side_count(
+    scenarios: &[&ScenarioComparison],
+    side: usize,
+    pattern: &str,
+    since_launch: bool,
+) -> Option<u64> {
+    if since_launch {
+        return scenarios
             .iter()
-            .map(|m| m.get(pattern).copied())
+            .map(|s| count_of(&s.log_pattern_counts_since_launch[side], pattern))
             .max()
             .flatten();
     }
     scenarios
         .iter()
-        .map(|s| s.log_pattern_counts[side].get(pattern).copied())
+        .map(|s| count_of(&s.log_pattern_counts[side], pattern))
         .sum()
 }
 
@@ -121,6 +131,13 @@ pub(super) fn check_warnings(scenarios: &[ScenarioComparison], c: &Criteria) -> 
         return Warnings::NotCounted;
     }
     let several = several_models(scenarios);
+    // Whole-log counts only when both sides have them everywhere: a side from before they
+    // existed has per-unit counts only, which miss start-up warnings, and would look resolved.
+    let since_launch = perf.iter().all(|s| {
+        s.log_pattern_counts_since_launch
+            .iter()
+            .all(|m| !m.is_empty())
+    });
     let mut missing = Vec::new();
     let mut counts = Vec::new();
     for p in patterns {
@@ -128,8 +145,8 @@ pub(super) fn check_warnings(scenarios: &[ScenarioComparison], c: &Criteria) -> 
         let unchecked: Vec<String> = perf
             .iter()
             .filter(|s| {
-                !s.log_pattern_counts[1].contains_key(&p)
-                    && !s.log_pattern_counts_since_launch[1].contains_key(&p)
+                count_of(&s.log_pattern_counts[1], &p).is_none()
+                    && count_of(&s.log_pattern_counts_since_launch[1], &p).is_none()
             })
             .map(|s| format!("`{p}` in {}", place(s, several)))
             .collect();
@@ -138,8 +155,8 @@ pub(super) fn check_warnings(scenarios: &[ScenarioComparison], c: &Criteria) -> 
             continue;
         }
         counts.push(PatternCount {
-            before: side_count(&perf, 0, &p),
-            after: side_count(&perf, 1, &p).unwrap_or(0),
+            before: side_count(&perf, 0, &p, since_launch),
+            after: side_count(&perf, 1, &p, since_launch).unwrap_or(0),
             pattern: p,
         });
     }

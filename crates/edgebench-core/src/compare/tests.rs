@@ -959,6 +959,37 @@ fn the_fp8_preset_needs_its_three_warnings_resolved_counted_since_the_launch() {
     let d = compare(&b, &cand, &lax, &quick()).unwrap().decision;
     assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
     assert!(d.rule.contains("no warning evidence"), "{}", d.rule);
+    // Counted with the warnings' plain text (`--log-pattern 'factor 1.0 ...'`): the same
+    // patterns as the preset's escaped ones.
+    let plain = |n: u64| -> Vec<(String, u64)> {
+        crate::compare::FP8_WARNINGS
+            .iter()
+            .map(|w| (w.to_string(), n))
+            .collect()
+    };
+    let d = compare(
+        &side(b.clone(), plain(1)),
+        &side(cand.clone(), plain(0)),
+        &c,
+        &quick(),
+    )
+    .unwrap()
+    .decision;
+    assert_eq!(d.verdict, Verdict::Apply, "{}", d.rule);
+    // A candidate without whole-log counts (older results): per-unit counts on both sides, so
+    // start-up warnings are not taken as resolved.
+    let old = with_counts(
+        cand.clone(),
+        &three(0)
+            .iter()
+            .map(|(p, n)| (p.as_str(), *n))
+            .collect::<Vec<_>>(),
+    );
+    let d = compare(&side(b.clone(), three(2)), &old, &c, &quick())
+        .unwrap()
+        .decision;
+    assert_eq!(d.verdict, Verdict::KeepBaseline, "{}", d.rule);
+    assert!(d.rule.contains("only 0 of 3"), "{}", d.rule);
     // Still logged by the candidate: not resolved.
     let d = compare(&side(b, three(2)), &side(cand, three(1)), &c, &quick())
         .unwrap()

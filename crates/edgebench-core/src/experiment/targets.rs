@@ -75,8 +75,22 @@ pub async fn http_models(
     } else {
         requested.to_vec()
     };
+    let expanded = catalog::servers::expand(&ids);
+    // LM Studio serves one build of an id at a time: two configurations of one id cannot run
+    // in one plan.
+    for (i, (id, e)) in expanded.iter().enumerate() {
+        if let (Some(e), Some((_, Some(other)))) = (
+            e,
+            expanded[..i].iter().find(|(o, oe)| o == id && oe.is_some()),
+        ) {
+            return Err(ExperimentError::Plan(format!(
+                "models: {} and {} are both {id} on the server, which serves one build at a time; load one build and run its key, then the other",
+                other.key, e.key
+            )));
+        }
+    }
     let mut out = Vec::new();
-    for (id, entry) in catalog::servers::expand(&ids) {
+    for (id, entry) in expanded {
         if !listed.is_empty() && !listed.contains(&id) {
             warn(format!(
                 "{base} does not list model {id:?} (it lists: {}); the server may answer with another model",

@@ -109,7 +109,12 @@ pub(crate) fn base_command() -> String {
             }
             continue;
         }
-        if a.starts_with("--resume=") {
+        if a.starts_with("--resume=") || a.starts_with("--api-key=") {
+            continue;
+        }
+        // The key is not written anywhere (it comes from OPENAI_API_KEY or is typed again).
+        if a == "--api-key" {
+            args.next();
             continue;
         }
         out.push(quote(a));
@@ -181,7 +186,15 @@ fn resume_latest(a: &RunArgs, given: RunRequest) -> anyhow::Result<RunRequest> {
         return Ok(given);
     };
     // A field was typed when its flag was: `cooldown_s` is `--cooldown`.
-    let typed_field = |f: &str| super::typed(f) || super::typed(field_base(f));
+    // `log_patterns` is typed as `--log-pattern`.
+    let typed_field = |f: &str| {
+        let id = if f == "log_patterns" {
+            "log_pattern"
+        } else {
+            field_base(f)
+        };
+        super::typed(f) || super::typed(id)
+    };
     let contradictions: Vec<String> = stored
         .differences(&given)
         .into_iter()
@@ -208,6 +221,7 @@ fn resume_latest(a: &RunArgs, given: RunRequest) -> anyhow::Result<RunRequest> {
         api_key: given.api_key.or(stored.api_key.clone()),
         no_checkpoint: given.no_checkpoint,
         verbose: given.verbose || stored.verbose,
+        tokenizer: given.tokenizer.or(stored.tokenizer.clone()),
         ..stored
     })
 }

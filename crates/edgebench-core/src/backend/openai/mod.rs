@@ -252,9 +252,15 @@ impl OpenAiTarget {
             }
         }
         if let Some(v) = self.get_json(&format!("{root}/api/v0/models")).await {
+            // Both builds of a model can be listed under one id: the loaded one is the one served.
             let entry = v.get("data").and_then(Value::as_array).and_then(|a| {
-                a.iter()
-                    .find(|m| str_field(m, "id") == Some(&self.cfg.model))
+                let mine = || {
+                    a.iter()
+                        .filter(|m| str_field(m, "id") == Some(&self.cfg.model))
+                };
+                mine()
+                    .find(|m| str_field(m, "state") == Some("loaded"))
+                    .or_else(|| mine().next())
             });
             if let Some(m) = entry {
                 f.format = str_field(m, "compatibility_type").map(str::to_ascii_uppercase);
