@@ -3,30 +3,11 @@
 //! warnings unless it is given `--calculate-kv-scales` (and always when told to). Checks the
 //! study's files, the warnings counted over each server's whole log, and the decision.
 
+mod peers;
+
+use peers::{free_port, llama_server};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The reference llama-server (see `llama_server.rs`): skipped loudly without it, unless
-/// `EDGEBENCH_REQUIRE_PEERS=1`.
-fn llama_server() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("LLAMA_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    assert!(
-        std::env::var_os("EDGEBENCH_REQUIRE_PEERS").is_none(),
-        "EDGEBENCH_REQUIRE_PEERS is set but LLAMA_SERVER is not"
-    );
-    eprintln!("SKIPPED: no reference llama-server (set LLAMA_SERVER to run this test)");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// vLLM's FP8 start-up as far as the study sees it: the three warnings on stderr (unless
 /// calibrated, or `FP8_ALWAYS_WARN` is set), then the server, without the flag it does not know.

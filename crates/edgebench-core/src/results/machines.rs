@@ -497,6 +497,14 @@ pub fn store_comparison(
     Ok((sets.len() >= 2).then(|| compare(&sets, opts)))
 }
 
+/// Every machine of `compare --machines` or `report --machines`, in order (see [`load_spec`]).
+pub fn load_specs(
+    specs: &[String],
+    store: Option<&ResultsFolder>,
+) -> Result<Vec<MachineResults>, MachineError> {
+    specs.iter().map(|spec| load_spec(spec, store)).collect()
+}
+
 /// One machine of `compare --machines` or `report --machines`: `LABEL=PATH` (a results folder
 /// or a `results export --format json` file), a bare path (labelled by its file name), or, with a
 /// store, a machine label of the store.

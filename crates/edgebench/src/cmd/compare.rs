@@ -14,12 +14,8 @@ use edgebench_core::store::StoreLocation;
 /// `--machines`: each `[LABEL=]PATH` read (a results folder, or an export file), or with
 /// `--store` each machine label of the team store, and shown side by side.
 fn machines(a: &CompareArgs, store: Option<&ResultsFolder>) -> anyhow::Result<ExitCode> {
-    let sets = a
-        .machines
-        .iter()
-        .map(|spec| machines::load_spec(spec, store))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--machines {e}"))?;
+    let sets =
+        machines::load_specs(&a.machines, store).map_err(|e| anyhow::anyhow!("--machines {e}"))?;
     let opts = CompareOptions {
         seed: a.seed,
         ..CompareOptions::default()

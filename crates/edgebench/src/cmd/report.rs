@@ -42,11 +42,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut r = report::build(&input, generated()?);
     let opts = edgebench_core::compare::CompareOptions::default();
     r.machines = if !a.machines.is_empty() {
-        let sets = a
-            .machines
-            .iter()
-            .map(|spec| machines::load_spec(spec, store.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
+        let sets = machines::load_specs(&a.machines, store.as_ref())
             .map_err(|e| anyhow::anyhow!("--machines {e}"))?;
         Some(machines::compare(&sets, &opts))
     } else if let Some(folder) = &store {
