@@ -5,6 +5,7 @@ mod backend;
 mod engine;
 mod eval;
 mod loader;
+mod quantize;
 mod tokenizer;
 
 pub use backend::LlamaTarget;
@@ -13,6 +14,7 @@ pub use engine::{
     SharedPrefixJob, StreamedToken, ENGINE_NAME,
 };
 pub use loader::LlamaLoader;
+pub use quantize::quantize;
 pub use tokenizer::{open_tokenizer, GgufTokenizer, JsonTokenizer};
 
 /// The llama.cpp backends this build contains (its cargo features).

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use edgebench_core::backend::Backend;
 use edgebench_core::catalog::ModelInfo;
-use edgebench_core::experiment::{CancelFlag, EngineLoader, EngineSpec};
+use edgebench_core::experiment::{CancelFlag, EngineLoader, EngineSpec, QuantizeJob};
 
 use crate::{EngineConfig, LlamaTarget, ENGINE_NAME};
 
@@ -44,5 +44,12 @@ impl EngineLoader for LlamaLoader {
 
     fn engine_name(&self) -> String {
         ENGINE_NAME.into()
+    }
+
+    async fn quantize(&self, job: &QuantizeJob) -> Result<(), String> {
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || crate::quantize::quantize(&job))
+            .await
+            .map_err(|e| format!("quantize thread: {e}"))?
     }
 }

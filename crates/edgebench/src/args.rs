@@ -155,6 +155,44 @@ pub enum StudyCommand {
     /// --calculate-kv-scales; the three FP8 warnings counted; decided by the study's rules.
     #[command(name = "fp8-kv")]
     Fp8Kv(Box<Fp8Args>),
+    /// The quantization frontier: one source GGUF (`--models`) written as each of `--types`
+    /// through llama.cpp's own quantization (cached), every type measured for speed and scored
+    /// on `--tasks`; the table, the types on the accuracy-vs-speed frontier, a test between
+    /// adjacent types, and the report with its frontier chart. Several `--models` and no
+    /// `--types`: pre-quantized files compared as they are.
+    Quant(Box<QuantArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct QuantArgs {
+    /// Quantization types, largest first (default Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Quantize a source that is already quantized below Q8_0 (a quick look, lossy twice over;
+    /// a real study starts from F16, BF16 or Q8_0).
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// Where quantized files are kept (default ~/.cache/edgebench/quant).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Eval tasks scored on every type.
+    #[arg(long, num_args = 1.., value_delimiter = ',', default_value = "banking77,mmlu")]
+    pub tasks: Vec<String>,
+    /// Items per task (Banking77, Financial PhraseBank, GSM8K ...).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample_size: u64,
+    /// MMLU items per subject.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub per_subject: u64,
+    /// Classification tasks: free, constrained or loglik (the default here: what each type's
+    /// weights know, apart even for small models that ignore an answer format).
+    #[arg(long, default_value = "loglik", value_parser = parse_answer)]
+    pub answer: AnswerMode,
+    /// Read the datasets from this folder instead of the data cache.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

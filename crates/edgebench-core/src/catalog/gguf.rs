@@ -184,6 +184,12 @@ pub fn file_type_name(ftype: u64) -> Option<&'static str> {
     })
 }
 
+/// The llama.cpp `llama_ftype` of a quantization name (`Q4_K_M` -> 15), case-insensitive.
+pub fn file_type_code(name: &str) -> Option<u64> {
+    let upper = name.to_ascii_uppercase();
+    (0..=64).find(|&c| file_type_name(c) == Some(upper.as_str()))
+}
+
 /// The name of a ggml tensor type.
 pub fn ggml_type_name(ty: u32) -> Option<&'static str> {
     Some(match ty {

@@ -191,6 +191,28 @@ pub trait EngineLoader: Send + Sync {
 
     /// The engine's name, for the results ("llama.cpp").
     fn engine_name(&self) -> String;
+
+    /// Writes `job.output` as `job.source` quantized to `job.file_type` through the engine's own
+    /// quantization (`study quant`); engines without one refuse.
+    async fn quantize(&self, job: &QuantizeJob) -> Result<(), String> {
+        Err(format!(
+            "{}: this build cannot quantize models",
+            job.source.display()
+        ))
+    }
+}
+
+/// One quantization: a source GGUF written again as another type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeJob {
+    pub source: PathBuf,
+    /// Written whole or not at all.
+    pub output: PathBuf,
+    /// llama.cpp's `llama_ftype` (see [`crate::catalog::gguf::file_type_code`]).
+    pub file_type: u64,
+    /// Quantize an already quantized source (lossy twice over: for tests and quick looks).
+    pub allow_requantize: bool,
+    pub threads: u32,
 }
 
 /// A loader for builds without the embedded engine: every load is refused.

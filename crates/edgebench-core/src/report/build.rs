@@ -275,10 +275,35 @@ fn tradeoff(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<TradeoffPoint> {
                 accuracy: acc.clone(),
                 decode_tokens_per_s: rate,
                 decode_n: n,
+                frontier: false,
             });
         }
     }
+    let tasks: std::collections::BTreeSet<String> = out.iter().map(|t| t.task.clone()).collect();
+    for task in tasks {
+        let idx: Vec<usize> = (0..out.len()).filter(|&i| out[i].task == task).collect();
+        let points: Vec<(f64, f64)> = idx
+            .iter()
+            .map(|&i| (out[i].decode_tokens_per_s, out[i].accuracy.value))
+            .collect();
+        for (&i, on) in idx.iter().zip(pareto_front(&points)) {
+            out[i].frontier = on;
+        }
+    }
     out
+}
+
+/// Which of `(speed, accuracy)` points no other point dominates (at least as good on both and
+/// better on one): the trade-offs worth choosing among.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<bool> {
+    points
+        .iter()
+        .map(|&(x, y)| {
+            !points
+                .iter()
+                .any(|&(ox, oy)| ox >= x && oy >= y && (ox > x || oy > y))
+        })
+        .collect()
 }
 
 fn verdicts(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<VerdictRow> {
@@ -530,6 +555,21 @@ pub fn build(input: &ReportInput, generated: time::OffsetDateTime) -> Report {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_frontier_keeps_only_undominated_points() {
+        // (speed, accuracy): the slow accurate and the fast rough are both worth choosing; the
+        // slower and less accurate middle one is not; a tie is not domination.
+        let pts = [
+            (10.0, 0.9),
+            (30.0, 0.6),
+            (9.0, 0.8),
+            (30.0, 0.6),
+            (20.0, 0.85),
+        ];
+        assert_eq!(pareto_front(&pts), [true, true, false, true, true]);
+        assert_eq!(pareto_front(&[]), Vec::<bool>::new());
+    }
+
     use super::*;
     use crate::hw::gpu::GpuInfo;
     use crate::hw::HardwareInfo;

@@ -170,6 +170,10 @@ pub struct TradeoffPoint {
     pub decode_tokens_per_s: f64,
     /// Requests behind the decode rate.
     pub decode_n: usize,
+    /// On the accuracy-vs-speed frontier of its task: no other point of the task is at least as
+    /// accurate and at least as fast, and better in one (point estimates).
+    #[serde(default)]
+    pub frontier: bool,
 }
 
 /// Models compared on the scenarios they share (the first model of the input is the baseline).

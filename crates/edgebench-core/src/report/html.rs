@@ -272,7 +272,8 @@ fn tradeoff_chart(r: &Report) -> String {
         .iter()
         .map(|t| Point {
             label: format!(
-                "{} ({}, {})",
+                "{}{} ({}, {})",
+                if t.frontier { "★ " } else { "" },
                 model_label(&t.model, &t.quantization),
                 t.format,
                 t.task
@@ -299,7 +300,7 @@ fn tradeoff_chart(r: &Report) -> String {
             "accuracy (%)",
             &points,
         ),
-        "Each point: one model on one task; whiskers: 95% CI of accuracy.",
+        "Each point: one model on one task; whiskers: 95% CI of accuracy; ★: on the frontier (no other model of the task both as accurate and as fast).",
     );
     out
 }

@@ -95,3 +95,17 @@ pub fn load_from(folder: &ResultsFolder) -> Result<ReportInput, ReportError> {
         failed_units,
     })
 }
+
+impl ReportInput {
+    /// Keeps only the experiments `ids` (a study's own, out of a folder that holds others).
+    pub fn only(mut self, ids: &[String]) -> Self {
+        let keep = |id: &String| ids.contains(id);
+        self.runs.retain(|r| keep(&r.value.run_id));
+        self.evals.retain(|e| keep(&e.value.experiment_id));
+        self.configs.retain(|c| keep(&c.value.experiment_id));
+        self.lines.retain(|l| keep(&l.run_id));
+        self.samples.retain(|(id, _), _| keep(id));
+        self.failed_units.retain(|f| keep(&f.run_id));
+        self
+    }
+}

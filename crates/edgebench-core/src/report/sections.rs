@@ -352,8 +352,9 @@ pub(super) fn tradeoff(b: &mut Blocks, r: &Report) {
             "task",
             "accuracy",
             "decode_tokens_per_s (mean over n requests)",
+            "frontier",
         ],
-        "lllrr",
+        "lllrrl",
     );
     for x in &r.tradeoff {
         t.row(vec![
@@ -362,7 +363,22 @@ pub(super) fn tradeoff(b: &mut Blocks, r: &Report) {
             x.task.clone().into(),
             score_ci(x.accuracy.value, x.accuracy.ci_low, x.accuracy.ci_high).into(),
             format!("{} (n = {})", num(x.decode_tokens_per_s), x.decode_n).into(),
+            (if x.frontier { "yes" } else { "no" }).into(),
         ]);
+    }
+    let mut on: Vec<String> = r
+        .tradeoff
+        .iter()
+        .filter(|x| x.frontier)
+        .map(|x| format!("{} ({})", model_label(&x.model, &x.quantization), x.task))
+        .collect();
+    on.dedup();
+    if r.tradeoff.len() > 1 {
+        b.para(format!(
+            "On the frontier (no other model of the task both as accurate and as fast, by point \
+             estimates; overlapping CIs mean the order may not hold): {}.",
+            on.join(", ")
+        ));
     }
     let formats: std::collections::BTreeSet<&str> =
         r.tradeoff.iter().map(|t| t.format.as_str()).collect();

@@ -1,23 +1,28 @@
 //! `edgebench study`: builds a study's plans from the run flags, runs them through the
-//! library's study, renders its events, and prints the decision.
+//! library's study, renders its events, and prints the decision or the study's table.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use edgebench_core::catalog::ModelInfo;
 use edgebench_core::compare::{Criteria, Verdict};
+use edgebench_core::eval::tasks;
+use edgebench_core::experiment::eval_request::EvalRequest;
 use edgebench_core::experiment::Context as ExperimentContext;
+use edgebench_core::experiment::{perf, ExperimentError};
 use edgebench_core::report::compare_md;
-use edgebench_core::study::fp8_kv;
+use edgebench_core::study::{fp8_kv, quant};
 use edgebench_llama::LlamaLoader;
 
 use super::render::{ctrl_c_token, Terminal};
 use super::run::{base_command, cli_error, environment, request};
-use crate::args::{Fp8Args, StudyCommand};
+use crate::args::{Fp8Args, QuantArgs, StudyCommand};
 
 pub fn study(kind: StudyCommand) -> anyhow::Result<ExitCode> {
     match kind {
         StudyCommand::Fp8Kv(a) => super::block_on(fp8(*a)),
+        StudyCommand::Quant(a) => super::block_on(quant(*a)),
     }
 }
 
@@ -65,4 +70,109 @@ async fn fp8(a: Fp8Args) -> anyhow::Result<ExitCode> {
         Verdict::KeepBaseline => ExitCode::from(1),
         Verdict::Apply | Verdict::ApplyWithMonitoring => ExitCode::SUCCESS,
     })
+}
+
+async fn quant(a: QuantArgs) -> anyhow::Result<ExitCode> {
+    let plan_err = |m: &str| cli_error(ExperimentError::Plan(m.to_string()));
+    if a.run.endpoint.is_some() {
+        return Err(plan_err(
+            "endpoint: the quant study writes GGUF files and measures them on the embedded engine; \
+             to compare a server's builds, run `edgebench run --endpoint` on each",
+        ));
+    }
+    if a.run.resume.is_some() {
+        return Err(plan_err(
+            "resume: a study runs new experiments; resume either one with `edgebench run --resume ID` \
+             or `edgebench eval --resume ID`",
+        ));
+    }
+    let store = a
+        .run
+        .store
+        .as_deref()
+        .map(edgebench_core::store::StoreLocation::parse);
+    let mut perf_plan = request(&a.run)
+        .into_plan(environment(), base_command(), None, &|m| eprintln!("{m}"))
+        .map_err(cli_error)?;
+    perf_plan.store = store.clone();
+    // The study's models are its quantized files: a bare `run --resume` must not take this run
+    // for one of the source model.
+    perf_plan.request = None;
+    let resolved: Vec<ModelInfo> = match &perf_plan.models {
+        perf::Models::Given(g) => g.iter().map(|(m, _)| m.clone()).collect(),
+        perf::Models::Endpoint { .. } => Vec::new(),
+    };
+    let Some(source) = resolved.first().cloned() else {
+        return Err(plan_err("models: give the source GGUF"));
+    };
+    let quantize = resolved.len() == 1 || !a.types.is_empty();
+    if quantize && resolved.len() > 1 {
+        return Err(plan_err(
+            "models: quantizing starts from one source GGUF; give one --models with --types \
+             (or several pre-quantized files without --types)",
+        ));
+    }
+    let mut tasks: Vec<&'static str> = Vec::new();
+    for t in &a.tasks {
+        for name in tasks::expand(t).map_err(|e| plan_err(&format!("tasks: {e}")))? {
+            if !tasks.contains(&name) {
+                tasks.push(name);
+            }
+        }
+    }
+    let eval_request = EvalRequest {
+        task: tasks.first().map_or("banking77", |t| *t).to_string(),
+        model: Some(source.path.display().to_string()),
+        sample_size: usize::try_from(a.sample_size).ok(),
+        per_subject: usize::try_from(a.per_subject).ok(),
+        data_dir: a.data_dir.clone(),
+        answer: a.answer,
+        threads: a.run.threads,
+        seed: a.run.seed,
+        monitor_interval_ms: a.run.machine.monitor_interval_ms,
+        settle_timeout_s: a.run.machine.settle_timeout,
+        settle_threshold_percent: a.run.machine.settle_threshold,
+        results: a.run.results.clone(),
+        ..EvalRequest::default()
+    };
+    let mut eval_plan = eval_request
+        .into_plan(environment(), base_command(), &|m| eprintln!("{m}"))
+        .map_err(cli_error)?;
+    eval_plan.tasks = tasks;
+    eval_plan.store = store;
+    let ctx = ExperimentContext {
+        events: Arc::new(Terminal::new("requests", !a.run.no_checkpoint, false)),
+        cancel: ctrl_c_token(),
+        engine: Arc::new(LlamaLoader),
+    };
+    let models = if quantize {
+        let spec = quant::QuantSpec {
+            source: source.path.clone(),
+            types: a.types.clone(),
+            allow_requantize: a.allow_requantize,
+            threads: a
+                .run
+                .threads
+                .unwrap_or_else(edgebench_core::repro::default_threads),
+            cache_dir: a.cache_dir.clone().unwrap_or_else(quant::default_cache_dir),
+        };
+        quant::prepare(&spec, &ctx).await.map_err(cli_error)?
+    } else {
+        quant::as_given(resolved).map_err(cli_error)?
+    };
+    quant::set_models(&mut perf_plan, &mut eval_plan, &models);
+    let out = quant::run(&source, perf_plan, eval_plan, &ctx)
+        .await
+        .map_err(cli_error)
+        .context("quant study")?;
+    eprintln!("\nresults:");
+    for w in &out.written {
+        eprintln!("  {}", w.display());
+    }
+    if a.run.json {
+        println!("{}", serde_json::to_string_pretty(&out.study)?);
+    } else {
+        print!("{}", quant::render(&out.study));
+    }
+    Ok(ExitCode::SUCCESS)
 }
