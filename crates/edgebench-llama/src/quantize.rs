@@ -11,7 +11,10 @@ use crate::engine::backend;
 /// Quantizes `job.source` into `job.output` (blocking; seconds to minutes by model size).
 pub fn quantize(job: &QuantizeJob) -> Result<(), String> {
     backend(false).map_err(|e| e.to_string())?;
-    let partial = job.output.with_extension("gguf.partial");
+    // A name of this process's own, so two studies of one source never write one file.
+    let partial = job
+        .output
+        .with_extension(format!("gguf.{}.partial", std::process::id()));
     let c = |p: &Path| {
         CString::new(p.to_string_lossy().as_bytes())
             .map_err(|_| format!("{}: a path with a NUL byte", p.display()))
@@ -32,15 +35,14 @@ pub fn quantize(job: &QuantizeJob) -> Result<(), String> {
     if rc != 0 {
         let _ = std::fs::remove_file(&partial);
         return Err(format!(
-            "{}: llama.cpp could not quantize it (status {rc}){}",
-            job.source.display(),
-            if job.allow_requantize {
-                ""
-            } else {
-                "; an already quantized source needs --allow-requantize"
-            }
+            "{}: llama.cpp could not quantize it (status {rc})",
+            job.source.display()
         ));
     }
+    // On disk before it takes its final name, so a crash never leaves a short file there.
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
     std::fs::rename(&partial, &job.output).map_err(|e| {
         let _ = std::fs::remove_file(&partial);
         format!("{}: {e}", job.output.display())

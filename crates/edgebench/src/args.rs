@@ -161,6 +161,34 @@ pub enum StudyCommand {
     /// adjacent types, and the report with its frontier chart. Several `--models` and no
     /// `--types`: pre-quantized files compared as they are.
     Quant(Box<QuantArgs>),
+    /// Prefill and decode rates, TTFT and memory against prompt length: prompts doubling from
+    /// 512 tokens up to the model's context limit (or --max-ctx), one loaded model.
+    Context(Box<StepsArgs>),
+    /// Speed at each sampling temperature (default 0.25,0.5,0.75), one loaded model.
+    Temperature(Box<StepsArgs>),
+    /// The same six prompts in en, fr, zh, es, de, ar (shipped, translations side by side):
+    /// prompt tokens per character, TTFT and tokens/s per language.
+    Language(Box<StepsArgs>),
+    /// Five prompts each of general, code, reasoning, creative and math: tokens/s, output length
+    /// and TTFT per type (answers at their natural length).
+    #[command(name = "prompt-type")]
+    PromptType(Box<StepsArgs>),
+    /// Decode and prefill rates at 1 ... physical cores threads (embedded engine): the best
+    /// thread count for this machine.
+    Threads(Box<StepsArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct StepsArgs {
+    /// The steps: temperatures, language codes, prompt types, prompt lengths (tokens) or
+    /// thread counts (default: the study's own).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub values: Vec<String>,
+    /// Context study: the largest prompt plus output, tokens (default: the model's limit).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(256..))]
+    pub max_ctx: Option<u32>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

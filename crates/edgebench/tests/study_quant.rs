@@ -74,11 +74,18 @@ fn study_quant_measures_each_type_and_names_the_frontier() {
     let o = study("Q8_0,Q4_0", &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--allow-requantize"), "{err}");
+    assert!(err.contains("error: --allow-requantize: "), "{err}");
     let o = study("Q8_0,Q9_9", &["--allow-requantize"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--types") && err.contains("Q9_9"), "{err}");
+    assert!(
+        err.contains("error: --types: ") && err.contains("Q9_9"),
+        "{err}"
+    );
+    let o = study("IQ2_XXS", &["--allow-requantize"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("importance matrix"), "{err}");
     assert!(!cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none());
 
     let o = study("Q8_0,Q5_K_M,Q4_0,Q2_K", &["--allow-requantize", "--json"]);
@@ -156,4 +163,42 @@ fn study_quant_measures_each_type_and_names_the_frontier() {
     assert!(o.status.success(), "{err}");
     assert_eq!(err.matches("quant: writing").count(), 0, "{err}");
     assert_eq!(err.matches("from the cache").count(), 2, "{err}");
+
+    // A Q8_0 source is a real study's start: no --allow-requantize, and llama.cpp quantizes it.
+    let q8 = rows[0]["file"].as_str().unwrap();
+    let results2 = d.path().join("results-q8");
+    let mut args = vec![
+        "study",
+        "quant",
+        "--models",
+        q8,
+        "--types",
+        "Q4_0",
+        "--cache-dir",
+    ];
+    args.extend([
+        cache.to_str().unwrap(),
+        "--results",
+        results2.to_str().unwrap(),
+    ]);
+    args.extend(["--tasks", "banking77", "--sample-size", "4", "--scenarios"]);
+    args.extend([
+        "interactive_assistant",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--cooldown",
+        "0",
+    ]);
+    args.extend(["--max-tokens", "8", "--json"]);
+    if data.is_dir() {
+        args.extend(["--data-dir", data.to_str().unwrap()]);
+    }
+    let o = edgebench(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["source_quantization"], "Q8_0");
+    assert_eq!(s["rows"][0]["quantization"], "Q4_0");
 }

@@ -77,6 +77,60 @@ pub const METRICS: &[MetricDef] = &[
     },
 ];
 
+/// Per-request figures the step studies test beside [`METRICS`] (not in `compare`'s own table).
+pub const STEP_METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: "prefill_tokens_per_s",
+        higher_is_better: true,
+        proportion: false,
+        extract: |l| {
+            l.record
+                .ok()
+                .then_some(l.metrics.prefill_tokens_per_s)
+                .flatten()
+        },
+    },
+    MetricDef {
+        name: "output_tokens",
+        higher_is_better: true,
+        proportion: false,
+        extract: |l| l.record.ok().then_some(l.record.output_tokens as f64),
+    },
+];
+
+/// The definition of a per-request metric by name, from [`METRICS`] or [`STEP_METRICS`].
+pub fn metric_def(name: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().chain(STEP_METRICS).find(|m| m.name == name)
+}
+
+/// Two independent sets of measured requests (two steps of a study: different prompts, so
+/// unpaired) compared on `metrics` with the test `compare` chooses, Holm-adjusted over them.
+pub fn test_lines(
+    metrics: &[&MetricDef],
+    baseline: &[&PerfLine],
+    candidate: &[&PerfLine],
+    opts: &CompareOptions,
+) -> Vec<MetricComparison> {
+    let values = |lines: &[&PerfLine], d: &MetricDef| -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|l| !l.record.warmup)
+            .filter_map(|l| (d.extract)(l))
+            .collect()
+    };
+    let mut out: Vec<MetricComparison> = metrics
+        .iter()
+        .map(|d| test_metric(d, &values(baseline, d), &values(candidate, d), false, opts))
+        .collect();
+    let ps: Vec<f64> = out.iter().filter_map(|m| m.p_value).collect();
+    if let Ok(adj) = stats::holm(&ps) {
+        for (m, p) in out.iter_mut().filter(|m| m.p_value.is_some()).zip(adj) {
+            m.p_holm = Some(p);
+        }
+    }
+    out
+}
+
 /// Every metric name a comparison can test or give a change for (what criteria files may name):
 /// the per-request metrics, peak RSS, and the item-level eval figures.
 pub fn metric_names() -> Vec<&'static str> {

@@ -14,7 +14,9 @@ pub use criteria::{Criteria, CriteriaError, FP8_WARNINGS, PRESETS};
 pub use decide::{decide, recommend};
 pub use eval::{INVALID_RATE_TASKS, ITEM_SCORES};
 pub use load::{load, load_stored, CompareError, EvalSide, ResultSet};
-pub use metric::{metric_names, MetricDef, METRICS, PEAK_RSS};
+pub use metric::{
+    metric_def, metric_names, test_lines, MetricDef, METRICS, PEAK_RSS, STEP_METRICS,
+};
 
 use eval::*;
 use metric::*;

@@ -257,6 +257,8 @@ fn same_model(row: &PerfRow, name: &str, quantization: &str) -> bool {
 
 fn tradeoff(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<TradeoffPoint> {
     let mut out = Vec::new();
+    // Points compete only with points of the same task scored the same way.
+    let mut groups: Vec<(String, String)> = Vec::new();
     for c in caps {
         let Some(acc) = c.scores.get("accuracy") else {
             continue;
@@ -267,6 +269,7 @@ fn tradeoff(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<TradeoffPoint> {
                 .filter_map(|r| r.metrics.get("decode_tokens_per_s")),
         );
         if let Some((rate, n)) = decode {
+            groups.push((c.task.clone(), c.method.clone()));
             out.push(TradeoffPoint {
                 model: c.model.clone(),
                 format: c.format.clone(),
@@ -279,9 +282,9 @@ fn tradeoff(perf: &[PerfRow], caps: &[CapabilityRow]) -> Vec<TradeoffPoint> {
             });
         }
     }
-    let tasks: std::collections::BTreeSet<String> = out.iter().map(|t| t.task.clone()).collect();
-    for task in tasks {
-        let idx: Vec<usize> = (0..out.len()).filter(|&i| out[i].task == task).collect();
+    let keys: std::collections::BTreeSet<&(String, String)> = groups.iter().collect();
+    for key in keys {
+        let idx: Vec<usize> = (0..out.len()).filter(|&i| &groups[i] == key).collect();
         let points: Vec<(f64, f64)> = idx
             .iter()
             .map(|&i| (out[i].decode_tokens_per_s, out[i].accuracy.value))
@@ -550,6 +553,7 @@ pub fn build(input: &ReportInput, generated: time::OffsetDateTime) -> Report {
         capability,
         compliance: None,
         machines: None,
+        study: None,
     }
 }
 

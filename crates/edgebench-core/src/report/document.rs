@@ -170,8 +170,8 @@ pub struct TradeoffPoint {
     pub decode_tokens_per_s: f64,
     /// Requests behind the decode rate.
     pub decode_n: usize,
-    /// On the accuracy-vs-speed frontier of its task: no other point of the task is at least as
-    /// accurate and at least as fast, and better in one (point estimates).
+    /// On the accuracy-vs-speed frontier of its task (scored the same way): no other point is at
+    /// least as accurate and at least as fast, and better in one (point estimates).
     #[serde(default)]
     pub frontier: bool,
 }
@@ -301,6 +301,37 @@ pub struct Report {
     /// The machines side by side (`report --machines`, or a team store holding several).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machines: Option<crate::results::machines::MachineComparison>,
+    /// A study's own table and chart, at the head of the report it writes (`edgebench study`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<StudyTable>,
+}
+
+/// A study's table as the report shows it: cells already formatted, notes under it, a chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyTable {
+    pub title: String,
+    pub head: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<StudyChart>,
+}
+
+/// A bar per step, with its 95% CI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyChart {
+    pub title: String,
+    pub unit: String,
+    pub bars: Vec<StudyBar>,
+}
+
+/// One bar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyBar {
+    pub label: String,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<[f64; 2]>,
 }
 
 /// The label of a model: name and quantization.

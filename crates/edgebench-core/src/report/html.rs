@@ -300,7 +300,34 @@ fn tradeoff_chart(r: &Report) -> String {
             "accuracy (%)",
             &points,
         ),
-        "Each point: one model on one task; whiskers: 95% CI of accuracy; ★: on the frontier (no other model of the task both as accurate and as fast).",
+        "Each point: one model on one task; whiskers: 95% CI of accuracy; ★: on the frontier (no other model of the task is at least as accurate and as fast and better on one).",
+    );
+    out
+}
+
+fn study_chart(r: &Report) -> String {
+    let Some(c) = r.study.as_ref().and_then(|s| s.chart.as_ref()) else {
+        return String::new();
+    };
+    if c.bars.is_empty() {
+        return String::new();
+    }
+    let bars: Vec<Bar> = c
+        .bars
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Bar {
+            label: b.label.clone(),
+            value: b.value,
+            ci: b.ci.map(|[lo, hi]| (lo, hi)),
+            color: PALETTE[i % PALETTE.len()],
+        })
+        .collect();
+    let mut out = String::new();
+    figure(
+        &mut out,
+        svg::bars("chart-study", &c.title, &c.unit, &bars),
+        "One bar per step of the study; whiskers: 95% CI.",
     );
     out
 }
@@ -359,6 +386,7 @@ pub fn render(r: &Report) -> String {
             "performance" => perf_charts(r),
             "capability" => capability_chart(r),
             "tradeoff" => tradeoff_chart(r),
+            "study" => study_chart(r),
             _ => String::new(),
         };
         if !charts.is_empty() {

@@ -2,7 +2,7 @@
 //! (`benchmark_report_{timestamp}.md`) rendered from them, and the number formats shared by the
 //! Markdown and HTML renderings.
 
-use super::document::{MetricStats, Report};
+use super::document::{MetricStats, Report, StudyTable};
 use super::layout::{self, Blocks, Section};
 use super::sections::{self as build, community_rows, compliance_blocks};
 use super::verdict::Level;
@@ -111,6 +111,17 @@ pub fn sections(r: &Report) -> Vec<Section> {
         })
         .filter(|s| !s.blocks.is_empty())
         .collect();
+    if let Some(t) = &r.study {
+        let mut b = Blocks::default();
+        study_blocks(&mut b, t);
+        out.insert(
+            0,
+            Section {
+                id: "study",
+                blocks: b.0,
+            },
+        );
+    }
     if let Some(c) = &r.machines {
         let mut b = Blocks::default();
         crate::results::machines::blocks(&mut b, c);
@@ -128,6 +139,23 @@ pub fn sections(r: &Report) -> Vec<Section> {
         });
     }
     out
+}
+
+/// A study's table: its title, the table (the first column left, the figures right), its notes.
+pub fn study_blocks(b: &mut Blocks, t: &StudyTable) {
+    b.heading(2, t.title.clone());
+    let head: Vec<&str> = t.head.iter().map(String::as_str).collect();
+    let align: String = std::iter::once('l')
+        .chain(std::iter::repeat('r'))
+        .take(head.len())
+        .collect();
+    let table = b.table(&head, &align);
+    for row in &t.rows {
+        table.row(row.iter().map(|c| cell(c).into()).collect());
+    }
+    for n in &t.notes {
+        b.para(n.clone());
+    }
 }
 
 /// The title and the line under it.

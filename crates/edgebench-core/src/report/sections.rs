@@ -366,17 +366,18 @@ pub(super) fn tradeoff(b: &mut Blocks, r: &Report) {
             (if x.frontier { "yes" } else { "no" }).into(),
         ]);
     }
-    let mut on: Vec<String> = r
-        .tradeoff
-        .iter()
-        .filter(|x| x.frontier)
-        .map(|x| format!("{} ({})", model_label(&x.model, &x.quantization), x.task))
-        .collect();
-    on.dedup();
+    let mut on: Vec<String> = Vec::new();
+    for x in r.tradeoff.iter().filter(|x| x.frontier) {
+        let s = format!("{} ({})", model_label(&x.model, &x.quantization), x.task);
+        if !on.contains(&s) {
+            on.push(s);
+        }
+    }
     if r.tradeoff.len() > 1 {
         b.para(format!(
-            "On the frontier (no other model of the task both as accurate and as fast, by point \
-             estimates; overlapping CIs mean the order may not hold): {}.",
+            "On the frontier (no other model of the task, scored the same way, is at least as \
+             accurate and as fast and better on one, by point estimates; overlapping CIs mean the \
+             order may not hold): {}.",
             on.join(", ")
         ));
     }

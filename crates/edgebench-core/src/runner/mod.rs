@@ -316,7 +316,13 @@ pub async fn run_unit(
         messages: p.messages.clone(),
         max_tokens: p.max_tokens,
         ignore_eos: unit.scenario.ignore_eos,
-        sampling: plan.sampling.clone(),
+        sampling: crate::backend::Sampling {
+            temperature: unit
+                .scenario
+                .temperature
+                .unwrap_or(plan.sampling.temperature),
+            ..plan.sampling.clone()
+        },
         scheduled,
     };
     let finished = std::sync::atomic::AtomicU32::new(0);

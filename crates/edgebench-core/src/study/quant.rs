@@ -16,9 +16,9 @@ use crate::eval::Score;
 use crate::experiment::eval::{self, EvalModels, EvalPlan};
 use crate::experiment::perf::{self, Models, PerfPlan};
 use crate::experiment::{Context, Event, ExperimentError, QuantizeJob};
-use crate::report::document::model_label;
+use crate::report::document::{model_label, StudyTable};
 use crate::report::layout::{to_markdown, Blocks};
-use crate::report::markdown::{num, score_ci};
+use crate::report::markdown::{num, score_ci, study_blocks};
 use crate::report::{self, Format};
 use crate::results::{atomic_write, file_timestamp, ResultsFolder};
 use crate::store::StoreLocation;
@@ -28,6 +28,13 @@ pub const DEFAULT_TYPES: &[&str] = &["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0",
 
 /// Sources a real study starts from: quantizing them loses only what the target type loses.
 pub const SOURCE_TYPES: &[&str] = &["F32", "F16", "BF16", "Q8_0"];
+
+/// Types the study writes: the legacy, k-quant and 4-bit non-linear types and the 16-bit floats.
+/// The others (IQ1/IQ2/IQ3, Q2_K_S) need an importance matrix the study does not compute.
+pub const WRITABLE_TYPES: &[&str] = &[
+    "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1",
+    "Q4_0", "IQ4_NL", "IQ4_XS", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
+];
 
 /// What to quantize, and where the files are kept.
 #[derive(Debug, Clone)]
@@ -65,13 +72,14 @@ pub fn check(spec: &QuantSpec) -> Result<(ModelInfo, Vec<(String, u64)>), Experi
     for n in &names {
         let upper = n.trim().to_ascii_uppercase();
         let code = gguf::file_type_code(&upper)
-            .filter(|_| upper != "F32")
+            .filter(|_| WRITABLE_TYPES.contains(&upper.as_str()))
             .ok_or_else(|| {
                 bad(
                     "types",
                     format!(
-                        "{n:?} is not a llama.cpp quantization (for example {})",
-                        DEFAULT_TYPES.join(", ")
+                        "{n:?} is not a type the study writes (one of {}; IQ1-IQ3 and Q2_K_S need \
+                         an importance matrix)",
+                        WRITABLE_TYPES.join(", ")
                     ),
                 )
             })?;
@@ -122,7 +130,8 @@ pub async fn prepare(spec: &QuantSpec, ctx: &Context) -> Result<Vec<ModelInfo>, 
         .map_err(|e| ExperimentError::Engine(e.to_string()))?
         .map_err(|e| ExperimentError::io(&spec.source, e))?;
     let folder = spec.cache_dir.join(&sha[..16]);
-    std::fs::create_dir_all(&folder).map_err(|e| ExperimentError::io(&folder, e))?;
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| bad("cache_dir", format!("{}: {e}", folder.display())))?;
     let stem = base_stem(&source);
     let mut out = Vec::with_capacity(types.len());
     for (name, code) in types {
@@ -141,11 +150,13 @@ pub async fn prepare(spec: &QuantSpec, ctx: &Context) -> Result<Vec<ModelInfo>, 
                 spec.source.display()
             )));
             let started = std::time::Instant::now();
+            // `check` has decided what may be quantized (a Q8_0 source always, a lower one with
+            // --allow-requantize); llama.cpp itself refuses any quantized source without this.
             let job = QuantizeJob {
                 source: spec.source.clone(),
                 output: file.clone(),
                 file_type: code,
-                allow_requantize: spec.allow_requantize,
+                allow_requantize: true,
                 threads: spec.threads,
             };
             ctx.engine
@@ -158,8 +169,22 @@ pub async fn prepare(spec: &QuantSpec, ctx: &Context) -> Result<Vec<ModelInfo>, 
                 file.display()
             )));
         }
-        let mut info = catalog::model_info(&file, None)
-            .map_err(|e| bad("models", format!("{}: {e}", file.display())))?;
+        let mut info = catalog::model_info(&file, None).map_err(|e| {
+            bad(
+                "cache_dir",
+                format!("{}: {e} (delete it to quantize again)", file.display()),
+            )
+        })?;
+        if info.quantization != name {
+            return Err(bad(
+                "cache_dir",
+                format!(
+                    "{} is {}, not {name} (delete it to quantize again)",
+                    file.display(),
+                    info.quantization
+                ),
+            ));
+        }
         info.name = model_label(&source.name, &info.quantization);
         info.license = info.license.or_else(|| source.license.clone());
         out.push(info);
@@ -285,7 +310,7 @@ pub async fn run(
     let mut set = compare::load_stored(&ids[0], &folder).map_err(|e| read(e.to_string()))?;
     let evals = compare::load_stored(&ids[1], &folder).map_err(|e| read(e.to_string()))?;
     set.evals = evals.evals;
-    let steps = steps(&set, &rows)?;
+    let steps = steps(&set, &rows, ctx);
     let study = QuantStudy {
         source: source.path.display().to_string(),
         source_quantization: source.quantization.clone(),
@@ -302,6 +327,7 @@ pub async fn run(
     written.extend(e.written);
     written.push(file);
     rep.timestamp = format!("quant_{ts}");
+    rep.study = Some(table(&study));
     let formats = [Format::Md, Format::Html].into_iter().collect();
     written.extend(report::write(&rep, &dir, &formats).map_err(|e| ExperimentError::io(&dir, e))?);
     Ok(QuantOutcome { study, written })
@@ -367,18 +393,28 @@ fn rows(models: &[crate::results::ModelReport], rep: &report::Report) -> Vec<Qua
 }
 
 /// Each type against the previous one: decode rate per scenario and accuracy per task, with the
-/// test `compare` chooses and Holm's correction within the pair.
-fn steps(set: &ResultSet, rows: &[QuantRow]) -> Result<Vec<StepTest>, ExperimentError> {
+/// test `compare` chooses and Holm's correction over all of the pair's metrics (the rows kept
+/// are a part of that family, so the adjustment is conservative). A pair that cannot be compared
+/// is a warning, not the end of the study.
+fn steps(set: &ResultSet, rows: &[QuantRow], ctx: &Context) -> Vec<StepTest> {
     let mut out = Vec::new();
     for pair in rows.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        let c = compare::compare(
+        let c = match compare::compare(
             &set.only_model(&a.model),
             &set.only_model(&b.model),
             &Criteria::default(),
             &CompareOptions::default(),
-        )
-        .map_err(|e| ExperimentError::Plan(format!("{} vs {}: {e}", a.model, b.model)))?;
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.events.event(Event::Warning(format!(
+                    "{} vs {}: not tested ({e})",
+                    a.quantization, b.quantization
+                )));
+                continue;
+            }
+        };
         for s in &c.scenarios {
             for m in &s.metrics {
                 if m.metric != "decode_tokens_per_s" && m.metric != "accuracy" {
@@ -399,27 +435,40 @@ fn steps(set: &ResultSet, rows: &[QuantRow]) -> Result<Vec<StepTest>, Experiment
             }
         }
     }
-    Ok(out)
+    out
 }
 
-/// The study as Markdown: the per-type table, then the adjacent-type tests.
-pub fn render(s: &QuantStudy) -> String {
-    let mut b = Blocks::default();
-    b.heading(
-        1,
-        format!(
-            "Quantization study of {} ({})",
-            s.source, s.source_quantization
-        ),
-    );
-    b.para(format!(
-        "Speed: run {}; accuracy: eval {}. Decode and prefill are pooled means over the run's \
-         measured requests; accuracy with its 95% CI; frontier: no other type both as accurate \
-         and as fast on that task.",
-        s.perf_experiment, s.eval_experiment
-    ));
-    let t = b.table(
-        &[
+/// The per-type table as the report shows it (the frontier chart is the report's trade-off chart).
+pub fn table(s: &QuantStudy) -> StudyTable {
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), num);
+    let rows = s
+        .rows
+        .iter()
+        .map(|r| {
+            let acc: Vec<String> = r
+                .accuracy
+                .iter()
+                .map(|(task, a)| format!("{task} {}", score_ci(a.value, a.ci_low, a.ci_high)))
+                .collect();
+            vec![
+                r.quantization.clone(),
+                num(r.file_size_bytes as f64 / 1e6),
+                opt(r.model_load_ms),
+                opt(r.rss_after_load_mb),
+                opt(r.prefill_tokens_per_s),
+                opt(r.decode_tokens_per_s),
+                acc.join("; "),
+                if r.frontier.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("yes ({})", r.frontier.join(", "))
+                },
+            ]
+        })
+        .collect();
+    StudyTable {
+        title: format!("Study: quantization of {}", s.source),
+        head: [
             "type",
             "size_mb",
             "model_load_ms",
@@ -428,32 +477,25 @@ pub fn render(s: &QuantStudy) -> String {
             "decode_tokens_per_s",
             "accuracy [95% CI]",
             "frontier",
-        ],
-        "lrrrrrll",
-    );
-    let opt = |v: Option<f64>| v.map_or("-".to_string(), num);
-    for r in &s.rows {
-        let acc: Vec<String> = r
-            .accuracy
-            .iter()
-            .map(|(task, a)| format!("{task} {}", score_ci(a.value, a.ci_low, a.ci_high)))
-            .collect();
-        t.row(vec![
-            r.quantization.clone().into(),
-            num(r.file_size_bytes as f64 / 1e6).into(),
-            opt(r.model_load_ms).into(),
-            opt(r.rss_after_load_mb).into(),
-            opt(r.prefill_tokens_per_s).into(),
-            opt(r.decode_tokens_per_s).into(),
-            acc.join("; ").into(),
-            (if r.frontier.is_empty() {
-                "-".to_string()
-            } else {
-                format!("yes ({})", r.frontier.join(", "))
-            })
-            .into(),
-        ]);
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect(),
+        rows,
+        notes: vec![format!(
+            "Speed: run {}; accuracy: eval {}. Frontier: no other type both as accurate and as \
+             fast on that task (point estimates). Adjacent-type tests (Holm over all of each pair's \
+             metrics): study_quant_*.json.",
+            s.perf_experiment, s.eval_experiment
+        )],
+        chart: None,
     }
+}
+
+/// The study as Markdown: the per-type table, then the adjacent-type tests.
+pub fn render(s: &QuantStudy) -> String {
+    let mut b = Blocks::default();
+    study_blocks(&mut b, &table(s));
     b.heading(2, "Each type against the previous one");
     let t = b.table(
         &[
@@ -523,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_types_and_a_quantized_source_are_named() {
+    fn a_missing_source_is_named_and_type_names_map_to_llama_ftypes() {
         let spec = |types: &[&str], allow: bool| QuantSpec {
             source: PathBuf::from("/nonexistent/model.gguf"),
             types: types.iter().map(|t| t.to_string()).collect(),

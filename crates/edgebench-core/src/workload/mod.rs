@@ -93,8 +93,12 @@ pub async fn build_prompts(
         let target_tokens = rng.gen_range(lo..=hi);
         let [olo, ohi] = scenario.output_tokens;
         let max_tokens = opts.max_tokens.unwrap_or_else(|| rng.gen_range(olo..=ohi));
-        let instruction =
-            scenario.instructions[rng.gen_range(0..scenario.instructions.len())].clone();
+        let pick = if scenario.cycle_instructions {
+            index as usize % scenario.instructions.len()
+        } else {
+            rng.gen_range(0..scenario.instructions.len())
+        };
+        let instruction = scenario.instructions[pick].clone();
         let system = if opts.unique_prefix {
             format!("Session {seed:016x}. {}", scenario.system)
         } else {
@@ -164,7 +168,15 @@ pub async fn build_prompts(
                 )));
             }
         }
-        let messages = render(docs.trim_end());
+        // A scenario whose prompts are the instructions alone (no documents fit its length).
+        let messages = if docs.is_empty() {
+            vec![
+                ChatMessage::new("system", system.clone()),
+                ChatMessage::new("user", instruction.clone()),
+            ]
+        } else {
+            render(docs.trim_end())
+        };
         let prompt_tokens = target
             .count_prompt_tokens(&messages)
             .await

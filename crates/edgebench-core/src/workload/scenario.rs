@@ -44,6 +44,14 @@ pub struct Scenario {
     /// The scenario this one is a sweep step of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep_of: Option<String>,
+    /// The sampling temperature of this scenario's requests (overrides `--temperature`; set by
+    /// the temperature study).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Request k asks instruction k mod n (instead of one drawn at random), so steps that share
+    /// an instruction list ask the same things in the same order (the language study).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cycle_instructions: bool,
 }
 
 /// A real-text passage prompts are assembled from (paragraphs separated by blank lines).

@@ -12,17 +12,23 @@ use edgebench_core::experiment::eval_request::EvalRequest;
 use edgebench_core::experiment::Context as ExperimentContext;
 use edgebench_core::experiment::{perf, ExperimentError};
 use edgebench_core::report::compare_md;
+use edgebench_core::study::steps::{self as step_study, StepsSpec, StudyKind};
 use edgebench_core::study::{fp8_kv, quant};
 use edgebench_llama::LlamaLoader;
 
 use super::render::{ctrl_c_token, Terminal};
 use super::run::{base_command, cli_error, environment, request};
-use crate::args::{Fp8Args, QuantArgs, StudyCommand};
+use crate::args::{Fp8Args, QuantArgs, StepsArgs, StudyCommand};
 
 pub fn study(kind: StudyCommand) -> anyhow::Result<ExitCode> {
     match kind {
         StudyCommand::Fp8Kv(a) => super::block_on(fp8(*a)),
         StudyCommand::Quant(a) => super::block_on(quant(*a)),
+        StudyCommand::Context(a) => super::block_on(steps(StudyKind::Context, *a)),
+        StudyCommand::Temperature(a) => super::block_on(steps(StudyKind::Temperature, *a)),
+        StudyCommand::Language(a) => super::block_on(steps(StudyKind::Language, *a)),
+        StudyCommand::PromptType(a) => super::block_on(steps(StudyKind::PromptType, *a)),
+        StudyCommand::Threads(a) => super::block_on(steps(StudyKind::Threads, *a)),
     }
 }
 
@@ -82,8 +88,13 @@ async fn quant(a: QuantArgs) -> anyhow::Result<ExitCode> {
     }
     if a.run.resume.is_some() {
         return Err(plan_err(
-            "resume: a study runs new experiments; resume either one with `edgebench run --resume ID` \
-             or `edgebench eval --resume ID`",
+            "resume: the quant study is not resumed; run it again (its quantized files are cached, \
+             and what the interrupted experiments measured stays in the results)",
+        ));
+    }
+    if a.run.no_checkpoint {
+        return Err(plan_err(
+            "no_checkpoint: a study reads its experiments back from the results store",
         ));
     }
     let store = a
@@ -173,6 +184,65 @@ async fn quant(a: QuantArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out.study)?);
     } else {
         print!("{}", quant::render(&out.study));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn steps(kind: StudyKind, a: StepsArgs) -> anyhow::Result<ExitCode> {
+    let plan_err = |m: &str| cli_error(ExperimentError::Plan(m.to_string()));
+    if a.run.no_checkpoint {
+        return Err(plan_err(
+            "no_checkpoint: a study reads its experiment back from the results store",
+        ));
+    }
+    if a.run.sweep.is_some() || a.run.scenarios_file.is_some() || a.run.scenarios != ["all"] {
+        return Err(plan_err(
+            "scenarios: a study makes its own scenarios (one per step); leave out --scenarios, \
+             --scenarios-file and --sweep",
+        ));
+    }
+    let mut plan = request(&a.run)
+        .into_plan(environment(), base_command(), None, &|m| eprintln!("{m}"))
+        .map_err(cli_error)?;
+    plan.store = a
+        .run
+        .store
+        .as_deref()
+        .map(edgebench_core::store::StoreLocation::parse);
+    let model_ctx = match &plan.models {
+        perf::Models::Given(g) if g.len() == 1 => g[0].0.context_length,
+        perf::Models::Given(_) => return Err(plan_err("models: a study measures one model")),
+        perf::Models::Endpoint { ids, .. } if ids.len() > 1 => {
+            return Err(plan_err("models: a study measures one model"))
+        }
+        perf::Models::Endpoint { .. } => None,
+    };
+    let spec = StepsSpec {
+        kind,
+        values: a.values.clone(),
+        max_ctx: a.max_ctx,
+        max_tokens: a.run.max_tokens,
+        cores: edgebench_core::repro::default_threads(),
+    };
+    let steps = step_study::steps(&spec, &plan.file, model_ctx).map_err(cli_error)?;
+    step_study::apply(&mut plan, &steps).map_err(cli_error)?;
+    let ctx = ExperimentContext {
+        events: Arc::new(Terminal::new("requests", !a.run.no_checkpoint, false)),
+        cancel: ctrl_c_token(),
+        engine: Arc::new(LlamaLoader),
+    };
+    let out = step_study::run(kind, &steps, plan, &ctx)
+        .await
+        .map_err(cli_error)
+        .with_context(|| format!("{} study", kind.name()))?;
+    eprintln!("\nresults:");
+    for w in &out.written {
+        eprintln!("  {}", w.display());
+    }
+    if a.run.json {
+        println!("{}", serde_json::to_string_pretty(&out.study)?);
+    } else {
+        print!("{}", step_study::render(&out.study));
     }
     Ok(ExitCode::SUCCESS)
 }
