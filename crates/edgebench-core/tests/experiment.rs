@@ -42,6 +42,7 @@ fn plan(dir: &std::path::Path, resume: Resume) -> PerfPlan {
         command: "edgebench run --endpoint mock".into(),
         environment: Environment::capture("test", None, &["CPU"]),
         request: None,
+        fit: Default::default(),
     }
 }
 

@@ -603,6 +603,14 @@ pub struct RunArgs {
     pub no_checkpoint: bool,
 
     /// Print the summary as one JSON document on stdout.
+    /// Run embedded models that will not fit in memory (weights + KV cache for the longest
+    /// request + runtime) instead of skipping them.
+    #[arg(long)]
+    pub force: bool,
+    /// The memory models must fit in, MB (default: what is available when the run starts); plan
+    /// for a smaller machine.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_budget: Option<u64>,
     #[arg(long)]
     pub json: bool,
 

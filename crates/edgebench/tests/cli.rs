@@ -1519,3 +1519,54 @@ fn the_realistic_task_is_also_written_under_the_name_the_bank_study_reads() {
         "{files:?}"
     );
 }
+
+#[test]
+fn a_model_that_will_not_fit_is_skipped_unless_forced() {
+    let _g = model_lock();
+    let m = test_model();
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("results");
+    let args = |extra: &[&'static str]| {
+        let mut v: Vec<String> = ["run", "--models"].iter().map(|s| s.to_string()).collect();
+        v.push(m.display().to_string());
+        for a in [
+            "--scenarios",
+            "interactive_assistant",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--cooldown",
+            "0",
+            "--max-tokens",
+            "4",
+            "--memory-budget",
+            "100",
+            "--results",
+        ] {
+            v.push(a.into());
+        }
+        v.push(r.display().to_string());
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // The default model's weights alone are about 98 MB; with its KV cache and the runtime it
+    // needs about 400 MB.
+    let a = args(&[]);
+    let o = edgebench(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_input_error(&o, "--force: no model fits in memory");
+    assert!(
+        stderr(&o).contains("skipped (--force runs it anyway"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!r.exists() || files_in(&r).iter().all(|f| !f.starts_with("summary_")));
+    let a = args(&["--force"]);
+    let o = edgebench(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("running it anyway (--force)"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod eval;
 pub mod eval_request;
+pub mod fit;
 mod lifecycle;
 pub mod perf;
 pub mod profile;

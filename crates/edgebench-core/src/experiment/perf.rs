@@ -71,6 +71,8 @@ pub struct PerfPlan {
     /// The request the plan was built from, kept with the experiment (see
     /// [`super::request::latest_unfinished`]).
     pub request: Option<super::request::RunRequest>,
+    /// Embedded models that will not fit in memory are skipped unless forced.
+    pub fit: super::fit::FitPolicy,
 }
 
 /// The full protocol a quick run stands in for.
@@ -141,6 +143,46 @@ pub async fn run(plan: PerfPlan, ctx: &Context) -> Result<PerfOutcome, Experimen
     Ok(outcome)
 }
 
+/// The embedded models that fit in memory (all of them with `--force`), each one left out told
+/// why; none left is a plan error, before anything is created.
+fn fitting(
+    plan: &PerfPlan,
+    models: Vec<(ModelInfo, BackendSpec)>,
+    events: &dyn super::EventSink,
+) -> Result<Vec<(ModelInfo, BackendSpec)>, ExperimentError> {
+    use super::fit;
+    let mut budget = plan.fit.budget_mb;
+    let mut kept = Vec::with_capacity(models.len());
+    let mut skipped = Vec::new();
+    for (m, b) in models {
+        let BackendSpec::Embedded(spec) = &b else {
+            kept.push((m, b));
+            continue;
+        };
+        let ctx_tokens = fit::context_needed(&plan.scenarios, plan.run.max_tokens, spec.ctx_size);
+        let need = fit::need(&m, ctx_tokens);
+        let budget_mb = *budget.get_or_insert_with(fit::available_mb);
+        if need.total_mb() <= budget_mb {
+            kept.push((m, b));
+            continue;
+        }
+        let line = fit::verdict(&m, &need, budget_mb, plan.fit.force);
+        events.event(Event::Warning(line.clone()));
+        if plan.fit.force {
+            kept.push((m, b));
+        } else {
+            skipped.push(line);
+        }
+    }
+    if kept.is_empty() && !skipped.is_empty() {
+        return Err(ExperimentError::Plan(format!(
+            "force: no model fits in memory ({})",
+            skipped.join("; ")
+        )));
+    }
+    Ok(kept)
+}
+
 async fn run_with_server(
     plan: &PerfPlan,
     ctx: &Context,
@@ -158,6 +200,7 @@ async fn run_with_server(
         .map(|(m, c)| (m, BackendSpec::Http(Box::new(c))))
         .collect(),
     };
+    let models = fitting(plan, models, events)?;
     // Interrupted before anything was created: nothing to resume.
     if ctx.cancel.is_cancelled() {
         return Err(ExperimentError::Interrupted);

@@ -75,6 +75,10 @@ pub struct RunRequest {
     pub resume: Option<String>,
     /// A tokenizer file named in the results (the tokenizer itself is opened by the caller).
     pub tokenizer: Option<PathBuf>,
+    /// Run embedded models that will not fit in memory anyway.
+    pub force: bool,
+    /// The memory models must fit in, MB (default: what is available when the run starts).
+    pub memory_budget_mb: Option<u64>,
 }
 
 impl Default for RunRequest {
@@ -121,6 +125,8 @@ impl Default for RunRequest {
             no_checkpoint: false,
             resume: None,
             tokenizer: None,
+            force: false,
+            memory_budget_mb: None,
         }
     }
 }
@@ -380,6 +386,10 @@ impl RunRequest {
             request: Some(kept),
             command,
             environment,
+            fit: super::fit::FitPolicy {
+                budget_mb: self.memory_budget_mb,
+                force: self.force,
+            },
         })
     }
 }
@@ -419,13 +429,15 @@ mod tests {
 }
 
 /// The request fields a resume may differ in without changing what the experiment measures.
-const NOT_THE_EXPERIMENT: [&str; 6] = [
+const NOT_THE_EXPERIMENT: [&str; 8] = [
     "results",
     "resume",
     "api_key",
     "no_checkpoint",
     "verbose",
     "tokenizer",
+    "force",
+    "memory_budget_mb",
 ];
 
 impl RunRequest {

@@ -69,6 +69,8 @@ pub(crate) fn request(a: &RunArgs) -> RunRequest {
         no_checkpoint: a.no_checkpoint,
         resume: a.resume.clone(),
         tokenizer: a.tokenizer.clone(),
+        force: a.force,
+        memory_budget_mb: a.memory_budget,
     }
 }
 
@@ -222,6 +224,8 @@ fn resume_latest(a: &RunArgs, given: RunRequest) -> anyhow::Result<RunRequest> {
         no_checkpoint: given.no_checkpoint,
         verbose: given.verbose || stored.verbose,
         tokenizer: given.tokenizer.or(stored.tokenizer.clone()),
+        force: given.force,
+        memory_budget_mb: given.memory_budget_mb,
         ..stored
     })
 }
