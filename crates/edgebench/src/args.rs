@@ -602,7 +602,6 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "resume")]
     pub no_checkpoint: bool,
 
-    /// Print the summary as one JSON document on stdout.
     /// Run embedded models that will not fit in memory (weights + KV cache for the longest
     /// request + runtime) instead of skipping them.
     #[arg(long)]
@@ -611,6 +610,7 @@ pub struct RunArgs {
     /// for a smaller machine.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub memory_budget: Option<u64>,
+    /// Print the summary as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
 

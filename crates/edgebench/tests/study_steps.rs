@@ -133,6 +133,9 @@ fn threads_reload_the_model_per_count_and_name_the_best() {
         "{models:?}"
     );
     assert!(["1", "2"].contains(&s["best"].as_str().unwrap()), "{s}");
+    // Both counts asked the same prompts: the tests pair them.
+    let t = s["steps"][0]["test"].as_str().unwrap();
+    assert!(t.contains("paired") && !t.contains("unpaired"), "{t}");
 }
 
 #[test]

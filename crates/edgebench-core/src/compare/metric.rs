@@ -103,8 +103,9 @@ pub fn metric_def(name: &str) -> Option<&'static MetricDef> {
     METRICS.iter().chain(STEP_METRICS).find(|m| m.name == name)
 }
 
-/// Two independent sets of measured requests (two steps of a study: different prompts, so
-/// unpaired) compared on `metrics` with the test `compare` chooses, Holm-adjusted over them.
+/// Two sets of measured requests (two steps of a study) compared on `metrics` with the test
+/// `compare` chooses, Holm-adjusted over them: paired by prompt when both sides asked the same
+/// prompts (a thread count against another), else unpaired.
 pub fn test_lines(
     metrics: &[&MetricDef],
     baseline: &[&PerfLine],
@@ -118,9 +119,36 @@ pub fn test_lines(
             .filter_map(|l| (d.extract)(l))
             .collect()
     };
+    let ids = |lines: &[&PerfLine]| -> BTreeSet<String> {
+        lines
+            .iter()
+            .filter(|l| !l.record.warmup)
+            .map(|l| l.record.prompt_id.clone())
+            .collect()
+    };
+    let paired = !baseline.is_empty() && ids(baseline) == ids(candidate);
+    let pairs = |d: &MetricDef| -> (Vec<f64>, Vec<f64>) {
+        baseline
+            .iter()
+            .filter(|l| !l.record.warmup)
+            .filter_map(|b| {
+                let c = candidate
+                    .iter()
+                    .find(|c| !c.record.warmup && c.record.prompt_id == b.record.prompt_id)?;
+                Some(((d.extract)(b)?, (d.extract)(c)?))
+            })
+            .unzip()
+    };
     let mut out: Vec<MetricComparison> = metrics
         .iter()
-        .map(|d| test_metric(d, &values(baseline, d), &values(candidate, d), false, opts))
+        .map(|d| {
+            if paired {
+                let (b, c) = pairs(d);
+                test_metric(d, &b, &c, true, opts)
+            } else {
+                test_metric(d, &values(baseline, d), &values(candidate, d), false, opts)
+            }
+        })
         .collect();
     let ps: Vec<f64> = out.iter().filter_map(|m| m.p_value).collect();
     if let Ok(adj) = stats::holm(&ps) {

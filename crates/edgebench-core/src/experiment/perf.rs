@@ -235,7 +235,11 @@ async fn run_with_server(
     // Earlier invocations of a resumed experiment recorded the targets they loaded.
     if let Ok(prev) = serde_json::from_str::<ExperimentConfig>(&exp.row.config_json) {
         for s in &mut setups {
-            if let Some(p) = prev.models.iter().find(|p| p.model.path == s.model.path) {
+            if let Some(p) = prev
+                .models
+                .iter()
+                .find(|p| p.model.path == s.model.path && p.model.name == s.model.name)
+            {
                 s.target = p.target.clone();
             }
         }

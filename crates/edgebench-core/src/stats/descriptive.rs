@@ -212,8 +212,30 @@ pub fn summarize_sorted(s: &[f64]) -> Result<Summary> {
     })
 }
 
+/// The least-squares slope of `y` on `x` (how much `y` grows per unit of `x`); `None` with fewer
+/// than two points, lengths that differ, or no spread in `x`.
+pub fn ols_slope(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() || x.len() < 2 {
+        return None;
+    }
+    let (mx, my) = (mean(x).ok()?, mean(y).ok()?);
+    let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_slope_ignores_a_constant_offset() {
+        // y = 25 + 0.5 x: the offset (a chat template's tokens) does not move the slope.
+        let x = [10.0, 40.0, 25.0, 70.0];
+        let y: Vec<f64> = x.iter().map(|v| 25.0 + 0.5 * v).collect();
+        assert!((ols_slope(&x, &y).unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(ols_slope(&[3.0, 3.0], &[1.0, 2.0]), None);
+        assert_eq!(ols_slope(&[1.0], &[1.0]), None);
+    }
+
     use super::*;
 
     #[test]

@@ -26,8 +26,8 @@ pub use bootstrap::{
     jackknife_acceleration, CiMethod, ConfidenceInterval,
 };
 pub use descriptive::{
-    cv, max, mean, median, min, percentile, percentiles, std_dev, summarize, summarize_sorted,
-    variance, Summary,
+    cv, max, mean, median, min, ols_slope, percentile, percentiles, std_dev, summarize,
+    summarize_sorted, variance, Summary,
 };
 pub use effect::{
     cohens_d_label, cohens_d_paired, cohens_d_pooled, rank_biserial_label, rank_biserial_paired,

@@ -483,9 +483,9 @@ pub fn table(s: &QuantStudy) -> StudyTable {
         .collect(),
         rows,
         notes: vec![format!(
-            "Speed: run {}; accuracy: eval {}. Frontier: no other type both as accurate and as \
-             fast on that task (point estimates). Adjacent-type tests (Holm over all of each pair's \
-             metrics): study_quant_*.json.",
+            "Speed: run {}; accuracy: eval {}. Frontier: no other type at least as accurate and \
+             as fast on that task and better on one (point estimates). Adjacent-type tests \
+             (Holm over all of each pair's metrics): study_quant_*.json.",
             s.perf_experiment, s.eval_experiment
         )],
         chart: None,

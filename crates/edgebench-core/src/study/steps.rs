@@ -102,13 +102,26 @@ pub struct StepsSpec {
     /// The steps (empty: [`StudyKind::default_values`], or for context the doublings up to the
     /// limit, for threads 1 up to the cores).
     pub values: Vec<String>,
-    /// Context: the largest prompt plus output (default: the model's training context).
+    /// Context: the largest prompt plus output (default: the model's training context, at most
+    /// [`DEFAULT_MAX_CTX`]).
     pub max_ctx: Option<u32>,
+    /// A fixed engine context (`--ctx-size`): the context study stays under it.
+    pub fixed_ctx: Option<u32>,
     /// Output tokens per request where the study fixes them (default 64 for context, 128 for
     /// temperature and language; prompt types answer at their natural length up to 512).
     pub max_tokens: Option<u32>,
     /// Physical cores, for the threads study's default.
     pub cores: u32,
+}
+
+/// The context study's largest prompt plus output unless `--max-ctx` asks for more (long prompts
+/// take minutes each on a CPU).
+pub const DEFAULT_MAX_CTX: u64 = 8192;
+
+/// Room left under the limit for a prompt of `n` tokens: prompts end on a whole sentence, so they
+/// can pass their target by one.
+fn context_margin(n: u64) -> u64 {
+    (n / 16).max(128)
 }
 
 fn bad(field: &str, why: String) -> ExperimentError {
@@ -156,14 +169,40 @@ pub fn steps(
     let mut out = Vec::new();
     match spec.kind {
         StudyKind::Context => {
-            let limit = spec.max_ctx.map(u64::from).or(model_ctx).unwrap_or(4096);
+            if let (Some(m), Some(c)) = (spec.max_ctx, model_ctx) {
+                if u64::from(m) > c {
+                    return Err(bad(
+                        "max_ctx",
+                        format!("{m} is above the model's context length, {c} tokens"),
+                    ));
+                }
+            }
+            let limit = [
+                spec.max_ctx.map(u64::from),
+                spec.fixed_ctx.map(u64::from),
+                model_ctx,
+                spec.max_ctx.is_none().then_some(DEFAULT_MAX_CTX),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(4096);
             let gen = spec.max_tokens.unwrap_or(64);
-            // The prompt may end a sentence past its target: keep that much room under the limit.
-            let fits = |n: u64| n + u64::from(gen) + 64 <= limit;
+            let fits = |n: u64| n + u64::from(gen) + context_margin(n) <= limit;
+            // The largest prompt that fits, in whole 64-token steps.
+            let largest = (1..=limit / 64)
+                .rev()
+                .map(|i| i * 64)
+                .find(|&n| fits(n))
+                .unwrap_or(0);
             let lengths: Vec<u64> = if values.is_empty() {
-                std::iter::successors(Some(512u64), |n| Some(n * 2))
+                let mut v: Vec<u64> = std::iter::successors(Some(512u64), |n| Some(n * 2))
                     .take_while(|&n| fits(n))
-                    .collect()
+                    .collect();
+                if v.last().is_some_and(|&l| largest > l + l / 4) {
+                    v.push(largest);
+                }
+                v
             } else {
                 values
                     .iter()
@@ -175,9 +214,10 @@ pub fn steps(
                                 bad(
                                     "values",
                                     format!(
-                                    "{v:?}: prompt lengths are whole numbers of tokens from 16 \
-                                     that leave {gen} output tokens under the context limit {limit}"
-                                ),
+                                        "{v:?}: prompt lengths are whole numbers of tokens from 16 \
+                                         to {largest} (room for {gen} output tokens and the \
+                                         prompt's last sentence under the context limit {limit})"
+                                    ),
                                 )
                             })
                     })
@@ -291,12 +331,8 @@ pub fn steps(
         }
     }
     let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = out
-        .iter()
-        .map(|s| (s.scenario.name.clone(), s.threads))
-        .find(|k| !seen.insert(k.clone()))
-    {
-        return Err(bad("values", format!("{} is listed twice", dup.0)));
+    if let Some(dup) = out.iter().find(|s| !seen.insert(s.setting.clone())) {
+        return Err(bad("values", format!("{} is listed twice", dup.setting)));
     }
     Ok(out)
 }
@@ -337,7 +373,7 @@ pub fn apply(plan: &mut PerfPlan, steps: &[Step]) -> Result<(), ExperimentError>
     };
     let Some((model, BackendSpec::Embedded(spec))) = given.first().cloned() else {
         return Err(bad(
-            "models",
+            "endpoint",
             "the threads study runs on the embedded engine".into(),
         ));
     };
@@ -366,8 +402,9 @@ pub struct StepRow {
     pub decode_tokens_per_s: Option<MetricStats>,
     pub output_tokens: Option<MetricStats>,
     pub peak_rss_mb: Option<f64>,
-    /// Language: prompt tokens (system prompt and chat template included) per character of
-    /// the system prompt and the prompt.
+    /// Language: prompt tokens per character of the prompt's text, as the least-squares slope of
+    /// prompt tokens on characters over the language's prompts (template and lead-in drop out;
+    /// needs two prompts of different lengths, so `--runs 2` or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_per_char: Option<f64>,
 }
@@ -427,19 +464,21 @@ pub async fn run(
         .map_err(|e| read(e.to_string()))?
         .only(std::slice::from_ref(&id));
     let mut rep = report::build(&input, time::OffsetDateTime::now_utc());
-    let models: Vec<String> = p
+    let first = p
         .summary
         .models
-        .iter()
-        .map(|m| m.model.name.clone())
-        .collect();
+        .first()
+        .map(|m| m.model.clone())
+        .ok_or_else(|| read("the run measured no model".into()))?;
     let mut rows = Vec::new();
-    for (i, s) in steps.iter().enumerate() {
-        let model = match s.threads {
-            Some(_) => models.get(i).cloned(),
-            None => models.first().cloned(),
-        }
-        .unwrap_or_default();
+    for s in steps {
+        // A threads step runs as the study's model named with its count (see `apply`).
+        let model = match (s.threads, first.name.rsplit_once(" @ ")) {
+            (Some(n), Some((base, _))) => {
+                format!("{base} @ {n} thread{}", if n == 1 { "" } else { "s" })
+            }
+            _ => first.name.clone(),
+        };
         let Some(r) = rep
             .performance
             .iter()
@@ -459,14 +498,22 @@ pub async fn run(
             .collect();
         let prompt_tokens_mean = (!prompt_tokens.is_empty())
             .then(|| prompt_tokens.iter().sum::<f64>() / prompt_tokens.len() as f64);
-        // Language steps cycle through their prompts: request k asks prompt k mod n.
+        // Language steps cycle through their prompts: measured request k asks prompt k mod n.
+        // The slope of prompt tokens on the prompt's characters is the text's own cost: the chat
+        // template and the lead-in, the same for every prompt, drop out.
         let prompt_tokens_per_char = (kind == StudyKind::Language)
             .then(|| {
                 let ins = &s.scenario.instructions;
-                let chars: usize = (0..prompt_tokens.len())
-                    .map(|k| s.scenario.system.chars().count() + ins[k % ins.len()].chars().count())
-                    .sum();
-                (chars > 0).then(|| prompt_tokens.iter().sum::<f64>() / chars as f64)
+                let base = measured.iter().map(|l| l.record.index).min()?;
+                let (chars, tokens): (Vec<f64>, Vec<f64>) = measured
+                    .iter()
+                    .filter_map(|l| {
+                        let k = (l.record.index - base) as usize;
+                        let t = l.record.prompt_tokens? as f64;
+                        Some((ins[k % ins.len()].chars().count() as f64, t))
+                    })
+                    .unzip();
+                crate::stats::ols_slope(&chars, &tokens)
             })
             .flatten();
         let m = |name: &str| r.metrics.get(name).cloned();
@@ -609,7 +656,8 @@ pub fn table(s: &StepsStudy) -> StudyTable {
     let metric = key_metric(s.kind);
     let mut notes = vec![format!(
         "Each step is a unit of run {}; each step is tested against the one before it on TTFT, \
-         prefill and decode rates and output length (unpaired, the test `compare` chooses, \
+         prefill and decode rates and output length (paired by prompt when both steps asked the same \
+         prompts, else unpaired; the test `compare` chooses, \
          Holm-adjusted over those four): see study_{}_*.json.",
         s.experiment,
         s.kind.slug()
@@ -664,4 +712,69 @@ pub fn render(s: &StepsStudy) -> String {
     let mut b = Blocks::default();
     study_blocks(&mut b, &table(s));
     to_markdown(&b.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: StudyKind, values: &[&str]) -> StepsSpec {
+        StepsSpec {
+            kind,
+            values: values.iter().map(|v| v.to_string()).collect(),
+            max_ctx: None,
+            fixed_ctx: None,
+            max_tokens: None,
+            cores: 2,
+        }
+    }
+
+    fn settings(s: &StepsSpec, model_ctx: Option<u64>) -> Result<Vec<String>, String> {
+        let file = ScenarioFile::default_file().unwrap();
+        steps(s, &file, model_ctx)
+            .map(|v| v.into_iter().map(|s| s.setting).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn context_steps_double_then_reach_the_largest_prompt_that_fits() {
+        let s = spec(StudyKind::Context, &[]);
+        // 8192: 7616 + 64 output + 7616/16 for the last sentence = 8156 <= 8192 < 7680's 8224.
+        assert_eq!(
+            settings(&s, Some(8192)).unwrap(),
+            ["512", "1024", "2048", "4096", "7616"]
+        );
+        // A model of 128k tokens is capped at 8192 unless --max-ctx asks for more.
+        assert_eq!(settings(&s, Some(131_072)).unwrap().last().unwrap(), "7616");
+        let fixed = StepsSpec {
+            fixed_ctx: Some(2048),
+            ..spec(StudyKind::Context, &[])
+        };
+        assert_eq!(
+            settings(&fixed, Some(8192)).unwrap(),
+            ["512", "1024", "1856"]
+        );
+        let over = StepsSpec {
+            max_ctx: Some(16_384),
+            ..spec(StudyKind::Context, &[])
+        };
+        let e = settings(&over, Some(8192)).unwrap_err();
+        assert!(e.starts_with("max_ctx: 16384 is above"), "{e}");
+        let e = settings(&spec(StudyKind::Context, &["8000"]), Some(8192)).unwrap_err();
+        assert!(e.contains("from 16 to 7616"), "{e}");
+    }
+
+    #[test]
+    fn steps_are_named_by_their_setting_and_refused_twice() {
+        let t = settings(&spec(StudyKind::Temperature, &[]), None).unwrap();
+        assert_eq!(t, ["0.25", "0.5", "0.75"]);
+        let e = settings(&spec(StudyKind::Threads, &["2", "2"]), None).unwrap_err();
+        assert_eq!(e, "values: 2 is listed twice");
+        let l = settings(&spec(StudyKind::Language, &[]), None).unwrap();
+        assert_eq!(l, ["en", "fr", "zh", "es", "de", "ar"]);
+        // Every language asks the same number of prompts, in the same order.
+        let file = prompts_file().unwrap();
+        assert!(file.language.iter().all(|s| s.prompts.len() == 6));
+        assert!(file.prompt_type.iter().all(|s| s.prompts.len() == 5));
+    }
 }

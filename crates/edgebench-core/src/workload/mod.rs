@@ -168,8 +168,9 @@ pub async fn build_prompts(
                 )));
             }
         }
-        // A scenario whose prompts are the instructions alone (no documents fit its length).
-        let messages = if docs.is_empty() {
+        // A study's prompt set: the instructions alone when no documents fit (other scenarios
+        // keep their prompts as they were).
+        let messages = if docs.is_empty() && scenario.cycle_instructions {
             vec![
                 ChatMessage::new("system", system.clone()),
                 ChatMessage::new("user", instruction.clone()),

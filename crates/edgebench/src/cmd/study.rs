@@ -217,10 +217,19 @@ async fn steps(kind: StudyKind, a: StepsArgs) -> anyhow::Result<ExitCode> {
         }
         perf::Models::Endpoint { .. } => None,
     };
+    if a.max_ctx.is_some() && kind != StudyKind::Context {
+        return Err(plan_err("max_ctx: only the context study takes it"));
+    }
+    if a.run.duration.is_some() && kind == StudyKind::Language {
+        return Err(plan_err(
+            "duration: the language study maps each request to its prompt; give --runs",
+        ));
+    }
     let spec = StepsSpec {
         kind,
         values: a.values.clone(),
         max_ctx: a.max_ctx,
+        fixed_ctx: a.run.ctx_size,
         max_tokens: a.run.max_tokens,
         cores: edgebench_core::repro::default_threads(),
     };
