@@ -250,6 +250,21 @@ fn resume_alone_continues_the_latest_unfinished_run_as_it_was_asked_for() {
         named.contains("--runs 3 (it ran with 6)") && !named.contains("--warmup"),
         "only what was typed: {err}"
     );
+    // Another machine (a team store's other member) does not take it over.
+    let out = Command::new(env!("CARGO_BIN_EXE_edgebench"))
+        .args(ARGS)
+        .args(["--resume", "--results"])
+        .arg(&results)
+        .env("EDGEBENCH_SETTLE_TIMEOUT", "0")
+        .env("EDGEBENCH_MACHINE_LABEL", "another-machine")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nothing to resume") && !err.contains("resuming experiment"),
+        "{err}"
+    );
     // `--resume` alone: the experiment as it was asked for (--runs 6, --warmup 1 ...).
     let out = run(&["run", "--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -76,7 +76,7 @@ impl Experiment {
         environment: &crate::repro::Environment,
         events: &dyn super::EventSink,
     ) -> Result<Self, ExperimentError> {
-        let exp = Self::open(s)?;
+        let exp = Self::open(s, &environment.machine().id)?;
         events.event(super::Event::Started {
             experiment_id: exp.id().to_string(),
             kind: exp.row.kind.clone(),
@@ -86,8 +86,9 @@ impl Experiment {
         Ok(exp)
     }
 
-    /// Creates the experiment, or resumes one with the same configuration hash.
-    pub fn open(s: &ExperimentStart) -> Result<Self, ExperimentError> {
+    /// Creates the experiment, or resumes one with the same configuration hash (without an id:
+    /// the newest unfinished one of this machine, `machine_id`, or of no recorded machine).
+    pub fn open(s: &ExperimentStart, machine_id: &str) -> Result<Self, ExperimentError> {
         let location = match (&s.store, s.no_checkpoint) {
             (_, true) => StoreLocation::Memory,
             (Some(l), false) => l.clone(),
@@ -123,7 +124,7 @@ impl Experiment {
                             "--resume {id}: no such experiment in {shown}"
                         ))
                     })?,
-                    _ => match store.latest_unfinished(&s.config_hash)? {
+                    _ => match store.latest_unfinished(&s.config_hash, machine_id)? {
                         Some(row) => row,
                         None => {
                             // Say so when the experiment with this configuration already finished.

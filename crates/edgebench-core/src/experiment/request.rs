@@ -476,6 +476,7 @@ pub fn latest_unfinished(
     results: &std::path::Path,
     store: Option<&crate::store::StoreLocation>,
     kind: &str,
+    machine_id: &str,
 ) -> Result<Option<Unfinished>, ExperimentError> {
     let location = match store {
         Some(s) => s.clone(),
@@ -488,7 +489,13 @@ pub fn latest_unfinished(
     let Some(row) = store
         .experiments()?
         .into_iter()
-        .find(|e| e.kind == kind && e.status != "done")
+        // Only this machine's (or one that never recorded a machine): in a team store another
+        // machine's unfinished run is not ours to continue.
+        .find(|e| {
+            e.kind == kind
+                && e.status != "done"
+                && (e.machine_id.is_empty() || e.machine_id == machine_id)
+        })
     else {
         return Ok(None);
     };

@@ -375,19 +375,22 @@ impl Store {
             .next())
     }
 
-    /// The newest unfinished experiment with this config hash.
+    /// The newest unfinished experiment with this config hash of machine `machine_id` (or of no
+    /// recorded machine: another team member's run is not this one's to continue).
     pub fn latest_unfinished(
         &self,
         config_hash: &str,
+        machine_id: &str,
     ) -> Result<Option<ExperimentRow>, StoreError> {
         Ok(self
             .query_map(
                 &format!(
                     "SELECT {} FROM experiments WHERE config_hash = ?1 AND status != 'done'
+                     AND (machine_id = '' OR machine_id = ?2)
                      ORDER BY created DESC, id DESC LIMIT 1",
                     Self::COLS
                 ),
-                vals![config_hash],
+                vals![config_hash, machine_id],
                 Self::row,
             )?
             .into_iter()

@@ -114,6 +114,25 @@ fn each_backend(test: impl Fn(&mut Store)) {
 }
 
 #[test]
+fn another_machines_unfinished_experiment_is_not_resumed() {
+    each_backend(|s| {
+        let mine = ExperimentRow {
+            machine_id: "m1".into(),
+            ..experiment("a", "h1", "2026-01-01")
+        };
+        let theirs = ExperimentRow {
+            machine_id: "m2".into(),
+            ..experiment("b", "h1", "2026-01-02")
+        };
+        s.create_experiment(&mine).unwrap();
+        s.create_experiment(&theirs).unwrap();
+        assert_eq!(s.latest_unfinished("h1", "m1").unwrap().unwrap().id, "a");
+        assert_eq!(s.latest_unfinished("h1", "m2").unwrap().unwrap().id, "b");
+        assert!(s.latest_unfinished("h1", "m3").unwrap().is_none());
+    });
+}
+
+#[test]
 fn experiments_are_found_by_hash_listed_and_deleted_with_their_units() {
     each_backend(experiments_by_hash);
 }
@@ -125,10 +144,10 @@ fn experiments_by_hash(s: &mut Store) {
         .unwrap();
     s.create_experiment(&experiment("c", "h2", "2026-01-03"))
         .unwrap();
-    assert_eq!(s.latest_unfinished("h1").unwrap().unwrap().id, "b");
+    assert_eq!(s.latest_unfinished("h1", "").unwrap().unwrap().id, "b");
     s.set_status("b", "done").unwrap();
-    assert_eq!(s.latest_unfinished("h1").unwrap().unwrap().id, "a");
-    assert!(s.latest_unfinished("h3").unwrap().is_none());
+    assert_eq!(s.latest_unfinished("h1", "").unwrap().unwrap().id, "a");
+    assert!(s.latest_unfinished("h3", "").unwrap().is_none());
     assert_eq!(
         s.experiments()
             .unwrap()

@@ -181,7 +181,8 @@ fn resume_latest(a: &RunArgs, given: RunRequest) -> anyhow::Result<RunRequest> {
         .store
         .as_deref()
         .map(edgebench_core::store::StoreLocation::parse);
-    let Some(u) = request::latest_unfinished(&a.results, store.as_ref(), "perf")? else {
+    let machine = environment().machine().id;
+    let Some(u) = request::latest_unfinished(&a.results, store.as_ref(), "perf", &machine)? else {
         return Ok(given);
     };
     let Some(stored) = u.request.clone() else {
