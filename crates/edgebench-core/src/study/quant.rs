@@ -6,22 +6,20 @@
 //! (`study_quant_{ts}.json`, and the report with its frontier chart).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, gguf, ModelInfo};
-use crate::compare::{self, CompareOptions, Criteria, ResultSet};
+use crate::compare::{self, CompareOptions, Criteria, MetricComparison, ResultSet};
 use crate::eval::Score;
 use crate::experiment::eval::{self, EvalModels, EvalPlan};
 use crate::experiment::perf::{self, Models, PerfPlan};
 use crate::experiment::{Context, Event, ExperimentError, QuantizeJob};
+use crate::report;
 use crate::report::document::{model_label, StudyTable};
 use crate::report::layout::{to_markdown, Blocks};
 use crate::report::markdown::{num, score_ci, study_blocks};
-use crate::report::{self, Format};
-use crate::results::{atomic_write, file_timestamp, ResultsFolder};
-use crate::store::StoreLocation;
 
 /// The types a study writes unless told otherwise, largest first.
 pub const DEFAULT_TYPES: &[&str] = &["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"];
@@ -258,6 +256,24 @@ pub struct StepTest {
     pub p_holm: Option<f64>,
 }
 
+impl StepTest {
+    /// `to` against `from` on `scenario`, as a comparison's metric row has it.
+    pub fn new(from: &str, to: &str, scenario: &str, m: &MetricComparison) -> Self {
+        Self {
+            from: from.to_string(),
+            to: to.to_string(),
+            scenario: scenario.to_string(),
+            metric: m.metric.clone(),
+            baseline: m.baseline,
+            candidate: m.candidate,
+            relative_change: m.relative_change,
+            change_ci: m.change_ci,
+            test: m.test.clone(),
+            p_holm: m.p_holm,
+        }
+    }
+}
+
 /// `study_quant_{ts}.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuantStudy {
@@ -300,15 +316,10 @@ pub async fn run(
         .map(|s| s.experiment_id.clone())
         .ok_or_else(|| ExperimentError::Plan("the eval scored nothing".into()))?;
     let ids = [p.summary.run_id.clone(), eval_id.clone()];
-    let folder = open(&dir, store.as_ref())?;
-    let read = |e: String| ExperimentError::Plan(format!("reading the study back: {e}"));
-    let input = report::load_from(&folder)
-        .map_err(|e| read(e.to_string()))?
-        .only(&ids);
-    let mut rep = report::build(&input, time::OffsetDateTime::now_utc());
+    let (folder, _, rep) = super::read_back(&dir, store.as_ref(), &ids)?;
     let rows = rows(&p.summary.models, &rep);
-    let mut set = compare::load_stored(&ids[0], &folder).map_err(|e| read(e.to_string()))?;
-    let evals = compare::load_stored(&ids[1], &folder).map_err(|e| read(e.to_string()))?;
+    let mut set = compare::load_stored(&ids[0], &folder).map_err(super::read_error)?;
+    let evals = compare::load_stored(&ids[1], &folder).map_err(super::read_error)?;
     set.evals = evals.evals;
     let steps = steps(&set, &rows, ctx);
     let study = QuantStudy {
@@ -319,26 +330,10 @@ pub async fn run(
         rows,
         steps,
     };
-    let ts = file_timestamp(time::OffsetDateTime::now_utc());
-    let file = dir.join(format!("study_quant_{ts}.json"));
-    let bytes = serde_json::to_vec_pretty(&study).map_err(|e| ExperimentError::io(&file, e))?;
-    atomic_write(&file, &bytes).map_err(|e| ExperimentError::io(&file, e))?;
     let mut written = p.written;
     written.extend(e.written);
-    written.push(file);
-    rep.timestamp = format!("quant_{ts}");
-    rep.study = Some(table(&study));
-    let formats = [Format::Md, Format::Html].into_iter().collect();
-    written.extend(report::write(&rep, &dir, &formats).map_err(|e| ExperimentError::io(&dir, e))?);
+    written.extend(super::write_out(&dir, "quant", &study, table(&study), rep)?);
     Ok(QuantOutcome { study, written })
-}
-
-fn open(dir: &Path, store: Option<&StoreLocation>) -> Result<ResultsFolder, ExperimentError> {
-    let r = match store {
-        Some(s) => ResultsFolder::open_store(s),
-        None => ResultsFolder::open(dir),
-    };
-    r.map_err(|e| ExperimentError::Plan(format!("reading the study back: {e}")))
 }
 
 /// The per-type rows, in the run's model order.
@@ -420,18 +415,12 @@ fn steps(set: &ResultSet, rows: &[QuantRow], ctx: &Context) -> Vec<StepTest> {
                 if m.metric != "decode_tokens_per_s" && m.metric != "accuracy" {
                     continue;
                 }
-                out.push(StepTest {
-                    from: a.quantization.clone(),
-                    to: b.quantization.clone(),
-                    scenario: s.scenario.clone(),
-                    metric: m.metric.clone(),
-                    baseline: m.baseline,
-                    candidate: m.candidate,
-                    relative_change: m.relative_change,
-                    change_ci: m.change_ci,
-                    test: m.test.clone(),
-                    p_holm: m.p_holm,
-                });
+                out.push(StepTest::new(
+                    &a.quantization,
+                    &b.quantization,
+                    &s.scenario,
+                    m,
+                ));
             }
         }
     }

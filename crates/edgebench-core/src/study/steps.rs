@@ -15,8 +15,6 @@ use crate::experiment::{BackendSpec, Context, Event, ExperimentError};
 use crate::report::document::{model_label, MetricStats, StudyBar, StudyChart, StudyTable};
 use crate::report::layout::{to_markdown, Blocks};
 use crate::report::markdown::{num, study_blocks};
-use crate::report::{self, Format};
-use crate::results::{atomic_write, file_timestamp, ResultsFolder};
 use crate::workload::{Scenario, ScenarioFile};
 
 use super::quant::StepTest;
@@ -454,30 +452,24 @@ pub async fn run(
     )));
     let p = perf::run(plan, ctx).await?;
     let id = p.summary.run_id.clone();
-    let read = |e: String| ExperimentError::Plan(format!("reading the study back: {e}"));
-    let folder = match &store {
-        Some(s) => ResultsFolder::open_store(s),
-        None => ResultsFolder::open(&dir),
-    }
-    .map_err(|e| read(e.to_string()))?;
-    let input = report::load_from(&folder)
-        .map_err(|e| read(e.to_string()))?
-        .only(std::slice::from_ref(&id));
-    let mut rep = report::build(&input, time::OffsetDateTime::now_utc());
+    let (_, input, rep) = super::read_back(&dir, store.as_ref(), std::slice::from_ref(&id))?;
     let first = p
         .summary
         .models
         .first()
-        .map(|m| m.model.clone())
-        .ok_or_else(|| read("the run measured no model".into()))?;
+        .map(|m| m.model.name.clone())
+        .ok_or_else(|| super::read_error("the run measured no model"))?;
     let mut rows = Vec::new();
     for s in steps {
-        // A threads step runs as the study's model named with its count (see `apply`).
-        let model = match (s.threads, first.name.rsplit_once(" @ ")) {
-            (Some(n), Some((base, _))) => {
-                format!("{base} @ {n} thread{}", if n == 1 { "" } else { "s" })
-            }
-            _ => first.name.clone(),
+        // A threads step is the model the engine loaded with that many threads (see `apply`).
+        let model = match s.threads {
+            Some(n) => p
+                .summary
+                .models
+                .iter()
+                .find(|m| m.target.threads == Some(n))
+                .map_or_else(|| first.clone(), |m| m.model.name.clone()),
+            None => first.clone(),
         };
         let Some(r) = rep
             .performance
@@ -553,18 +545,7 @@ pub async fn run(
                 .collect()
         };
         for m in compare::test_lines(&defs, &lines(a), &lines(b), &opts) {
-            tests.push(StepTest {
-                from: a.setting.clone(),
-                to: b.setting.clone(),
-                scenario: kind.name().to_string(),
-                metric: m.metric,
-                baseline: m.baseline,
-                candidate: m.candidate,
-                relative_change: m.relative_change,
-                change_ci: m.change_ci,
-                test: m.test,
-                p_holm: m.p_holm,
-            });
+            tests.push(StepTest::new(&a.setting, &b.setting, kind.name(), &m));
         }
     }
     let best = (kind == StudyKind::Threads)
@@ -582,16 +563,14 @@ pub async fn run(
         steps: tests,
         best,
     };
-    let ts = file_timestamp(time::OffsetDateTime::now_utc());
-    let file = dir.join(format!("study_{}_{ts}.json", kind.slug()));
-    let bytes = serde_json::to_vec_pretty(&study).map_err(|e| ExperimentError::io(&file, e))?;
-    atomic_write(&file, &bytes).map_err(|e| ExperimentError::io(&file, e))?;
     let mut written = p.written;
-    written.push(file);
-    rep.study = Some(table(&study));
-    rep.timestamp = format!("{}_{ts}", kind.slug());
-    let formats = [Format::Md, Format::Html].into_iter().collect();
-    written.extend(report::write(&rep, &dir, &formats).map_err(|e| ExperimentError::io(&dir, e))?);
+    written.extend(super::write_out(
+        &dir,
+        &kind.slug(),
+        &study,
+        table(&study),
+        rep,
+    )?);
     Ok(StepsOutcome { study, written })
 }
 

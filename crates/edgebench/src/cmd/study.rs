@@ -54,24 +54,17 @@ async fn fp8(a: Fp8Args) -> anyhow::Result<ExitCode> {
     let plans: [_; 2] = plans
         .try_into()
         .map_err(|_| anyhow::anyhow!("the study has two plans"))?;
-    let ctx = ExperimentContext {
-        events: Arc::new(Terminal::new("requests", !a.run.no_checkpoint, false)),
-        cancel: ctrl_c_token(),
-        engine: Arc::new(LlamaLoader),
-    };
+    let ctx = context(a.run.no_checkpoint);
     let out = fp8_kv::run(plans, &criteria, &ctx)
         .await
         .map_err(cli_error)
         .context("FP8 study")?;
-    eprintln!("\nresults:");
-    for w in &out.written {
-        eprintln!("  {}", w.display());
-    }
-    if a.run.json {
-        println!("{}", serde_json::to_string_pretty(&out.comparison)?);
-    } else {
-        print!("{}", compare_md::render(&out.comparison));
-    }
+    show(
+        &out.written,
+        a.run.json,
+        &out.comparison,
+        compare_md::render,
+    )?;
     Ok(match out.comparison.decision.verdict {
         Verdict::KeepBaseline => ExitCode::from(1),
         Verdict::Apply | Verdict::ApplyWithMonitoring => ExitCode::SUCCESS,
@@ -151,11 +144,7 @@ async fn quant(a: QuantArgs) -> anyhow::Result<ExitCode> {
         .map_err(cli_error)?;
     eval_plan.tasks = tasks;
     eval_plan.store = store;
-    let ctx = ExperimentContext {
-        events: Arc::new(Terminal::new("requests", !a.run.no_checkpoint, false)),
-        cancel: ctrl_c_token(),
-        engine: Arc::new(LlamaLoader),
-    };
+    let ctx = context(a.run.no_checkpoint);
     let models = if quantize {
         let spec = quant::QuantSpec {
             source: source.path.clone(),
@@ -176,15 +165,7 @@ async fn quant(a: QuantArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(cli_error)
         .context("quant study")?;
-    eprintln!("\nresults:");
-    for w in &out.written {
-        eprintln!("  {}", w.display());
-    }
-    if a.run.json {
-        println!("{}", serde_json::to_string_pretty(&out.study)?);
-    } else {
-        print!("{}", quant::render(&out.study));
-    }
+    show(&out.written, a.run.json, &out.study, quant::render)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -235,23 +216,39 @@ async fn steps(kind: StudyKind, a: StepsArgs) -> anyhow::Result<ExitCode> {
     };
     let steps = step_study::steps(&spec, &plan.file, model_ctx).map_err(cli_error)?;
     step_study::apply(&mut plan, &steps).map_err(cli_error)?;
-    let ctx = ExperimentContext {
-        events: Arc::new(Terminal::new("requests", !a.run.no_checkpoint, false)),
-        cancel: ctrl_c_token(),
-        engine: Arc::new(LlamaLoader),
-    };
+    let ctx = context(a.run.no_checkpoint);
     let out = step_study::run(kind, &steps, plan, &ctx)
         .await
         .map_err(cli_error)
         .with_context(|| format!("{} study", kind.name()))?;
+    show(&out.written, a.run.json, &out.study, step_study::render)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The experiment context a study runs with: the terminal's progress, Ctrl-C, the engine.
+fn context(no_checkpoint: bool) -> ExperimentContext {
+    ExperimentContext {
+        events: Arc::new(Terminal::new("requests", !no_checkpoint, false)),
+        cancel: ctrl_c_token(),
+        engine: Arc::new(LlamaLoader),
+    }
+}
+
+/// The files written (stderr), then the study's document: JSON with `--json`, else Markdown.
+fn show<T: serde::Serialize>(
+    written: &[std::path::PathBuf],
+    json: bool,
+    doc: &T,
+    markdown: fn(&T) -> String,
+) -> anyhow::Result<()> {
     eprintln!("\nresults:");
-    for w in &out.written {
+    for w in written {
         eprintln!("  {}", w.display());
     }
-    if a.run.json {
-        println!("{}", serde_json::to_string_pretty(&out.study)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(doc)?);
     } else {
-        print!("{}", step_study::render(&out.study));
+        print!("{}", markdown(doc));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
